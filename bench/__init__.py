@@ -1,0 +1,3 @@
+"""aigc-bench: performance benchmarking for generative models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+"""Backend registry: name -> Backend class."""
+
+from bench.backends.base import Backend
+from bench.backends.eager import EagerBackend
+
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (EagerBackend,)}
+
+
+def capability_markdown() -> str:
+    """The capability matrix as a markdown table (the README embeds this exact text; a test checks)."""
+    from bench.scenario import PRECISIONS
+    from bench.workloads import WORKLOADS
+
+    lines = ["| backend | task | device | " + " | ".join(PRECISIONS) + " |",
+             "|---|---|---|" + "---|" * len(PRECISIONS)]
+    for backend in BACKENDS.values():
+        for task in WORKLOADS:
+            for device in ("cpu", "cuda"):
+                cells = ["yes" if backend.unsupported_reason(task, p, device) is None else "-" for p in PRECISIONS]
+                lines.append(f"| {backend.name} | {task} | {device} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,139 @@
+"""Commands only: parse, call, map errors to exit codes (0 ok, 1 a run failed, 2 invalid input)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from bench.errors import BenchInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="aigc-bench: performance benchmarks for generative models.")
+# Wide enough for the summary table when output goes to a file or a CI log.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+@app.command()
+def run(
+    paths: list[str] = typer.Argument(..., help="scenario files or directories of them"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default reports/run-<UTC time>)"),
+    device: Optional[str] = typer.Option(None, help="override every scenario's device: auto | cpu | cuda[:N]"),
+    repeats: int = typer.Option(1, min=1, help="independent processes per matrix point"),
+    resume: bool = typer.Option(False, "--resume", help="skip runs already recorded in --out"),
+) -> None:
+    """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
+    from bench.results import read_records
+    from bench.runner import RESULTS, run_sweep
+    from bench.scenario import DEVICE_PATTERN, load_all
+    from bench.summary import markdown, rich_table
+
+    import re
+
+    if device is not None and not re.match(DEVICE_PATTERN, device):
+        raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
+    if resume and out_dir is None:
+        raise BenchInputError("--resume", "needs --out naming the sweep to continue")
+    scenarios = load_all(paths)
+    if out_dir is None:
+        out_dir = Path("reports") / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err)
+    records = read_records(out_dir / RESULTS)
+    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
+    out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
+    out.print(f"results: {out_dir / RESULTS}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def validate(paths: list[str] = typer.Argument(..., help="scenario files or directories of them")) -> None:
+    """Check scenario files without running them (the model config and sequence limits included)."""
+    from bench.scenario import load_scenario, scenario_files
+
+    failed = False
+    for path in scenario_files(paths):
+        try:
+            ls = load_scenario(path)
+        except BenchInputError as exc:
+            err.print(f"error: {exc}", markup=False, highlight=False)
+            failed = True
+            continue
+        out.print(f"ok: {path} ({ls.scenario.name}: {len(ls.points)} point(s), model {ls.scenario.model.name})",
+                  markup=False, highlight=False)
+    raise typer.Exit(2 if failed else 0)
+
+
+@app.command("list")
+def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to look for scenario files")) -> None:
+    """Bundled model architectures and the scenario files under scenarios/."""
+    from rich.table import Table
+
+    from bench import models
+    from bench.workloads import WORKLOADS
+
+    table = Table(title="bundled models (random weights offline; `weights: pretrained` needs local files)")
+    for col in ("name", "type", "parameters", "max positions", "what", "pretrained from"):
+        table.add_column(col)
+    for name, (hub_id, what) in models.BUNDLED.items():
+        config = models.load_config(models.resolve(name))
+        task_cls = next((w for w in WORKLOADS.values() if w.check_model(w.Spec(), config) is None), None)
+        params = models.parameter_count(config, task_cls.model_class()) if task_cls else None
+        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M" if params else "-",
+                      str(models.max_positions(config)), what, hub_id or "-")
+    out.print(table)
+    files = sorted(scenario_dir.rglob("*.y*ml")) if scenario_dir.is_dir() else []
+    stable = Table(title=f"scenarios in {scenario_dir}")
+    stable.add_column("file")
+    stable.add_column("name")
+    stable.add_column("task")
+    stable.add_column("model")
+    from bench.scenario import read_yaml
+
+    for f in files:
+        try:
+            data = read_yaml(f)
+            stable.add_row(str(f), str(data.get("name", "?")), str(data.get("task", "?")),
+                           str((data.get("model") or {}).get("name", "?")))
+        except BenchInputError as exc:
+            stable.add_row(str(f), "invalid", str(exc), "")
+    out.print(stable)
+
+
+@app.command()
+def capabilities() -> None:
+    """The backend × task × device × precision table (markdown). Unsupported points are recorded as such."""
+    from bench.backends import capability_markdown
+
+    sys.stdout.write(capability_markdown())
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)  # click returns the Exit code instead of exiting
+    except BenchInputError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

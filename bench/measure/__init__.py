@@ -1,0 +1,1 @@
+"""Measurement: clocks (host and CUDA events), statistics, memory trackers."""

@@ -1,0 +1,139 @@
+"""Memory trackers for the measured phase of one run (the worker is its own process).
+
+- Host: peak RSS of this process from /proc/self/status VmHWM, never ru_maxrss (inherited across
+  fork/exec). Writing "5" to /proc/self/clear_refs resets VmHWM so the measured phase gets its own peak.
+- CUDA: torch's peak allocated / reserved bytes, reset before the measured phase.
+- NVML: a sampling thread reads this process's device memory (what the driver sees, CUDA context and
+  other libraries' allocations included) and the device's used memory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class MemoryMetrics(BaseModel):
+    host_rss_peak_bytes: int | None = None  # whole process lifetime (load included)
+    host_rss_measured_peak_bytes: int | None = None  # measured phase only
+    cuda_allocated_peak_bytes: int | None = None
+    cuda_reserved_peak_bytes: int | None = None
+    nvml_process_peak_bytes: int | None = None
+    nvml_device_used_peak_bytes: int | None = None
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def host_rss_peak_bytes() -> int | None:
+    peak = _status_kib("VmHWM")
+    if peak is None:  # not Linux: best effort, current RSS
+        import psutil
+
+        peak = psutil.Process().memory_info().rss
+    return peak
+
+
+def reset_host_rss_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class NvmlSampler:
+    """Polls NVML every `interval_s` in a daemon thread; keeps the peaks."""
+
+    def __init__(self, device_index: int, interval_s: float = 0.01):
+        import pynvml
+
+        self._nvml = pynvml
+        pynvml.nvmlInit()
+        self._handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        self._pid = os.getpid()
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.process_peak: int | None = None
+        self.device_peak: int | None = None
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        nv = self._nvml
+        used = nv.nvmlDeviceGetMemoryInfo(self._handle).used
+        self.device_peak = max(self.device_peak or 0, used)
+        try:
+            for proc in nv.nvmlDeviceGetComputeRunningProcesses(self._handle):
+                if proc.pid == self._pid and proc.usedGpuMemory is not None:
+                    self.process_peak = max(self.process_peak or 0, proc.usedGpuMemory)
+        except nv.NVMLError:
+            pass  # containers may hide process info: the device figure remains
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> "NvmlSampler":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+class MemoryTracker:
+    """Wraps the measured phase: `with tracker: ...` then `tracker.metrics()`."""
+
+    def __init__(self, device: Any):
+        self.device = device
+        self.is_cuda = getattr(device, "type", "") == "cuda"
+        self._nvml: NvmlSampler | None = None
+        self._host_reset = False
+        self._measured_peak: int | None = None
+
+    def __enter__(self) -> "MemoryTracker":
+        if self.is_cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            try:
+                self._nvml = NvmlSampler(self.device.index or 0).__enter__()
+            except Exception:  # NVML missing (e.g. no driver library): torch's own figures remain
+                self._nvml = None
+        self._host_reset = reset_host_rss_peak()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._nvml is not None:
+            self._nvml.__exit__(*exc)
+        self._measured_peak = host_rss_peak_bytes() if self._host_reset else None
+
+    def metrics(self, lifetime_host_peak: int | None) -> MemoryMetrics:
+        m = MemoryMetrics(host_rss_peak_bytes=max(filter(None, [lifetime_host_peak, self._measured_peak]), default=None),
+                          host_rss_measured_peak_bytes=self._measured_peak)
+        if self.is_cuda:
+            import torch
+
+            m.cuda_allocated_peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
+            m.cuda_reserved_peak_bytes = int(torch.cuda.max_memory_reserved(self.device))
+            if self._nvml is not None:
+                m.nvml_process_peak_bytes = self._nvml.process_peak
+                m.nvml_device_used_peak_bytes = self._nvml.device_peak
+        return m

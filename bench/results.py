@@ -1,0 +1,105 @@
+"""The record schema (the only thing reports, compare and roofline read) and JSONL storage.
+
+One record per (matrix point, repeat). Units live in field names. Raw samples are kept in the stats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bench.measure.memory import MemoryMetrics
+from bench.measure.stats import Stats
+
+SCHEMA_VERSION = 1
+Status = Literal["ok", "failed", "unsupported", "timeout"]
+
+
+class Throughput(BaseModel):
+    output_tokens_per_s: float | None = None  # batch × new_tokens / mean latency
+    requests_per_s: float | None = None  # batch / mean latency (one sequence = one request)
+    prefill_tokens_per_s: float | None = None  # batch × prompt_tokens / mean TTFT
+    decode_tokens_per_s: float | None = None  # batch × (new_tokens − 1) / mean (latency − TTFT)
+
+
+class Metrics(BaseModel):
+    latency_s: Stats
+    ttft_s: Stats | None = None
+    tpot_s: Stats | None = None
+    itl_s: Stats | None = None  # every inter-token gap of every measured call (summary only)
+    throughput: Throughput
+    memory: MemoryMetrics
+    load_s: float  # build/load the model onto the device
+    first_call_s: float  # the first (cold) call, never part of the measured samples
+    warmup_calls: int
+    measured_time_s: float  # wall time of the measured phase
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    point_id: str
+    scenario: str
+    scenario_file: str
+    model: str
+    weights: str
+    task: str
+    backend: str
+    precision: str
+    batch_size: int
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
+    workload: dict[str, Any] = {}
+    backend_options: dict[str, Any] = {}
+    device: str  # resolved: cpu | cuda:N
+    device_name: str | None = None
+    repeat: int = 0
+    status: Status
+    error: str | None = None
+    valid: bool | None = None  # False when the measurement is too noisy to trust (reasons say why)
+    invalid_reasons: list[str] = []
+    warnings: list[str] = []
+    details: dict[str, Any] = {}  # e.g. torch threads, attention implementation, parameter count
+    started_at: str | None = None
+    duration_s: float | None = None  # whole run, process start to record
+    metrics: Metrics | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def append_record(path: Path, record: Record) -> None:
+    """Append one line and flush it to disk: a killed sweep loses at most the run in flight."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(record.model_dump_json() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_records(path: Path) -> list[Record]:
+    records = []
+    if not path.exists():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            records.append(Record.model_validate_json(line))
+        except ValueError:
+            continue  # a line cut short by a kill: that run is simply not recorded
+    return records
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,159 @@
+"""plan → spawn → collect.
+
+Every (matrix point, repeat) runs in a fresh Python process (`python -m bench.worker`), its own
+process group, with a wall-clock limit. The parent never touches the GPU: it checks the capability
+table, starts the worker, and appends the worker's record (or a failed/timeout record it writes
+itself) to results.jsonl as soon as the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import environment
+from bench.errors import BenchInputError
+from bench.results import Record, append_record, now_iso, read_records, write_json
+from bench.scenario import LoadedScenario, RunSpec
+from bench.worker import base_record
+
+RESULTS = "results.jsonl"
+
+
+@dataclass
+class SweepResult:
+    out_dir: Path
+    records: list[Record] = field(default_factory=list)  # this invocation's records
+    skipped: int = 0  # already recorded (resume)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(r.status in ("failed", "timeout") for r in self.records) else 0
+
+
+def check_device(requested: str, source: str) -> str:
+    """Resolve `auto` and refuse a CUDA device this machine does not have (never run it on the CPU)."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BenchInputError(source, f"{requested} requested but torch sees no CUDA device "
+                                  f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})", "device")
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise BenchInputError(source, f"{requested} requested but only {torch.cuda.device_count()} "
+                                  "CUDA device(s) exist", "device")
+    return requested
+
+
+def plan(scenarios: list[LoadedScenario], repeats: int, device: str | None) -> list[RunSpec]:
+    specs = []
+    for ls in scenarios:
+        requested = device or ls.scenario.device
+        resolved = check_device(requested, "--device" if device else ls.path)
+        specs.extend(ls.run_specs(repeats=repeats, device=resolved))
+    return specs
+
+
+def _tail(path: Path, n: int = 1) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[:500]
+
+
+def run_one(run: RunSpec, logs: Path) -> Record:
+    """Run one spec in its own process; always returns a record."""
+    from bench.backends import BACKENDS
+
+    device_type = run.device.split(":")[0]
+    reason = BACKENDS[run.backend].unsupported_reason(run.task, run.precision, device_type)
+    if reason:
+        return Record(**base_record(run, run.device), status="unsupported", error=reason, started_at=now_iso(),
+                      duration_s=0.0)
+
+    spec_path = logs / f"{run.run_id}.spec.json"
+    result_path = logs / f"{run.run_id}.result.json"
+    log_path = logs / f"{run.run_id}.log"
+    result_path.unlink(missing_ok=True)
+    spec_path.write_text(run.model_dump_json(indent=2))
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")  # offline by default
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["BENCH_RUNNER_PID"] = str(os.getpid())
+    started, t0 = now_iso(), time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path), str(result_path)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        try:
+            rc = proc.wait(timeout=run.measure.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            return Record(**base_record(run, run.device), status="timeout",
+                          error=f"run exceeded timeout_s={run.measure.timeout_s:g} and was killed",
+                          started_at=started, duration_s=time.perf_counter() - t0)
+        except BaseException:  # Ctrl-C or the runner being stopped: take the worker down with us
+            _kill(proc)
+            raise
+    if result_path.exists():
+        record = Record.model_validate_json(result_path.read_text())
+        if record.status == "failed":
+            record.error = f"{record.error} (log: {log_path})"
+        return record
+    how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
+    return Record(**base_record(run, run.device), status="failed",
+                  error=f"worker died with {how} without a result: {_tail(log_path)} (log: {log_path})",
+                  started_at=started, duration_s=time.perf_counter() - t0)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, device: str | None = None,
+              resume: bool = False, console: Console | None = None) -> SweepResult:
+    console = console or Console(stderr=True)
+    specs = plan(scenarios, repeats, device)  # may raise BenchInputError: nothing written yet
+    results_path = out_dir / RESULTS
+    if results_path.exists() and results_path.stat().st_size > 0 and not resume:
+        raise BenchInputError("--out", f"{out_dir} already holds {RESULTS}; pass --resume to continue "
+                              "that sweep or choose another directory")
+    done = {r.run_id for r in read_records(results_path)} if resume else set()
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "environment.json", environment.collect())
+
+    result = SweepResult(out_dir=out_dir)
+    todo = [s for s in specs if s.run_id not in done]
+    result.skipped = len(specs) - len(todo)
+    if result.skipped:
+        console.print(f"resume: {result.skipped} run(s) already recorded in {results_path}, {len(todo)} to go")
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("sweep", total=len(todo))
+        for spec in todo:
+            progress.update(bar, description=spec.label())
+            record = run_one(spec, logs)
+            append_record(results_path, record)
+            result.records.append(record)
+            if record.status != "ok":
+                progress.console.print(f"[yellow]{record.status}[/]: {spec.label()}: {record.error}")
+            progress.advance(bar)
+        progress.update(bar, description="sweep done")
+    return result

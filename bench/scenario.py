@@ -1,0 +1,304 @@
+"""Scenario files: schema (pydantic v2, unknown keys are errors), safe YAML loading, matrix expansion.
+
+A scenario is validated completely (including resolving its model and checking the workload against
+the model's limits) before anything runs or is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
+
+from bench.errors import BenchInputError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
+Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-dyn"]
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+MATRIX_KEYS = ("backend", "precision", "batch_size")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    name: str = Field(min_length=1, description="bundled architecture, hub id, or local directory")
+    weights: Literal["random", "pretrained"] = "random"
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+class MatrixSpec(Strict):
+    backend: list[str] = Field(default=["eager"], min_length=1)
+    precision: list[Precision] = Field(default=["fp32"], min_length=1)
+    batch_size: list[PositiveInt] = Field(default=[1], min_length=1)
+
+    _wrap = field_validator("backend", "precision", "batch_size", mode="before")(_as_list)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, names: list[str]) -> list[str]:
+        from bench.backends import BACKENDS
+
+        for name in names:
+            if name not in BACKENDS:
+                raise ValueError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+        return names
+
+
+class MeasureSpec(Strict):
+    warmup: NonNegativeInt = Field(2, description="warm-up calls after the first (cold) call")
+    min_iterations: PositiveInt = 10
+    min_time_s: NonNegativeFloat = 2.0
+    timeout_s: PositiveFloat = Field(600.0, description="wall-clock limit of one run's process")
+    max_cv: PositiveFloat = Field(0.10, description="latency coefficient of variation above which a run is invalid")
+    seed: int = 0
+
+
+class Scenario(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str | None = None
+    task: str
+    model: ModelSpec
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    matrix: MatrixSpec = MatrixSpec()
+    exclude: list[dict[str, Any]] = []
+    workload: dict[str, Any] = {}
+    backend_options: dict[str, dict[str, Any]] = {}
+    measure: MeasureSpec = MeasureSpec()
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        from bench.workloads import WORKLOADS
+
+        if task not in WORKLOADS:
+            raise ValueError(f"unknown task {task!r} (known: {', '.join(WORKLOADS)})")
+        return task
+
+
+class RunSpec(BaseModel):
+    """One (matrix point, repeat): everything a worker process needs, serialisable to JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str
+    scenario_file: str
+    task: str
+    model: str
+    weights: str
+    model_kind: str  # bundled | directory | hub
+    model_location: str  # config path, directory or hub id
+    device: str  # as requested: auto | cpu | cuda[:N]; the runner resolves it
+    backend: str
+    precision: str
+    batch_size: int
+    workload: dict[str, Any]
+    backend_options: dict[str, Any] = {}
+    measure: MeasureSpec
+    repeat: int = 0
+
+    def identity(self, with_repeat: bool = True) -> dict[str, Any]:
+        keys = ["scenario", "task", "model", "weights", "device", "backend", "precision", "batch_size",
+                "workload", "backend_options"]
+        ident = {k: getattr(self, k) for k in keys}
+        if with_repeat:
+            ident["repeat"] = self.repeat
+        return ident
+
+    @property
+    def point_id(self) -> str:
+        return _digest(self.identity(with_repeat=False))
+
+    @property
+    def run_id(self) -> str:
+        return _digest(self.identity())
+
+    def label(self) -> str:
+        return f"{self.scenario}/{self.model}/{self.backend}/{self.precision}/bs{self.batch_size}#r{self.repeat}"
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class LoadedScenario(BaseModel):
+    path: str
+    scenario: Scenario
+    workload: BaseModel  # the task's validated workload section
+    model_kind: str
+    model_location: str
+    points: list[dict[str, Any]]  # matrix points after exclude
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def run_specs(self, repeats: int = 1, device: str | None = None) -> list[RunSpec]:
+        sc = self.scenario
+        specs = []
+        for point in self.points:
+            for repeat in range(repeats):
+                specs.append(RunSpec(
+                    scenario=sc.name, scenario_file=self.path, task=sc.task, model=sc.model.name,
+                    weights=sc.model.weights, model_kind=self.model_kind, model_location=self.model_location,
+                    device=device or sc.device, backend=point["backend"], precision=point["precision"],
+                    batch_size=point["batch_size"], workload=self.workload.model_dump(),
+                    backend_options=sc.backend_options.get(point["backend"], {}), measure=sc.measure,
+                    repeat=repeat,
+                ))
+        return specs
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _raise_validation(path: str, err: ValidationError, prefix: str = "") -> None:
+    first = err.errors()[0]
+    field = _loc(first["loc"])
+    if prefix:
+        field = prefix if field == "(top level)" else f"{prefix}.{field}"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    more = f" (and {err.error_count() - 1} more error(s))" if err.error_count() > 1 else ""
+    raise BenchInputError(path, f"{msg}{more}", field) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    src = str(path)
+    if not path.exists():
+        raise BenchInputError(src, "no such file")
+    if not path.is_file():
+        raise BenchInputError(src, "not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchInputError(src, f"cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)  # safe: never constructs Python objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BenchInputError(src, f"malformed YAML{where}: {problem}") from None
+    if data is None:
+        raise BenchInputError(src, "empty scenario file")
+    if not isinstance(data, dict):
+        raise BenchInputError(src, f"a scenario must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _expand(path: str, sc: Scenario) -> list[dict[str, Any]]:
+    matrix = sc.matrix
+    for i, rule in enumerate(sc.exclude):
+        for key in rule:
+            if key not in MATRIX_KEYS:
+                raise BenchInputError(path, f"unknown matrix key {key!r} (known: {', '.join(MATRIX_KEYS)})",
+                                      f"exclude[{i}].{key}")
+        if not rule:
+            raise BenchInputError(path, "an exclude rule needs at least one key", f"exclude[{i}]")
+    points = []
+    for values in itertools.product(matrix.backend, matrix.precision, matrix.batch_size):
+        point = dict(zip(MATRIX_KEYS, values))
+        if any(all(point[k] == v for k, v in rule.items()) for rule in sc.exclude):
+            continue
+        if point not in points:
+            points.append(point)
+    if not points:
+        raise BenchInputError(path, "removes every point of the matrix; nothing would run", "exclude")
+    return points
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Load and fully validate one scenario file. Raises BenchInputError naming file and field."""
+    from bench import models
+    from bench.workloads import WORKLOADS
+
+    path = Path(path)
+    src = str(path)
+    data = read_yaml(path)
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as err:
+        _raise_validation(src, err)
+    for name in sc.backend_options:
+        if name not in sc.matrix.backend:
+            raise BenchInputError(src, f"options for backend {name!r}, which the matrix does not run",
+                                  f"backend_options.{name}")
+    from bench.backends import BACKENDS
+
+    for name, options in sc.backend_options.items():
+        try:
+            BACKENDS[name].Options.model_validate(options)
+        except ValidationError as err:
+            _raise_validation(src, err, prefix=f"backend_options.{name}")
+    workload_cls = WORKLOADS[sc.task]
+    try:
+        workload = workload_cls.Spec.model_validate(sc.workload)
+    except ValidationError as err:
+        _raise_validation(src, err, prefix="workload")
+    points = _expand(src, sc)
+    try:
+        ref = models.resolve(sc.model.name, sc.model.weights, base_dir=path.parent)
+        config = models.load_config(ref)
+    except models.ModelNotFound as exc:
+        raise BenchInputError(src, str(exc), "model.name") from None
+    problem = workload_cls.check_model(workload, config)
+    if problem:
+        field, message = problem
+        raise BenchInputError(src, message, field)
+    return LoadedScenario(path=src, scenario=sc, workload=workload, model_kind=ref.kind,
+                          model_location=ref.location, points=points)
+
+
+def scenario_files(paths: list[str | Path]) -> list[Path]:
+    """Expand directories into the scenario files (*.yaml, *.yml) directly inside them, sorted."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
+            if not found:
+                raise BenchInputError(str(p), "directory holds no scenario files (*.yaml, *.yml)")
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def load_all(paths: list[str | Path]) -> list[LoadedScenario]:
+    loaded = [load_scenario(f) for f in scenario_files(paths)]
+    seen: dict[str, str] = {}
+    for ls in loaded:
+        if ls.scenario.name in seen:
+            raise BenchInputError(ls.path, f"scenario name {ls.scenario.name!r} is already used by {seen[ls.scenario.name]}",
+                                  "name")
+        seen[ls.scenario.name] = ls.path
+    return loaded

@@ -1,0 +1,73 @@
+"""The end-of-sweep table, as rich (terminal) and GitHub markdown (summary.md)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from bench.results import Record
+
+COLUMNS = ("scenario", "model", "backend", "precision", "batch", "status", "tokens/s", "TTFT p50",
+           "TPOT p50", "latency p50", "latency p99", "peak memory", "valid", "note")
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.0f} us"
+
+
+def fmt_bytes(b: int | None) -> str:
+    if not b:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= scale:
+            return f"{b / scale:.2f} {unit}"
+    return f"{b} B"
+
+
+def peak_memory_bytes(r: Record) -> int | None:
+    """The figure that matters on the run's device: GPU memory on CUDA, host RSS on the CPU."""
+    if r.metrics is None:
+        return None
+    m = r.metrics.memory
+    if r.device.startswith("cuda"):
+        return m.nvml_process_peak_bytes or m.cuda_reserved_peak_bytes
+    return m.host_rss_peak_bytes
+
+
+def row(r: Record) -> list[str]:
+    base = [r.scenario, r.model, r.backend, r.precision, str(r.batch_size)]
+    if r.metrics is None:
+        return base + [r.status] + ["-"] * 7 + [_short(r.error or "")]
+    m = r.metrics
+    tps = m.throughput.output_tokens_per_s
+    return base + [
+        r.status, f"{tps:.1f}" if tps is not None else "-",
+        fmt_seconds(m.ttft_s.p50 if m.ttft_s else None), fmt_seconds(m.tpot_s.p50 if m.tpot_s else None),
+        fmt_seconds(m.latency_s.p50), fmt_seconds(m.latency_s.p99), fmt_bytes(peak_memory_bytes(r)),
+        "yes" if r.valid else "no", _short("; ".join(r.invalid_reasons)),
+    ]
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def rich_table(records: list[Record], title: str = "results") -> Table:
+    table = Table(title=title)
+    for col in COLUMNS:
+        table.add_column(col, overflow="fold")
+    for r in records:
+        table.add_row(*row(r))
+    return table
+
+
+def markdown(records: list[Record]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in records:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row(r)) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,173 @@
+"""The child-process entry point: run one RunSpec, write one record.
+
+    python -m bench.worker SPEC_JSON RESULT_JSON
+
+Each run is a fresh process (started by the runner), so CUDA contexts, allocator peaks, compiled
+kernels and caches never leak from one run into the next. Phases, in order:
+
+    load (load_s) → backend.prepare (its own cold costs) → first call (first_call_s, cold)
+    → `warmup` calls → measured calls until min_iterations AND min_time_s both hold.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from bench.results import Metrics, Record, now_iso, write_json
+from bench.scenario import RunSpec
+
+
+def resolve_device(requested: str):
+    """auto -> cuda if available, else cpu. Availability was checked by the runner already."""
+    import torch
+
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from bench.environment import _cpu_model
+
+    return _cpu_model()
+
+
+def base_record(run: RunSpec, device: str) -> dict:
+    from bench.workloads import WORKLOADS
+
+    return dict(run_id=run.run_id, point_id=run.point_id, scenario=run.scenario, scenario_file=run.scenario_file,
+                model=run.model, weights=run.weights, task=run.task, backend=run.backend,
+                precision=run.precision, batch_size=run.batch_size, workload=run.workload,
+                backend_options=run.backend_options, device=device, repeat=run.repeat,
+                **WORKLOADS[run.task].record_fields(run.workload))
+
+
+def quality(metrics: Metrics, max_cv: float) -> tuple[list[str], list[str]]:
+    """(invalid_reasons, warnings): too noisy to trust vs. worth knowing."""
+    invalid, warnings = [], []
+    lat = metrics.latency_s
+    if lat.count < 3:
+        invalid.append(f"latency_s has {lat.count} samples; at least 3 are needed for a spread")
+    elif lat.cv > max_cv:
+        invalid.append(f"latency_s coefficient of variation {lat.cv:.1%} exceeds max_cv {max_cv:.0%}")
+    for name in ("latency_s", "ttft_s", "tpot_s"):
+        stats = getattr(metrics, name)
+        if stats is None:
+            continue
+        unresolved = stats.unresolved_percentiles()
+        if unresolved:
+            warnings.append(f"{name}: {stats.count} samples do not resolve {', '.join(unresolved)} "
+                            f"(p99 needs 100, p95 20, p90 10); those equal or approach the max")
+    return invalid, warnings
+
+
+def measure(run: RunSpec) -> Record:
+    import torch
+
+    from bench import models
+    from bench.backends import BACKENDS
+    from bench.measure.memory import MemoryTracker, host_rss_peak_bytes
+    from bench.measure.timing import make_clock
+    from bench.workloads import WORKLOADS
+
+    started, t_process = now_iso(), time.perf_counter()
+    device = resolve_device(run.device)
+    torch.manual_seed(run.measure.seed)
+    backend = BACKENDS[run.backend](run.backend_options)
+    workload_cls = WORKLOADS[run.task]
+
+    ref = models.ModelRef(run.model, run.weights, run.model_kind, run.model_location)
+    t0 = time.perf_counter()
+    model = models.build(ref, workload_cls.model_class(), backend.load_dtype(run.precision), device,
+                         seed=run.measure.seed)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    load_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in model.parameters())
+
+    prepared = backend.prepare(model, run, device)
+    clock = make_clock(device, prefer_sync=prepared.uses_foreign_streams)
+    workload = workload_cls(run, device, clock)
+    workload.prepare_inputs(prepared.runnable)
+
+    first_call_s = workload.call(prepared.runnable)["latency_s"]
+    for _ in range(run.measure.warmup):
+        workload.call(prepared.runnable)
+
+    lifetime_peak = host_rss_peak_bytes()
+    calls = []
+    tracker = MemoryTracker(device)
+    with tracker:
+        t_measure = time.perf_counter()
+        while len(calls) < run.measure.min_iterations or time.perf_counter() - t_measure < run.measure.min_time_s:
+            calls.append(workload.call(prepared.runnable))
+        measured_time_s = time.perf_counter() - t_measure
+
+    metrics = Metrics(**workload.metrics(calls), memory=tracker.metrics(lifetime_peak), load_s=load_s,
+                      first_call_s=first_call_s, warmup_calls=run.measure.warmup, measured_time_s=measured_time_s,
+                      **prepared.cold_metrics)
+    invalid, warnings = quality(metrics, run.measure.max_cv)
+    details = {"parameters": n_params, "torch_threads": torch.get_num_threads(), "clock": clock.kind,
+               **prepared.details}
+    return Record(**base_record(run, str(device)), device_name=device_name(device), status="ok",
+                  valid=not invalid, invalid_reasons=invalid, warnings=warnings, details=details,
+                  started_at=started, duration_s=time.perf_counter() - t_process, metrics=metrics)
+
+
+def _exit_with_parent() -> None:
+    """If the runner dies (killed sweep), don't leave a worker running on its own: Linux kills us
+    with the parent (PR_SET_PDEATHSIG); elsewhere a watchdog thread notices the new parent."""
+    parent = int(os.environ.get("BENCH_RUNNER_PID", os.getppid()))
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the runner died before prctl took effect
+        os._exit(3)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    _exit_with_parent()
+    run = RunSpec.model_validate_json(spec_path.read_text())
+    started, t0 = now_iso(), time.perf_counter()
+    try:
+        record = measure(run)
+    except Exception as exc:  # a failing run is a record; the sweep goes on
+        traceback.print_exc()
+        first_line = (str(exc).strip().splitlines() or [""])[0][:500]
+        try:
+            device = str(resolve_device(run.device))
+        except Exception:
+            device = run.device
+        record = Record(**base_record(run, device), status="failed", error=f"{type(exc).__name__}: {first_line}",
+                        started_at=started, duration_s=time.perf_counter() - t0)
+    write_json(result_path, record.model_dump(mode="json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

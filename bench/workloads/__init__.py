@@ -1,0 +1,6 @@
+"""Workload registry: task -> Workload class."""
+
+from bench.workloads.base import Workload
+from bench.workloads.text_generation import TextGeneration
+
+WORKLOADS: dict[str, type[Workload]] = {w.task: w for w in (TextGeneration,)}

@@ -1,0 +1,47 @@
+"""What a workload is: it makes seeded inputs, performs one timed call, and turns samples into metrics.
+
+Adding a workload = one module with a `Workload` subclass + one entry in `bench.workloads.WORKLOADS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+
+class Workload:
+    task: ClassVar[str]
+    Spec: ClassVar[type[BaseModel]]  # the scenario's `workload:` section for this task
+
+    @classmethod
+    def model_class(cls):
+        """The transformers auto class that builds models for this task."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_model(cls, spec: BaseModel, config: Any) -> tuple[str, str] | None:
+        """(field, message) when this workload cannot run on a model with this config."""
+        return None
+
+    @classmethod
+    def record_fields(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        """Workload parameters promoted to top-level record fields."""
+        return {}
+
+    def __init__(self, run: Any, device: Any, clock: Any):
+        self.run = run
+        self.spec = self.Spec.model_validate(run.workload)
+        self.device = device
+        self.clock = clock
+
+    def prepare_inputs(self, runnable: Any) -> None:
+        raise NotImplementedError
+
+    def call(self, runnable: Any) -> dict[str, Any]:
+        """One timed call; returns this call's measurements (at least latency_s)."""
+        raise NotImplementedError
+
+    def metrics(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """Fields of `bench.results.Metrics` computed from the measured calls."""
+        raise NotImplementedError

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would: a separate process, exit code and both streams captured."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=env, timeout=timeout)
+
+
+TINY = """
+name: {name}
+task: text-generation
+model:
+  name: {model}
+device: cpu
+matrix:
+  backend: [eager]
+  precision: {precision}
+  batch_size: {batch}
+workload:
+  prompt_tokens: 8
+  new_tokens: 4
+measure:
+  warmup: 1
+  min_iterations: {iters}
+  min_time_s: {min_time}
+  timeout_s: {timeout}
+"""
+
+
+def tiny_scenario(path: Path, name: str = "tiny", model: str = "tiny-gpt2", precision: str = "[fp32]",
+                  batch: str = "[1]", iters: int = 5, min_time: float = 0.0, timeout: float = 120) -> Path:
+    path.write_text(textwrap.dedent(TINY.format(name=name, model=model, precision=precision, batch=batch,
+                                                iters=iters, min_time=min_time, timeout=timeout)))
+    return path
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,137 @@
+"""Every bad-input case through the CLI: exit code 2, one line naming file and field, no traceback,
+nothing written."""
+
+import textwrap
+
+import pytest
+
+from conftest import run_cli
+
+GOOD = {
+    "name": "ok",
+    "task": "text-generation",
+    "model": "{name: tiny-gpt2}",
+    "device": "cpu",
+    "matrix": "{backend: [eager], precision: [fp32], batch_size: [1]}",
+    "workload": "{prompt_tokens: 8, new_tokens: 4}",
+}
+
+
+def scenario(**override):
+    fields = {**GOOD, **override}
+    return "\n".join(f"{k}: {v}" for k, v in fields.items() if v is not None) + "\n"
+
+
+CASES = {
+    # id: (file text or None for a missing file, expected field (or None), expected words)
+    "malformed-yaml": ("name: [unclosed\ntask: x\n", None, "malformed YAML at line"),
+    "empty-file": ("", None, "empty scenario file"),
+    "not-a-mapping": ("- a\n- b\n", None, "must be a mapping"),
+    "python-object-tag": ("name: !!python/object/apply:os.system ['echo hi']\n", None, "malformed YAML"),
+    "missing-file": (None, None, "no such file"),
+    "unknown-top-key": (scenario(colour="blue"), "colour", "unknown key"),
+    "unknown-nested-key": (scenario(measure="{warmups: 2}"), "measure.warmups", "unknown key"),
+    "missing-name": (scenario(name=None), "name", "required key is missing"),
+    "wrong-type": (scenario(measure="{min_iterations: many}"), "measure.min_iterations", "integer"),
+    "unknown-task": (scenario(task="summarize"), "task", "unknown task 'summarize'"),
+    "unknown-backend": (scenario(matrix="{backend: [tensorrt]}"), "matrix.backend", "unknown backend 'tensorrt'"),
+    "unknown-precision": (scenario(matrix="{precision: [fp32, fp64]}"), "matrix.precision[1]", "fp32"),
+    "unknown-device": (scenario(device="tpu"), "device", "should match pattern"),
+    "unknown-model": (scenario(model="{name: gpt5}"), "model.name", "unknown model 'gpt5'"),
+    "hub-id-not-cached": (scenario(model="{name: nobody/nothing-here}"), "model.name", "not in the local hub cache"),
+    "wrong-task-model": (scenario(model="{name: tiny-bert}"), "model.name", "not a text-generation"),
+    "zero-batch": (scenario(matrix="{batch_size: [1, 0]}"), "matrix.batch_size[1]", "greater than 0"),
+    "negative-tokens": (scenario(workload="{prompt_tokens: -3, new_tokens: 4}"), "workload.prompt_tokens",
+                        "greater than 0"),
+    "unknown-workload-key": (scenario(workload="{prompt_tokens: 8, tokens: 4}"), "workload.tokens", "unknown key"),
+    "too-long": (scenario(workload="{prompt_tokens: 500, new_tokens: 100}"), "workload.prompt_tokens",
+                 "exceeds the model's maximum positions (512)"),
+    "empty-after-exclude": (scenario(exclude="[{precision: fp32}]"), "exclude", "removes every point"),
+    "options-for-absent-backend": (scenario(backend_options="{other: {}}"), "backend_options.other",
+                                   "which the matrix does not run"),
+    "bad-name": (scenario(name="'has spaces'"), "name", "should match pattern"),
+}
+
+
+def check_error(proc, path, field, words):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith(f"error: {path}"), line
+    if field:
+        assert f": {field}: " in line, line
+    assert words in line, line
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_scenario_run(case, tmp_path):
+    text, field, words = CASES[case]
+    path = tmp_path / f"{case}.yaml"
+    if text is not None:
+        path.write_text(text)
+    out = tmp_path / "out"
+    proc = run_cli("run", str(path), "--out", str(out))
+    check_error(proc, path, field, words)
+    assert not out.exists(), "nothing may be written for an invalid scenario"
+
+
+def test_validate_reports_each_file(tmp_path):
+    good = tmp_path / "a-good.yaml"
+    good.write_text(scenario())
+    bad = tmp_path / "b-bad.yaml"
+    bad.write_text(scenario(task="nope"))
+    proc = run_cli("validate", str(tmp_path))
+    assert proc.returncode == 2
+    assert f"ok: {good}" in proc.stdout
+    assert f"error: {bad}: task: unknown task 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_validate_ok(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(scenario())
+    proc = run_cli("validate", str(good))
+    assert proc.returncode == 0 and "1 point(s)" in proc.stdout
+
+
+def test_empty_directory(tmp_path):
+    proc = run_cli("run", str(tmp_path))
+    check_error(proc, tmp_path, None, "holds no scenario files")
+
+
+def test_duplicate_scenario_names(tmp_path):
+    (tmp_path / "a.yaml").write_text(scenario())
+    (tmp_path / "b.yaml").write_text(scenario())
+    proc = run_cli("run", str(tmp_path), "--out", str(tmp_path / "out"))
+    check_error(proc, tmp_path / "b.yaml", "name", "already used by")
+
+
+def test_cuda_requested_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = tmp_path / "c.yaml"
+    path.write_text(scenario(device="cuda"))
+    proc = run_cli("run", str(path), "--out", str(tmp_path / "out"))
+    check_error(proc, path, "device", "torch sees no CUDA device")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_device_option(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(scenario())
+    proc = run_cli("run", str(path), "--device", "gpu")
+    check_error(proc, "--device", None, "is not auto, cpu, cuda or cuda:N")
+
+
+def test_existing_results_without_resume(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(scenario())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"x": 1}\n')
+    proc = run_cli("run", str(path), "--out", str(out))
+    check_error(proc, "--out", None, "pass --resume")

@@ -1,0 +1,113 @@
+"""Full sweeps through the CLI on tiny models: records, a failing point, a timeout, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from bench.results import read_records
+
+from conftest import REPO, run_cli, tiny_scenario
+
+
+def test_tiny_sweep_records(tmp_path):
+    scen = tiny_scenario(tmp_path / "t.yaml", precision="[fp32, bf16, int8]", batch="[1, 2]", iters=5)
+    out = tmp_path / "out"
+    proc = run_cli("run", str(scen), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = read_records(out / "results.jsonl")
+    assert len(records) == 6
+    ok = [r for r in records if r.status == "ok"]
+    unsupported = [r for r in records if r.status == "unsupported"]
+    assert len(ok) == 4 and len(unsupported) == 2
+    assert all(r.precision == "int8" and "does not support int8" in r.error for r in unsupported)
+    for r in ok:
+        m = r.metrics
+        assert r.prompt_tokens == 8 and r.new_tokens == 4 and r.device == "cpu"
+        assert m.latency_s.count >= 5 and len(m.latency_s.samples) == m.latency_s.count
+        assert m.latency_s.p50 <= m.latency_s.p99 <= m.latency_s.max
+        assert all(t < lat for t, lat in zip(m.ttft_s.samples, m.latency_s.samples))
+        assert m.ttft_s.mean < m.latency_s.mean
+        # TPOT is (latency - TTFT) / (new_tokens - 1), call by call
+        for lat, ttft, tpot in zip(m.latency_s.samples, m.ttft_s.samples, m.tpot_s.samples):
+            assert abs(tpot - (lat - ttft) / 3) < 1e-12
+        assert m.itl_s.count == 3 * m.latency_s.count  # new_tokens - 1 gaps per call
+        assert abs(m.throughput.output_tokens_per_s - r.batch_size * 4 / m.latency_s.mean) < 1e-6
+        assert m.memory.host_rss_peak_bytes > 0 and m.memory.host_rss_measured_peak_bytes > 0
+        assert m.load_s > 0 and m.first_call_s > 0 and m.warmup_calls == 1
+        assert r.details["dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[r.precision]
+        assert r.valid is not None
+    env = json.loads((out / "environment.json").read_text())
+    assert env["cpu"]["logical_cores"] >= 1 and env["libraries"]["torch"].startswith("2.")
+    assert "timestamp" in env and "git_commit" in env
+    assert (out / "summary.md").read_text().count("| tiny |") == 6
+
+
+def test_failing_point_recorded_and_sweep_continues(tmp_path):
+    # A model directory with a config but no weights: valid scenario, fails at run time.
+    model_dir = tmp_path / "noweights"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text((REPO / "bench/models/configs/tiny-gpt2.json").read_text())
+    bad = tiny_scenario(tmp_path / "a-bad.yaml", name="bad", model=str(model_dir))
+    bad.write_text(bad.read_text().replace(f"name: {model_dir}", f"name: {model_dir}\n  weights: pretrained"))
+    tiny_scenario(tmp_path / "b-good.yaml", name="good")
+    out = tmp_path / "out"
+    proc = run_cli("run", str(tmp_path), "--out", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    records = read_records(out / "results.jsonl")
+    assert [(r.scenario, r.status) for r in records] == [("bad", "failed"), ("good", "ok")]
+    assert "pretrained weights" in records[0].error and "log:" in records[0].error
+    assert "Traceback" in (out / "logs" / f"{records[0].run_id}.log").read_text()
+
+
+def test_timeout_kills_the_run(tmp_path):
+    scen = tiny_scenario(tmp_path / "slow.yaml", iters=100000, min_time=120, timeout=4)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = run_cli("run", str(scen), "--out", str(out))
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode == 1
+    (record,) = read_records(out / "results.jsonl")
+    assert record.status == "timeout" and "timeout_s=4" in record.error and record.metrics is None
+
+
+def _workers_of(out_dir):
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "bench.worker" in cmd and str(out_dir) in cmd:
+            found.append(p)
+    return found
+
+
+def test_resume_after_killed_sweep(tmp_path):
+    scen = tiny_scenario(tmp_path / "r.yaml", name="resume", batch="[1, 2, 3]", iters=3)
+    out = tmp_path / "out"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    sweep = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out)],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):
+        time.sleep(0.1)
+    sweep.send_signal(signal.SIGKILL)  # no clean-up chance for the runner
+    sweep.wait()
+    first = read_records(results)
+    assert 1 <= len(first) < 3
+    deadline = time.monotonic() + 15  # the orphaned worker goes with its parent
+    while _workers_of(out) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _workers_of(out) == []
+
+    proc = run_cli("run", str(scen), "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert f"resume: {len(first)} run(s) already recorded" in proc.stderr
+    records = read_records(results)
+    assert len(records) == 3 and len({r.run_id for r in records}) == 3
+    assert [r.run_id for r in records[: len(first)]] == [r.run_id for r in first]
+    assert sorted(r.batch_size for r in records) == [1, 2, 3]

@@ -1,0 +1,92 @@
+import textwrap
+
+import pytest
+
+from bench.errors import BenchInputError
+from bench.scenario import load_scenario, scenario_files
+
+from conftest import REPO, tiny_scenario
+
+
+def write(tmp_path, text, name="s.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_matrix_expansion_with_exclude_and_scalars(tmp_path):
+    p = write(tmp_path, """
+        name: m
+        task: text-generation
+        model: {name: tiny-gpt2}
+        matrix:
+          backend: eager            # a scalar is a one-item list
+          precision: [fp32, bf16, fp16]
+          batch_size: [1, 4]
+        exclude:
+          - {precision: bf16, batch_size: 4}
+          - {precision: fp16}
+        workload: {prompt_tokens: 8, new_tokens: 4}
+    """)
+    ls = load_scenario(p)
+    got = [(pt["backend"], pt["precision"], pt["batch_size"]) for pt in ls.points]
+    assert got == [("eager", "fp32", 1), ("eager", "fp32", 4), ("eager", "bf16", 1)]
+
+
+def test_defaults_and_duplicates(tmp_path):
+    p = write(tmp_path, """
+        name: d
+        task: text-generation
+        model: {name: tiny-llama}
+        matrix: {precision: [fp32, fp32], batch_size: [2, 2]}
+    """)
+    ls = load_scenario(p)
+    assert ls.points == [{"backend": "eager", "precision": "fp32", "batch_size": 2}]
+    assert ls.workload.model_dump() == {"prompt_tokens": 128, "new_tokens": 64}
+    assert ls.scenario.measure.min_iterations == 10 and ls.scenario.device == "auto"
+
+
+def test_run_specs_repeats_and_ids(tmp_path):
+    ls = load_scenario(tiny_scenario(tmp_path / "t.yaml", precision="[fp32, bf16]"))
+    specs = ls.run_specs(repeats=3, device="cpu")
+    assert len(specs) == 6
+    assert len({s.run_id for s in specs}) == 6
+    assert len({s.point_id for s in specs}) == 2
+    again = load_scenario(tmp_path / "t.yaml").run_specs(repeats=3, device="cpu")
+    assert [s.run_id for s in again] == [s.run_id for s in specs]  # stable: resume depends on it
+    assert specs[0].model_kind == "bundled" and specs[0].model_location.endswith("tiny-gpt2.json")
+
+
+def test_local_model_directory_relative_to_scenario(tmp_path):
+    model_dir = tmp_path / "models" / "mine"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text((REPO / "bench/models/configs/tiny-llama.json").read_text())
+    sub = tmp_path / "scen"
+    sub.mkdir()
+    p = tiny_scenario(sub / "x.yaml", model="../models/mine")
+    ls = load_scenario(p)
+    assert ls.model_kind == "directory" and ls.model_location == str(model_dir.resolve())
+
+
+def test_exclude_with_unknown_key(tmp_path):
+    p = write(tmp_path, """
+        name: e
+        task: text-generation
+        model: {name: tiny-gpt2}
+        exclude: [{batch: 1}]
+    """)
+    with pytest.raises(BenchInputError) as exc:
+        load_scenario(p)
+    assert exc.value.field == "exclude[0].batch"
+
+
+def test_directory_lists_yaml_files_sorted(tmp_path):
+    for n in ("b.yaml", "a.yml", "c.txt"):
+        (tmp_path / n).write_text("x: 1")
+    assert [f.name for f in scenario_files([tmp_path])] == ["a.yml", "b.yaml"]
+
+
+@pytest.mark.parametrize("suite", ["cpu", "cuda", "examples"])
+def test_bundled_scenarios_are_valid(suite):
+    for f in scenario_files([REPO / "scenarios" / suite]):
+        load_scenario(f)

@@ -1,0 +1,41 @@
+import math
+
+import numpy as np
+import pytest
+
+from bench.measure.stats import Stats
+
+
+def test_known_values():
+    s = Stats.of([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (s.count, s.mean, s.min, s.max, s.p50) == (5, 3.0, 1.0, 5.0, 3.0)
+    assert s.std == pytest.approx(math.sqrt(2.5))  # sample std, ddof=1
+    assert s.p90 == pytest.approx(4.6)  # linear interpolation between 4 and 5
+    assert s.p99 == pytest.approx(4.96)
+    assert s.samples == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert s.cv == pytest.approx(math.sqrt(2.5) / 3)
+
+
+def test_percentiles_ordered_and_match_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(size=257)
+    s = Stats.of(x)
+    assert s.min <= s.p50 <= s.p90 <= s.p95 <= s.p99 <= s.max
+    assert s.p95 == pytest.approx(np.percentile(x, 95))
+
+
+def test_single_sample_and_empty():
+    s = Stats.of([0.5])
+    assert s.std == 0.0 and s.p99 == 0.5
+    with pytest.raises(ValueError):
+        Stats.of([])
+
+
+def test_unresolved_percentiles_follow_sample_count():
+    assert Stats.of(range(1, 10)).unresolved_percentiles() == ["p90", "p95", "p99"]
+    assert Stats.of(range(1, 21)).unresolved_percentiles() == ["p99"]
+    assert Stats.of(range(1, 101)).unresolved_percentiles() == []
+
+
+def test_keep_samples_off():
+    assert Stats.of([1.0, 2.0], keep_samples=False).samples == []
