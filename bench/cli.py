@@ -77,14 +77,18 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
     from bench.workloads import WORKLOADS
 
     table = Table(title="bundled models (random weights offline; `weights: pretrained` needs local files)")
-    for col in ("name", "type", "parameters", "max positions", "what", "pretrained from"):
+    for col in ("name", "type", "parameters", "max positions", "tasks", "what", "pretrained from"):
         table.add_column(col)
     for name, (hub_id, what) in models.BUNDLED.items():
         config = models.load_config(models.resolve(name))
-        task_cls = next((w for w in WORKLOADS.values() if w.check_model(w.Spec(), config) is None), None)
-        params = models.parameter_count(config, task_cls.model_class()) if task_cls else None
-        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M" if params else "-",
-                      str(models.max_positions(config)), what, hub_id or "-")
+        tasks = [w for w in WORKLOADS.values() if w.check_model(w.Spec(), config) is None]
+        if tasks:
+            model_class = tasks[0].model_class()
+        else:
+            from transformers import AutoModel as model_class
+        params = models.parameter_count(config, model_class)
+        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config)),
+                      ", ".join(w.task for w in tasks) or "-", what, hub_id or "-")
     out.print(table)
     files = sorted(scenario_dir.rglob("*.y*ml")) if scenario_dir.is_dir() else []
     stable = Table(title=f"scenarios in {scenario_dir}")

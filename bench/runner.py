@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench import environment
 from bench.errors import BenchInputError
+from bench.models import downloads_allowed
 from bench.results import Record, append_record, now_iso, read_records, write_json
 from bench.scenario import LoadedScenario, RunSpec
 from bench.worker import base_record
@@ -40,11 +41,12 @@ class SweepResult:
 
 
 def check_device(requested: str, source: str) -> str:
-    """Resolve `auto` and refuse a CUDA device this machine does not have (never run it on the CPU)."""
+    """Resolve `auto` to cpu or cuda:0, and refuse a CUDA device this machine does not have (never run
+    it on the CPU instead). The parent only counts devices: it never creates a CUDA context."""
     import torch
 
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
             raise BenchInputError(source, f"{requested} requested but torch sees no CUDA device "
@@ -53,6 +55,7 @@ def check_device(requested: str, source: str) -> str:
         if index >= torch.cuda.device_count():
             raise BenchInputError(source, f"{requested} requested but only {torch.cuda.device_count()} "
                                   "CUDA device(s) exist", "device")
+        return f"cuda:{index}"  # one spelling, so records and resume keys match
     return requested
 
 
@@ -89,7 +92,8 @@ def run_one(run: RunSpec, logs: Path) -> Record:
     result_path.unlink(missing_ok=True)
     spec_path.write_text(run.model_dump_json(indent=2))
     env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")  # offline by default
+    if not downloads_allowed():
+        env.setdefault("HF_HUB_OFFLINE", "1")  # offline by default
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env["PYTHONUNBUFFERED"] = "1"
     env["BENCH_RUNNER_PID"] = str(os.getpid())

@@ -54,15 +54,29 @@ def reset_host_rss_peak() -> bool:
         return False
 
 
+def nvml_handle(device: Any):
+    """NVML numbers GPUs physically; torch numbers them after CUDA_VISIBLE_DEVICES. Match by UUID."""
+    import pynvml
+    import torch
+
+    uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+    if uuid is not None:
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}")
+        except pynvml.NVMLError:
+            pass
+    return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+
+
 class NvmlSampler:
     """Polls NVML every `interval_s` in a daemon thread; keeps the peaks."""
 
-    def __init__(self, device_index: int, interval_s: float = 0.01):
+    def __init__(self, device: Any, interval_s: float = 0.01):
         import pynvml
 
         self._nvml = pynvml
         pynvml.nvmlInit()
-        self._handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        self._handle = nvml_handle(device)
         self._pid = os.getpid()
         self._interval = interval_s
         self._stop = threading.Event()
@@ -114,7 +128,7 @@ class MemoryTracker:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             try:
-                self._nvml = NvmlSampler(self.device.index or 0).__enter__()
+                self._nvml = NvmlSampler(self.device).__enter__()
             except Exception:  # NVML missing (e.g. no driver library): torch's own figures remain
                 self._nvml = None
         self._host_reset = reset_host_rss_peak()

@@ -1,7 +1,5 @@
-"""Every bad-input case through the CLI: exit code 2, one line naming file and field, no traceback,
+"""The CLI. Every bad-input case: exit code 2, one line naming file and field, no traceback,
 nothing written."""
-
-import textwrap
 
 import pytest
 
@@ -135,3 +133,16 @@ def test_existing_results_without_resume(tmp_path):
     (out / "results.jsonl").write_text('{"x": 1}\n')
     proc = run_cli("run", str(path), "--out", str(out))
     check_error(proc, "--out", None, "pass --resume")
+
+
+def test_list_shows_bundled_models_and_scenarios():
+    proc = run_cli("list")
+    assert proc.returncode == 0, proc.stderr
+    assert "124.4M" in proc.stdout and "6,738.4M" in proc.stdout  # gpt2 and llama-2-7b, counted from configs
+    assert "scenarios/cpu/gpt2-decode.yaml" in proc.stdout
+
+
+def test_capabilities_command():
+    proc = run_cli("capabilities")
+    assert proc.returncode == 0
+    assert "| eager | text-generation | cpu | yes | yes | yes | - | - |" in proc.stdout
