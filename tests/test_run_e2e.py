@@ -48,13 +48,22 @@ def test_tiny_sweep_records(tmp_path):
 
 
 def test_failing_point_recorded_and_sweep_continues(tmp_path):
-    # A model directory with a config but no weights: valid scenario, fails at run time.
+    import torch
+
+    from bench import models
+    from bench.workloads.text_generation import TextGeneration
+
+    # A model directory with a config but no weights: a valid scenario that fails at run time.
     model_dir = tmp_path / "noweights"
     model_dir.mkdir()
     (model_dir / "config.json").write_text((REPO / "bench/models/configs/tiny-gpt2.json").read_text())
     bad = tiny_scenario(tmp_path / "a-bad.yaml", name="bad", model=str(model_dir))
     bad.write_text(bad.read_text().replace(f"name: {model_dir}", f"name: {model_dir}\n  weights: pretrained"))
-    tiny_scenario(tmp_path / "b-good.yaml", name="good")
+    # Real saved weights in a local directory: `weights: pretrained` loads them.
+    saved = tmp_path / "saved"
+    models.build(models.resolve("tiny-llama"), TextGeneration.model_class(), torch.float32, "cpu", 7).save_pretrained(saved)
+    good = tiny_scenario(tmp_path / "b-good.yaml", name="good", model=str(saved))
+    good.write_text(good.read_text().replace(f"name: {saved}", f"name: {saved}\n  weights: pretrained"))
     out = tmp_path / "out"
     proc = run_cli("run", str(tmp_path), "--out", str(out))
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -62,6 +71,7 @@ def test_failing_point_recorded_and_sweep_continues(tmp_path):
     assert [(r.scenario, r.status) for r in records] == [("bad", "failed"), ("good", "ok")]
     assert "pretrained weights" in records[0].error and "log:" in records[0].error
     assert "Traceback" in (out / "logs" / f"{records[0].run_id}.log").read_text()
+    assert records[1].weights == "pretrained" and records[1].details["parameters"] == 223552
 
 
 def test_timeout_kills_the_run(tmp_path):
