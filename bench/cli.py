@@ -117,26 +117,13 @@ def capabilities() -> None:
 
 
 def main() -> None:
+    # Standalone mode: typer/click turn usage errors into exit code 2 and `typer.Exit` into its code;
+    # our own input errors arrive here as BenchInputError.
     try:
-        code = app(standalone_mode=False)  # click returns the Exit code instead of exiting
+        app()
     except BenchInputError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,10 @@ def test_capabilities_command():
     proc = run_cli("capabilities")
     assert proc.returncode == 0
     assert "| eager | text-generation | cpu | yes | yes | yes | - | - |" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [["validate"], ["run", "--repeats", "0", "x.yaml"], ["nonsense"]])
+def test_usage_errors_exit_2_without_traceback(args):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
