@@ -109,6 +109,24 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
 
 
 @app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="run directories (each with results.jsonl); "
+                                          "the first is what the others are compared with"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="where to write (default: FIRST_RUN_DIR/report)"),
+    baseline: Optional[list[str]] = typer.Option(None, "--baseline", metavar="KEY=VALUE",
+                                                 help="baseline point fields, repeatable: backend=…, precision=…, "
+                                                 "batch_size=… (default precision=fp32 backend=eager)"),
+) -> None:
+    """Write report.md, report.html, results.csv and charts/*.png from one or more run directories."""
+    from bench.report import write_report
+
+    files = write_report(run_dirs, out_dir, baseline or [])
+    for path in (files.markdown, files.html, files.csv):
+        out.print(f"wrote {path}", markup=False, highlight=False)
+    out.print(f"wrote {len(files.charts)} chart(s) in {files.out_dir / 'charts'}", markup=False, highlight=False)
+
+
+@app.command()
 def capabilities() -> None:
     """The backend × task × device × precision table (markdown). Unsupported points are recorded as such."""
     from bench.backends import capability_markdown

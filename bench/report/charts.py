@@ -1,0 +1,367 @@
+"""matplotlib charts, one figure per (run directory, scenario/model) and chart kind, drawn from the points.
+
+Every chart keeps the same encoding so a reader learns it once: colour = precision, marker = backend.
+Sweeps of hundreds of points stay readable by splitting instead of crowding: quantization gains get one
+panel per batch size, the latency chart grows one row per point, and labels are left off dense scatters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, and no GUI toolkit to import
+
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from bench.report.points import (Point, PointKey, baseline_key, describe_baseline, device_labels,  # noqa: E402
+                                 speedup, workload_label)
+from bench.report.tables import FIDELITY, sort_points  # noqa: E402
+from bench.scenario import PRECISIONS  # noqa: E402
+
+DPI = 100
+PANELS_PER_ROW = 4  # batch-size panels of the quantization chart before it wraps
+LABEL_LIMIT = 40  # scatter points above which per-point labels would overlap into noise
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+@dataclass
+class Chart:
+    kind: str
+    title: str
+    caption: str  # what it shows, or why it was skipped
+    path: Path | None = None  # None when skipped
+
+
+@dataclass
+class ChartGroup:
+    """The points of one run directory and one scenario/model: what one figure of each kind shows."""
+
+    run_label: str
+    scenario: str
+    model: str
+    points: list[Point]
+    by_key: dict[PointKey, Point]  # every point of the run, to find baselines
+    baseline: dict[str, Any]
+
+    @property
+    def ok(self) -> list[Point]:
+        return [p for p in sort_points(self.points) if p.status == "ok" and p.throughput is not None]
+
+    def headline(self) -> str:
+        """Model, workload and device: what every title names."""
+        workloads = dict.fromkeys(workload_label(p.first.workload) for p in self.points)
+        devices = device_labels([r for p in self.points for r in p.records])
+        return f"{self.model} · {'; '.join(workloads)} · {'; '.join(devices)}"
+
+    def unit(self) -> str:
+        units = {p.throughput_metric.unit for p in self.points if p.throughput_metric is not None}
+        return " | ".join(sorted(units)) or "throughput"
+
+    def base(self, p: Point) -> Point | None:
+        base = self.by_key.get(baseline_key(p, self.baseline))
+        return base if base is not None and base.status == "ok" else None
+
+
+def draw_all(group: ChartGroup, out_dir: Path) -> list[Chart]:
+    """Every chart kind for one group, written as PNGs into out_dir."""
+    stem = "--".join(_slug(s) for s in (group.scenario, group.model, group.run_label))
+    charts = []
+    for kind, (title, draw) in CHARTS.items():
+        drawn = draw(group)  # (figure, caption), or the reason it was skipped
+        if isinstance(drawn, str):
+            charts.append(Chart(kind, title, drawn))
+            continue
+        fig, caption = drawn
+        path = out_dir / f"{stem}--{kind}.png"
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        plt.close(fig)
+        charts.append(Chart(kind, title, caption, path))
+    return charts
+
+
+# --- the charts --------------------------------------------------------------------------------------------
+
+def quantization_chart(g: ChartGroup):
+    """Per batch size: throughput (top) and peak memory (bottom) bars, one per precision, grouped by backend;
+    the baseline point's value drawn across the panel as a dashed line."""
+    if not g.ok:
+        return "skipped: no point of this scenario measured"
+    backends = list(dict.fromkeys(p.key.backend for p in sort_points(g.points)))
+    precisions = _precisions(g.points)
+    batches = sorted({p.key.batch_size for p in g.points})
+    cols = min(PANELS_PER_ROW, len(batches))
+    bands = math.ceil(len(batches) / cols)
+    width = max(4.0, 0.35 * len(backends) * len(precisions) + 1.5)
+    fig, axes = plt.subplots(2 * bands, cols, figsize=(width * cols, 3.4 * 2 * bands), squeeze=False)
+    mem_scale, mem_unit = _bytes_scale([p.peak_memory_bytes for p in g.ok])
+    bar = 0.8 / len(precisions)
+    for i, batch in enumerate(batches):
+        band, col = divmod(i, cols)
+        tp_ax, mem_ax = axes[2 * band][col], axes[2 * band + 1][col]
+        at_batch = {(p.key.backend, p.key.precision): p for p in g.points if p.key.batch_size == batch}
+        for ax, value, scale in ((tp_ax, lambda p: p.throughput, 1.0),
+                                 (mem_ax, lambda p: p.peak_memory_bytes, mem_scale)):
+            for b, backend in enumerate(backends):
+                for j, precision in enumerate(precisions):
+                    x = b + (j - (len(precisions) - 1) / 2) * bar
+                    p = at_batch.get((backend, precision))
+                    v = value(p) if p is not None and p.status == "ok" else None
+                    if v is None:
+                        if p is not None:  # failed or unsupported: say so where the bar would be
+                            ax.text(x, 0, f" {p.status}", rotation=90, ha="center", va="bottom", fontsize=7,
+                                    color="0.35")
+                        continue
+                    is_base = baseline_key(p, g.baseline) == p.key
+                    ax.bar(x, v / scale, bar * 0.9, color=_color(precision), edgecolor="black",
+                           linewidth=1.8 if is_base else 0.5, hatch="xx" if p.invalid_reasons else None)
+            base = next((g.base(p) for p in at_batch.values() if g.base(p) is not None), None)
+            if base is not None and value(base) is not None:
+                ax.axhline(value(base) / scale, color="black", linestyle="--", linewidth=1)
+            ax.set_xticks(range(len(backends)), backends)
+            ax.set_xlim(-0.5, len(backends) - 0.5)  # status labels do not widen the axes as bars do
+            ax.grid(axis="y", alpha=0.3)
+        tp_ax.set_title(f"batch {batch}", fontsize=10)
+        tp_ax.set_ylabel(f"throughput ({g.unit()})")
+        mem_ax.set_ylabel(f"peak memory ({mem_unit})")
+        mem_ax.set_xlabel("backend")
+    for j in range(len(batches), bands * cols):  # unused panels of the last band
+        band, col = divmod(j, cols)
+        axes[2 * band][col].set_visible(False)
+        axes[2 * band + 1][col].set_visible(False)
+    handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions]
+    handles += [Line2D([], [], color="black", linestyle="--", label=f"baseline ({describe_baseline(g.baseline)})"),
+                Patch(facecolor="white", edgecolor="black", linewidth=1.8, label="baseline point")]
+    if any(p.invalid_reasons for p in g.ok):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="invalid (too noisy)"))
+    fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0),
+               frameon=False)
+    fig.suptitle(f"{g.headline()}\nquantization gains · {g.run_label}")
+    fig.tight_layout()
+    return fig, ("Throughput (top) and peak memory (bottom) of each precision, grouped by backend, one panel per "
+                 "batch size; the dashed line is the baseline point, drawn with a heavy outline; hatched bars "
+                 "are measurements the records mark invalid; failed or unsupported points are named where "
+                 "their bar would be.")
+
+
+def batch_chart(g: ChartGroup):
+    """Throughput against batch size, one line per backend/precision."""
+    if not g.ok:
+        return "skipped: no point of this scenario measured"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    series = _series(g.ok)
+    for (backend, precision), points in series.items():
+        points = sorted(points, key=lambda p: p.key.batch_size)
+        xs = [p.key.batch_size for p in points]
+        ys = [p.throughput for p in points]
+        ax.plot(xs, ys, color=_color(precision), marker=_marker(backend, g), linestyle=_linestyle(backend, g),
+                label=f"{backend} / {precision}")
+        bad = [(x, y) for p, x, y in zip(points, xs, ys) if p.invalid_reasons]
+        if bad:
+            ax.scatter(*zip(*bad), s=140, facecolors="none", edgecolors="red", linewidths=1.5, zorder=3)
+    batches = sorted({p.key.batch_size for p in g.ok})
+    if batches[-1] / batches[0] >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
+    rates = [p.throughput for p in g.ok]
+    if max(rates) / min(rates) >= 50:  # a linear axis would flatten every small batch onto zero
+        ax.set_yscale("log")
+    ax.set_xlabel("batch size (sequences per call)")
+    ax.set_ylabel(f"throughput ({g.unit()})")
+    ax.grid(alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    if any(p.invalid_reasons for p in g.ok):
+        handles.append(Line2D([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red",
+                              linestyle="none", label="invalid (too noisy)"))
+    ax.legend(handles=handles, fontsize=8, ncols=1 if len(handles) <= 12 else 2, loc="best")
+    ax.set_title(f"{g.headline()}\nthroughput vs batch size · {g.run_label}", fontsize=10)
+    fig.tight_layout()
+    return fig, "Throughput of each backend/precision as the batch grows; red rings mark invalid measurements."
+
+
+def latency_chart(g: ChartGroup):
+    """A box per point from the pooled raw latency samples, p50 and p99 marked."""
+    points = [p for p in g.ok if p.samples("latency_s")]
+    if not points:
+        return "skipped: no measured point kept raw latency samples"
+    samples = [p.samples("latency_s") for p in points]
+    scale, unit = _seconds_scale(max(max(s) for s in samples))
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.34 * len(points) + 1.6)))
+    positions = list(range(len(points)))[::-1]  # first point at the top, like the tables
+    box = ax.boxplot([[x / scale for x in s] for s in samples], positions=positions, orientation="horizontal",
+                     whis=(0, 100), showfliers=False, widths=0.6, patch_artist=True,
+                     medianprops={"color": "black", "linewidth": 0})
+    for patch, p in zip(box["boxes"], points):
+        patch.set_facecolor(_color(p.key.precision))
+        patch.set_alpha(0.55)
+        if p.invalid_reasons:
+            patch.set_hatch("xx")
+    p50 = [p.stat("latency_s", "p50") / scale for p in points]
+    p99 = [p.stat("latency_s", "p99") / scale for p in points]
+    ax.scatter(p50, positions, marker="|", s=260, color="black", linewidths=2, zorder=3, label="p50")
+    ax.scatter(p99, positions, marker="^", s=50, color="crimson", zorder=3, label="p99")
+    ax.set_yticks(positions, [f"{p.key.backend} · {p.key.precision} · bs {p.key.batch_size}"
+                              + (f" · {p.first.device}" if len({q.key.device for q in points}) > 1 else "")
+                              for p in points], fontsize=8)
+    lo, hi = min(min(s) for s in samples), max(max(s) for s in samples)
+    if hi / lo > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"latency per call ({unit})")
+    ax.grid(axis="x", alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Patch(facecolor=_color(pr), alpha=0.55, label=pr) for pr in _precisions(points)]
+    handles.append(Patch(facecolor="white", edgecolor="black", label="box p25–p75, whiskers min–max"))
+    if any(p.invalid_reasons for p in points):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="invalid (too noisy)"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title(f"{g.headline()}\nlatency distribution · {g.run_label}", fontsize=10)
+    fig.tight_layout()
+    return fig, ("Every measured call of each point (repeats pooled): box p25–p75, whiskers min–max, black bar "
+                 "p50, red triangle p99.")
+
+
+def tradeoff_chart(g: ChartGroup):
+    """Throughput against peak memory per point; the Pareto front joins the points nothing beats on both."""
+    points = [p for p in g.ok if p.peak_memory_bytes]
+    if not points:
+        return "skipped: no measured point recorded peak memory"
+    scale, unit = _bytes_scale([p.peak_memory_bytes for p in points])
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for p in points:
+        ax.scatter(p.peak_memory_bytes / scale, p.throughput, color=_color(p.key.precision),
+                   marker=_marker(p.key.backend, g), s=55, edgecolors="red" if p.invalid_reasons else "black",
+                   linewidths=1.5 if p.invalid_reasons else 0.5, zorder=3)
+        if len(points) <= LABEL_LIMIT:
+            ax.annotate(f"bs{p.key.batch_size}", (p.peak_memory_bytes / scale, p.throughput), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+    front = _pareto(points)
+    ax.plot([p.peak_memory_bytes / scale for p in front], [p.throughput for p in front], color="0.4",
+            linestyle=":", zorder=2)
+    ax.set_xlabel(f"peak memory ({unit})")
+    ax.set_ylabel(f"throughput ({g.unit()})")
+    ax.grid(alpha=0.3)
+    handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions(points)]
+    handles += [Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
+                for b in dict.fromkeys(p.key.backend for p in points)]
+    handles.append(Line2D([], [], color="0.4", linestyle=":", label="Pareto front"))
+    if any(p.invalid_reasons for p in points):
+        handles.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="red", linestyle="none",
+                              label="invalid (too noisy)"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.set_title(f"{g.headline()}\nthroughput vs peak memory · {g.run_label}", fontsize=10)
+    fig.tight_layout()
+    return fig, ("Each measured point by peak memory and throughput (labels: batch size); up and left is better, "
+                 "the dotted line joins the points no other point beats on both.")
+
+
+def fidelity_chart(g: ChartGroup):
+    """Fidelity against speedup for the points at a precision other than the baseline's."""
+    fidelity = [(p, FIDELITY.value(p)) for p in g.ok]
+    if all(v is None for _, v in fidelity):
+        return "skipped: no record of this scenario has a fidelity metric (metrics.fidelity)"
+    reduced = [(p, v, speedup(p, g.base(p))) for p, v in fidelity
+               if v is not None and p.key.precision != g.baseline.get("precision")]
+    reduced = [(p, v, s) for p, v, s in reduced if s is not None]
+    if not reduced:
+        return (f"skipped: no point below {g.baseline.get('precision')} has both a fidelity metric and a measured "
+                "baseline")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for p, v, s in reduced:
+        ax.scatter(s, v, color=_color(p.key.precision), marker=_marker(p.key.backend, g), s=55, edgecolors="black",
+                   linewidths=0.5, zorder=3)
+        if len(reduced) <= LABEL_LIMIT:
+            ax.annotate(f"bs{p.key.batch_size}", (s, v), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.set_xlabel(f"speedup vs baseline ({describe_baseline(g.baseline)}), ×")
+    ax.set_ylabel(f"{FIDELITY.header} (as recorded)")
+    ax.grid(alpha=0.3)
+    handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions([p for p, _, _ in reduced])]
+    handles += [Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
+                for b in dict.fromkeys(p.key.backend for p, _, _ in reduced)]
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.set_title(f"{g.headline()}\nfidelity vs speedup · {g.run_label}", fontsize=10)
+    fig.tight_layout()
+    return fig, "Each reduced-precision point by its speedup over the baseline and its fidelity."
+
+
+# kind (the file name's last part) → (title, drawing function), in the report's order.
+CHARTS = {
+    "quantization": ("Quantization gains: throughput and peak memory by precision", quantization_chart),
+    "throughput-vs-batch": ("Throughput vs batch size", batch_chart),
+    "latency": ("Latency distribution", latency_chart),
+    "throughput-vs-memory": ("Throughput vs peak memory", tradeoff_chart),
+    "fidelity-vs-speedup": ("Fidelity vs speedup", fidelity_chart),
+}
+
+
+# --- encodings and helpers ---------------------------------------------------------------------------------
+
+def _precisions(points: list[Point]) -> list[str]:
+    present = {p.key.precision for p in points}
+    return [p for p in PRECISIONS if p in present] + sorted(present - set(PRECISIONS))
+
+
+def _color(precision: str) -> Any:
+    # Fixed per precision across every chart and report, so fp32 is always the same blue.
+    order = list(PRECISIONS)
+    index = order.index(precision) if precision in order else len(order) + sum(map(ord, precision)) % 5
+    return plt.get_cmap("tab10")(index % 10)
+
+
+def _marker(backend: str, g: ChartGroup) -> str:
+    backends = list(dict.fromkeys(p.key.backend for p in sort_points(g.points)))
+    return MARKERS[backends.index(backend) % len(MARKERS)] if backend in backends else MARKERS[0]
+
+
+def _linestyle(backend: str, g: ChartGroup) -> str:
+    backends = list(dict.fromkeys(p.key.backend for p in sort_points(g.points)))
+    return ("-", "--", "-.", ":")[backends.index(backend) % 4]
+
+
+def _series(points: list[Point]) -> dict[tuple[str, str], list[Point]]:
+    series: dict[tuple[str, str], list[Point]] = {}
+    for p in points:
+        series.setdefault((p.key.backend, p.key.precision), []).append(p)
+    return series
+
+
+def _pareto(points: list[Point]) -> list[Point]:
+    """Points with no other point at less or equal memory and higher throughput, by memory."""
+    front, best = [], -math.inf
+    for p in sorted(points, key=lambda p: (p.peak_memory_bytes, -p.throughput)):
+        if p.throughput > best:
+            front.append(p)
+            best = p.throughput
+    return front
+
+
+def _bytes_scale(values: list[float | None]) -> tuple[float, str]:
+    top = max((v for v in values if v), default=0)
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if top >= scale:
+            return float(scale), unit
+    return 1.0, "B"
+
+
+def _seconds_scale(top: float) -> tuple[float, str]:
+    if top >= 1:
+        return 1.0, "s"
+    if top >= 1e-3:
+        return 1e-3, "ms"
+    return 1e-6, "us"
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+    if slug != text:  # a model given as a path: keep "a/b" and "a_b" from writing the same file
+        slug = f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    return slug

@@ -1,0 +1,255 @@
+"""Records → points: repeats of one matrix point aggregated, and each point's baseline.
+
+A point is one (scenario, model, weights, task, device, backend, precision, batch size, workload, backend
+options) in one run directory; its repeats are the records that share all of those. Aggregation:
+
+- scalar metrics (throughput, peak memory, compile time, fidelity): the mean over the point's ok
+  repeats, i.e. the mean of the per-repeat means;
+- distributions (latency, TTFT, TPOT percentiles and the charts' raw samples): the raw samples of every
+  ok repeat pooled and summarised again with `Stats.of`. A single repeat is shown exactly as recorded.
+  Where some repeat kept no raw samples, the percentile is the mean of the per-repeat percentiles (the
+  point says so in its notes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bench.errors import BenchInputError
+from bench.measure.stats import Stats
+from bench.results import Metrics, Record
+from bench.summary import peak_memory_bytes
+
+
+@dataclass(frozen=True)
+class ThroughputMetric:
+    field: str  # attribute of `Throughput` in the record schema
+    unit: str  # what the tables and axes call it
+
+
+# The throughput a point is judged by, per task. A workload that lands later (encoder: sequences_per_s,
+# diffusion: images_per_s) adds its line here and every table, ratio and chart follows.
+PRIMARY_THROUGHPUT: dict[str, ThroughputMetric] = {
+    "text-generation": ThroughputMetric("output_tokens_per_s", "tokens/s"),
+}
+
+
+def primary_throughput(record: Record) -> tuple[ThroughputMetric, float] | None:
+    """The metric a record's speed is compared on, with its value; None when the record has none."""
+    metric = PRIMARY_THROUGHPUT.get(record.task)
+    if metric is None or record.metrics is None:
+        return None
+    value = getattr(record.metrics.throughput, metric.field, None)
+    return (metric, value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class PointKey:
+    scenario: str
+    model: str
+    weights: str
+    task: str
+    device: str
+    backend: str
+    precision: str
+    batch_size: int
+    workload: str  # canonical JSON of the record's workload dict, so the key is hashable
+    backend_options: str
+
+    @classmethod
+    def of(cls, r: Record) -> "PointKey":
+        return cls(scenario=r.scenario, model=r.model, weights=r.weights, task=r.task, device=r.device,
+                   backend=r.backend, precision=r.precision, batch_size=r.batch_size,
+                   workload=_canonical(r.workload), backend_options=_canonical(r.backend_options))
+
+    def replace(self, **changes: Any) -> "PointKey":
+        return PointKey(**{**self.__dict__, **changes})
+
+
+def _canonical(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+@dataclass
+class Point:
+    key: PointKey
+    records: list[Record] = field(default_factory=list)  # every repeat, whatever its status
+    _pooled: dict[str, Stats] = field(default_factory=dict, repr=False)
+
+    @property
+    def first(self) -> Record:
+        return self.records[0]
+
+    @property
+    def ok(self) -> list[Record]:
+        return [r for r in self.records if r.status == "ok" and r.metrics is not None]
+
+    @property
+    def status(self) -> str:
+        """ok when any repeat measured; otherwise the first repeat's status (failed, unsupported, timeout)."""
+        return "ok" if self.ok else self.first.status
+
+    @property
+    def invalid_reasons(self) -> list[str]:
+        """Why some repeat's measurement is too noisy to trust (empty when every ok repeat is valid)."""
+        reasons = []
+        for r in self.ok:
+            if r.valid is False:
+                which = f"repeat {r.repeat}: " if len(self.records) > 1 else ""
+                reasons.extend(which + reason for reason in r.invalid_reasons or ["marked invalid without a reason"])
+        return _unique(reasons)
+
+    @property
+    def errors(self) -> list[str]:
+        """Reasons of the repeats that did not measure, each with its status."""
+        return _unique(f"{r.status}: {r.error or 'no reason recorded'}" for r in self.records
+                       if r.status != "ok" or r.metrics is None)
+
+    @property
+    def notes(self) -> list[str]:
+        notes = []
+        failed = len(self.records) - len(self.ok)
+        if self.ok and failed:
+            notes.append(f"{failed} of {len(self.records)} repeats did not measure")
+        if len(self.ok) > 1 and not self._samples_complete():
+            notes.append("percentiles averaged over repeats (raw samples not stored)")
+        return notes
+
+    @property
+    def throughput(self) -> float | None:
+        values = [tp[1] for tp in map(primary_throughput, self.ok) if tp is not None]
+        return _mean(values)
+
+    @property
+    def throughput_metric(self) -> ThroughputMetric | None:
+        return PRIMARY_THROUGHPUT.get(self.key.task)
+
+    @property
+    def peak_memory_bytes(self) -> float | None:
+        return _mean([v for v in map(peak_memory_bytes, self.ok) if v])
+
+    def metric(self, get: Callable[[Metrics], Any]) -> float | None:
+        """Mean over the ok repeats of a scalar metric; None when no repeat has it."""
+        values = []
+        for r in self.ok:
+            value = get(r.metrics)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{type(value).__name__} is not a number: point the column at one of its fields")
+            values.append(float(value))
+        return _mean(values)
+
+    def stat(self, name: str, which: str) -> float | None:
+        """A summary (p50, p99, mean, …) of distribution `name` (latency_s, ttft_s, …) over the repeats."""
+        stats = [s for s in (getattr(r.metrics, name, None) for r in self.ok) if s is not None]
+        if not stats:
+            return None
+        if len(stats) == 1:
+            return getattr(stats[0], which)
+        pooled = self.pooled(name)
+        if pooled is not None:
+            return getattr(pooled, which)
+        return _mean([getattr(s, which) for s in stats])
+
+    def samples(self, name: str) -> list[float]:
+        """The raw samples of every ok repeat, pooled (empty when none were stored)."""
+        return [x for r in self.ok if (s := getattr(r.metrics, name, None)) is not None for x in s.samples]
+
+    def pooled(self, name: str) -> Stats | None:
+        if not self._samples_complete(name):
+            return None
+        if name not in self._pooled:
+            self._pooled[name] = Stats.of(self.samples(name))
+        return self._pooled[name]
+
+    def _samples_complete(self, name: str = "latency_s") -> bool:
+        stats = [getattr(r.metrics, name, None) for r in self.ok]
+        return bool(stats) and all(s is not None and s.count and len(s.samples) == s.count for s in stats)
+
+
+def group_points(records: list[Record]) -> list[Point]:
+    """Points in the order their first record appears."""
+    points: dict[PointKey, Point] = {}
+    for r in records:
+        points.setdefault(PointKey.of(r), Point(PointKey.of(r))).records.append(r)
+    return list(points.values())
+
+
+# --- baseline ---------------------------------------------------------------------------------------------
+
+DEFAULT_BASELINE: dict[str, Any] = {"precision": "fp32", "backend": "eager"}
+BASELINE_KEYS = ("backend", "precision", "batch_size")  # the point fields --baseline may set
+
+
+def parse_baseline(args: list[str], records: list[Record]) -> dict[str, Any]:
+    """--baseline KEY=VALUE... on top of the default (fp32 eager); values must occur in the records."""
+    baseline = dict(DEFAULT_BASELINE)
+    seen: set[str] = set()
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise BenchInputError("--baseline", f"{arg!r} is not KEY=VALUE (keys: {', '.join(BASELINE_KEYS)})")
+        if key not in BASELINE_KEYS:
+            raise BenchInputError("--baseline", f"unknown key; use one of {', '.join(BASELINE_KEYS)}", key)
+        if key in seen:
+            raise BenchInputError("--baseline", "given twice", key)
+        seen.add(key)
+        if key == "batch_size":
+            if not value.isdigit() or int(value) < 1:
+                raise BenchInputError("--baseline", f"{value!r} is not a positive integer", key)
+            value = int(value)
+        present = sorted({getattr(r, key) for r in records}, key=str)
+        if value not in present:
+            raise BenchInputError("--baseline", f"no record has {key} {value!r} (present: "
+                                  f"{', '.join(map(str, present))})", key)
+        baseline[key] = value
+    return baseline
+
+
+def device_labels(records: list[Record]) -> list[str]:
+    """"cuda:0 (NVIDIA H100 80GB HBM3)" per device, in order; a failed run's record may lack the name."""
+    names: dict[str, list[str]] = {}
+    for r in records:
+        known = names.setdefault(r.device, [])
+        if r.device_name and r.device_name not in known:
+            known.append(r.device_name)
+    return [f"{device} ({', '.join(n)})" if n else device for device, n in names.items()]
+
+
+def workload_label(workload: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in workload.items()) or "default workload"
+
+
+def describe_baseline(baseline: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in baseline.items())
+
+
+def baseline_key(point: Point, baseline: dict[str, Any]) -> PointKey:
+    """The point this one is compared with: the same point with the baseline's fields swapped in."""
+    return point.key.replace(**baseline)
+
+
+def speedup(point: Point, base: Point | None) -> float | None:
+    """Point throughput / baseline throughput (both repeat means)."""
+    if base is None or point.throughput is None or not base.throughput:
+        return None
+    return point.throughput / base.throughput
+
+
+def memory_saving(point: Point, base: Point | None) -> float | None:
+    """1 − point peak memory / baseline peak memory: 0.4 means the point needs 40% less."""
+    if base is None or point.peak_memory_bytes is None or not base.peak_memory_bytes:
+        return None
+    return 1 - point.peak_memory_bytes / base.peak_memory_bytes
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _unique(items) -> list[str]:
+    return list(dict.fromkeys(items))

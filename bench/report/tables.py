@@ -1,0 +1,313 @@
+"""The report's tables: the flat per-record frame (results.csv), each scenario's points with their ratios to
+the baseline, the side-by-side comparison of run directories, and the environments.
+
+Tables hold display strings; render.py turns them into markdown or HTML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from bench.report.points import (Point, PointKey, baseline_key, device_labels, memory_saving, primary_throughput,
+                                 speedup, workload_label)
+from bench.report.runs import Run
+from bench.results import Metrics
+from bench.scenario import PRECISIONS
+from bench.summary import fmt_bytes, fmt_seconds, peak_memory_bytes
+
+INVALID = "⚠"  # marks a point whose measurement the record itself calls too noisy to trust
+MISSING = "-"
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)  # lines printed under the table
+
+
+# --- formatting -------------------------------------------------------------------------------------------
+
+def fmt_rate(value: float | None) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:.1f}" if value >= 1 else f"{value:.3g}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}×"
+
+
+def fmt_saving(value: float | None) -> str:
+    return MISSING if value is None else f"{value:+.1%}"
+
+
+def fmt_number(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.4g}"
+
+
+# --- the flat frame: one row per record ----------------------------------------------------------------------
+
+def records_frame(runs: list[Run]) -> pd.DataFrame:
+    """Every record of every run as one flat row (raw samples left out: they are lists, not columns).
+
+    Columns follow the schema (nested fields joined with '.'), so a metric added to the record shows up
+    here without a change; `peak_memory_bytes` and `primary_throughput*` are the figures the report uses.
+    """
+    rows = []
+    for run in runs:
+        for r in run.records:
+            data = r.model_dump(exclude={"metrics"})
+            data["invalid_reasons"] = "; ".join(r.invalid_reasons)
+            data["warnings"] = "; ".join(r.warnings)
+            row = {"run": run.label, "run_dir": str(run.path), **_flatten(data)}
+            if r.metrics is not None:
+                row.update(_flatten({"metrics": _without_samples(r.metrics.model_dump())}))
+            tp = primary_throughput(r)
+            row["primary_throughput_metric"] = tp[0].field if tp else None
+            row["primary_throughput"] = tp[1] if tp else None
+            row["peak_memory_bytes"] = peak_memory_bytes(r)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_csv(runs: list[Run], path: Path) -> pd.DataFrame:
+    frame = records_frame(runs)
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def _without_samples(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_samples(v) for k, v in data.items() if k != "samples"}
+    return data
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name + "."))
+        elif isinstance(value, dict):
+            flat[name] = None
+        elif isinstance(value, list):
+            flat[name] = "; ".join(map(str, value))
+        else:
+            flat[name] = value
+    return flat
+
+
+# --- the points table --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """One metric column of the points table; shown only when some point has a value for it."""
+
+    header: str
+    value: Callable[[Point], float | None]
+    fmt: Callable[[float | None], str]
+
+
+def _stat(name: str, which: str) -> Callable[[Point], float | None]:
+    return lambda p: p.stat(name, which)
+
+
+def _metric(get: Callable[[Metrics], Any]) -> Callable[[Point], float | None]:
+    return lambda p: p.metric(get)
+
+
+# Adding a metric to the report is one entry here. Metrics the schema does not have yet (compile_s,
+# fidelity) are read with getattr, so their columns appear as soon as records carry them.
+FIDELITY = MetricColumn("fidelity", _metric(lambda m: getattr(m, "fidelity", None)), fmt_number)
+METRIC_COLUMNS: tuple[MetricColumn, ...] = (
+    MetricColumn("TTFT p50", _stat("ttft_s", "p50"), fmt_seconds),
+    MetricColumn("TTFT p95", _stat("ttft_s", "p95"), fmt_seconds),
+    MetricColumn("TTFT p99", _stat("ttft_s", "p99"), fmt_seconds),
+    MetricColumn("TPOT p50", _stat("tpot_s", "p50"), fmt_seconds),
+    MetricColumn("TPOT p95", _stat("tpot_s", "p95"), fmt_seconds),
+    MetricColumn("TPOT p99", _stat("tpot_s", "p99"), fmt_seconds),
+    MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
+    MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
+    MetricColumn("peak memory", lambda p: p.peak_memory_bytes, lambda b: fmt_bytes(round(b) if b else None)),
+    MetricColumn("export", _metric(lambda m: getattr(m, "export_s", None)), fmt_seconds),
+    MetricColumn("compile", _metric(lambda m: getattr(m, "compile_s", None)), fmt_seconds),
+    FIDELITY,
+)
+
+
+def throughput_column(points: list[Point]) -> MetricColumn:
+    """The throughput column, headed by the unit of the points' task (tokens/s, sequences/s, …)."""
+    units = sorted({m.unit for m in (p.throughput_metric for p in points) if m is not None})
+    return MetricColumn(" | ".join(units) or "throughput", lambda p: p.throughput, fmt_rate)
+
+
+def sort_points(points: list[Point]) -> list[Point]:
+    def order(p: Point) -> tuple:
+        k = p.key
+        rank = PRECISIONS.index(k.precision) if k.precision in PRECISIONS else len(PRECISIONS)
+        return (k.backend, rank, k.precision, k.batch_size, k.device, k.workload, k.backend_options, k.weights)
+
+    return sorted(points, key=order)
+
+
+# Point-key fields that get a column only when they differ between the rows of one table (a scenario
+# resumed on another device, two workloads); otherwise the section's heading already says them.
+EXTRA_KEY_COLUMNS: tuple[tuple[str, Callable[[Point], str]], ...] = (
+    ("device", lambda p: p.key.device),
+    ("weights", lambda p: p.key.weights),
+    ("workload", lambda p: workload_label(p.first.workload)),
+    ("backend options", lambda p: p.key.backend_options),
+)
+
+
+def key_columns(points: list[Point]) -> list[tuple[str, Callable[[Point], str]]]:
+    fixed: list[tuple[str, Callable[[Point], str]]] = [
+        ("backend", lambda p: p.key.backend), ("precision", lambda p: p.key.precision),
+        ("batch", lambda p: str(p.key.batch_size))]
+    return fixed + [(name, get) for name, get in EXTRA_KEY_COLUMNS if len({get(p) for p in points}) > 1]
+
+
+def status_cell(point: Point) -> str:
+    return f"{point.status} {INVALID}" if point.invalid_reasons else point.status
+
+
+def note_cell(point: Point) -> str:
+    parts = [f"{INVALID} invalid: {reason}" for reason in point.invalid_reasons]
+    parts += point.errors
+    parts += point.notes
+    return " ".join("; ".join(parts).split())
+
+
+def points_table(points: list[Point], by_key: dict[PointKey, Point], baseline: dict[str, Any]) -> Table:
+    """Every point of one run and scenario/model: metrics, ratios to its baseline, status and reasons."""
+    points = sort_points(points)
+    columns = [c for c in (throughput_column(points), *METRIC_COLUMNS)
+               if any(c.value(p) is not None for p in points)]
+    keys = key_columns(points)
+    show_repeats = any(len(p.records) > 1 for p in points)
+    header = [*[name for name, _ in keys], "status", *[c.header for c in columns], "speedup", "memory saving",
+              *(["repeats"] if show_repeats else []), "note"]
+    rows, missing_baselines = [], []
+    for p in points:
+        base_key = baseline_key(p, baseline)
+        base = by_key.get(base_key)
+        if base_key == p.key:
+            ratios = ["baseline", "baseline"]
+        else:
+            ratios = [fmt_ratio(speedup(p, base)), fmt_saving(memory_saving(p, base))]
+            if p.status == "ok" and (base is None or base.status != "ok"):
+                missing_baselines.append(f"batch {base_key.batch_size} {base_key.backend}/{base_key.precision}")
+        rows.append([*[get(p) for _, get in keys], status_cell(p),
+                     *[c.fmt(c.value(p)) for c in columns], *ratios,
+                     *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
+    notes = []
+    if missing_baselines:
+        notes.append("No measured baseline point for: " + ", ".join(dict.fromkeys(missing_baselines))
+                     + " (ratios shown as -).")
+    return Table(header, rows, notes)
+
+
+# --- several run directories side by side ----------------------------------------------------------------
+
+def comparison_table(runs: list[Run], points_by_run: list[list[Point]]) -> Table:
+    """One row per point, per run its throughput, latency p50 and peak memory, and each later run's ratios
+    to the first run. Points are matched on their key (device cuda:0 included) but not the device's name,
+    so an A100 run and an H100 run of the same sweep line up."""
+    first_label = runs[0].label
+    by_run = [{p.key: p for p in points} for points in points_by_run]
+    # A representative point per key (the first run that has it) names the row.
+    rows_by_key = {p.key: p for points in reversed(points_by_run) for p in points}
+    keys = [p.key for p in sort_points(list(rows_by_key.values()))]
+    key_cols = key_columns(list(rows_by_key.values()))
+    unit = throughput_column([p for points in points_by_run for p in points]).header
+    header = [name for name, _ in key_cols]
+    for i, run in enumerate(runs):
+        header += [f"{run.label} {unit}", f"{run.label} latency p50", f"{run.label} peak memory"]
+        if i:
+            header += [f"{run.label} speed vs {first_label}", f"{run.label} memory vs {first_label}"]
+    rows = []
+    for key in keys:
+        first = by_run[0].get(key)
+        row = [get(rows_by_key[key]) for _, get in key_cols]
+        for i, points in enumerate(by_run):
+            p = points.get(key)
+            row += _run_cells(p)
+            if i:
+                row += [fmt_ratio(_ratio(p, first, lambda q: q.throughput)),
+                        fmt_ratio(_ratio(p, first, lambda q: q.peak_memory_bytes))]
+        rows.append(row)
+    notes = [f"Ratios are this run / {first_label}: speed above 1× is faster, memory above 1× needs more. "
+             f"{INVALID} marks a point some repeat of which is too noisy to trust."]
+    return Table(header, rows, notes)
+
+
+def _run_cells(p: Point | None) -> list[str]:
+    if p is None:
+        return ["not run", MISSING, MISSING]
+    if p.status != "ok":
+        return [p.status, MISSING, MISSING]
+    mark = f" {INVALID}" if p.invalid_reasons else ""
+    return [fmt_rate(p.throughput) + mark, fmt_seconds(p.stat("latency_s", "p50")),
+            fmt_bytes(round(p.peak_memory_bytes) if p.peak_memory_bytes else None)]
+
+
+def _ratio(p: Point | None, first: Point | None, get: Callable[[Point], float | None]) -> float | None:
+    if p is None or first is None:
+        return None
+    a, b = get(p), get(first)
+    return a / b if a is not None and b else None
+
+
+# --- environments ------------------------------------------------------------------------------------------
+
+def environment_table(runs: list[Run]) -> Table:
+    """What each run ran on, one column per run directory (environment.json plus the records' devices)."""
+    envs = [r.environment or {} for r in runs]
+    fields: list[tuple[str, Callable[[Run, dict[str, Any]], Any]]] = [
+        ("directory", lambda run, env: str(run.path)),
+        ("date", lambda run, env: env.get("timestamp")),
+        ("command", lambda run, env: env.get("command")),
+        ("devices (records)", lambda run, env: ", ".join(device_labels(run.records))),
+        ("GPUs", lambda run, env: ", ".join(f"{g.get('name')} ({fmt_bytes(g.get('memory_total_bytes'))})"
+                                            for g in env.get("gpus") or []) or None),
+        ("driver", lambda run, env: env.get("driver")),
+        ("CUDA", lambda run, env: env.get("cuda")),
+        ("cuDNN", lambda run, env: env.get("cudnn")),
+        ("CPU", lambda run, env: (env.get("cpu") or {}).get("model")),
+        ("CPU cores (logical / physical)", lambda run, env: _cores(env.get("cpu") or {})),
+        ("host memory", lambda run, env: fmt_bytes((env.get("cpu") or {}).get("memory_total_bytes"))),
+        ("torch threads", lambda run, env: (env.get("cpu") or {}).get("torch_threads")),
+        ("python", lambda run, env: env.get("python")),
+        ("platform", lambda run, env: env.get("platform")),
+        ("project commit", lambda run, env: _commit(env)),
+        ("environment variables", lambda run, env: ", ".join(f"{k}={v}" for k, v in (env.get("env") or {}).items())
+         or None),
+    ]
+    libraries = list(dict.fromkeys(lib for env in envs for lib in (env.get("libraries") or {})))
+    fields += [(lib, lambda run, env, lib=lib: (env.get("libraries") or {}).get(lib)) for lib in libraries]
+    rows = [[name, *[_cell(get(run, env)) for run, env in zip(runs, envs)]] for name, get in fields]
+    notes = [f"{run.label}: no environment.json in {run.path}; only the records' devices are known."
+             for run in runs if run.environment is None]
+    return Table(["", *[r.label for r in runs]], rows, notes)
+
+
+def _cores(cpu: dict[str, Any]) -> str | None:
+    if cpu.get("logical_cores") is None:
+        return None
+    return f"{cpu.get('logical_cores')} / {cpu.get('physical_cores', MISSING)}"
+
+
+def _commit(env: dict[str, Any]) -> str | None:
+    commit = env.get("git_commit")
+    if not commit:
+        return None
+    return f"{commit[:12]}{' (dirty)' if env.get('git_dirty') else ''}"
+
+
+def _cell(value: Any) -> str:
+    return MISSING if value is None or value == "" else str(value)
