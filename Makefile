@@ -28,10 +28,11 @@ endif
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The report is written even when a run failed (failed points are in it); make still exits non-zero then.
 bench: install
-	$(BENCH) run $(SUITE) --out $(OUT)
-	@ln -sfn $(notdir $(OUT)) reports/latest
-	@echo "results: $(OUT) (also reports/latest)"
+	@mkdir -p $(OUT) && ln -sfn $(notdir $(OUT)) reports/latest
+	$(BENCH) run $(SUITE) --out $(OUT); rc=$$?; \
+	  $(BENCH) report $(OUT) && echo "results and report: $(OUT) (also reports/latest)" && exit $$rc
 
 validate: install
 	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/examples
