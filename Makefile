@@ -8,8 +8,11 @@ GPU    ?= 0
 STAMP  := $(VENV)/.installed-$(GPU)
 
 # Which suite `make bench` runs: scenarios/cuda when torch sees a CUDA device, else scenarios/cpu.
+# Recursive (?=), so it is evaluated in the recipe, after `install` made the venv.
 SUITE  ?= $(shell $(PY) -c "import torch; print('scenarios/cuda' if torch.cuda.is_available() else 'scenarios/cpu')" 2>/dev/null)
-OUT    ?= reports/bench-$(shell date -u +%Y%m%d-%H%M%S)
+# Evaluated once (:=), so every use in the recipe names the same directory.
+NOW    := $(shell date -u +%Y%m%d-%H%M%S)
+OUT    ?= reports/bench-$(NOW)
 
 .PHONY: install bench test validate clean
 
@@ -20,17 +23,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
 ifeq ($(GPU),1)
-	@# A local CPU wheel directory (pip's find-links) could shadow PyPI's CUDA build of the same version.
-	$(PY) -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)" || \
-	  $(PY) -m pip install -q --isolated --force-reinstall --no-deps -c constraints.txt torch
-	$(PY) -c "import torch; assert torch.version.cuda, 'torch is a CPU build'; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'available:', torch.cuda.is_available())"
+	@# PyPI's torch for Linux x86-64 is the CUDA build; a local CPU wheel (pip find-links) can shadow it.
+	@$(PY) -c "import torch, sys; print('torch', torch.__version__, 'CUDA build', torch.version.cuda, 'CUDA available', torch.cuda.is_available()); sys.exit(0 if torch.version.cuda else 1)" || \
+	  { echo "torch is a CPU build: reinstall PyPI's CUDA build with $(PY) -m pip install --force-reinstall -c constraints.txt torch" >&2; exit 1; }
 endif
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 # The report is written even when a run failed (failed points are in it); make still exits non-zero then.
 bench: install
-	@mkdir -p $(OUT) && ln -sfn $(notdir $(OUT)) reports/latest
+	@mkdir -p $(OUT) reports && ln -sfn $(abspath $(OUT)) reports/latest
 	$(BENCH) run $(SUITE) --out $(OUT); rc=$$?; \
 	  $(BENCH) report $(OUT) && echo "results and report: $(OUT) (also reports/latest)" && exit $$rc
 
