@@ -17,7 +17,7 @@ LIBRARIES = ("torch", "transformers", "huggingface-hub", "tokenizers", "safetens
              "torchao", "nvidia-ml-py", "aigc-bench")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -71,7 +71,7 @@ def collect() -> dict[str, Any]:
         "hostname": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": {"model": _cpu_model(), "logical_cores": os.cpu_count(),
+        "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(),
                 "physical_cores": psutil.cpu_count(logical=False),
                 "memory_total_bytes": psutil.virtual_memory().total,
                 "torch_threads": torch.get_num_threads()},

@@ -39,9 +39,9 @@ def device_name(device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from bench.environment import _cpu_model
+    from bench.environment import cpu_model
 
-    return _cpu_model()
+    return cpu_model()
 
 
 def base_record(run: RunSpec, device: str) -> dict:
