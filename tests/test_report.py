@@ -383,7 +383,7 @@ def chromium() -> Path:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
         for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)  # both within the test's 900 s
             if proc.returncode != 0:
                 pytest.skip(f"could not install chromium ({' '.join(cmd)} exited {proc.returncode}: "
                             f"{proc.stderr.strip()[-300:]})")
