@@ -28,8 +28,8 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="skip runs already recorded in --out"),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
-    from bench.results import read_records
-    from bench.runner import RESULTS, run_sweep
+    from bench.results import RESULTS_FILE, read_records
+    from bench.runner import run_sweep
     from bench.scenario import DEVICE_PATTERN, load_all
     from bench.summary import markdown, rich_table
 
@@ -43,10 +43,10 @@ def run(
     if out_dir is None:
         out_dir = Path("reports") / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err)
-    records = read_records(out_dir / RESULTS)
+    records = read_records(out_dir / RESULTS_FILE)
     (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
     out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
-    out.print(f"results: {out_dir / RESULTS}")
+    out.print(f"results: {out_dir / RESULTS_FILE}")
     raise typer.Exit(result.exit_code)
 
 

@@ -17,6 +17,8 @@ from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
 
 SCHEMA_VERSION = 1
+RESULTS_FILE = "results.jsonl"  # inside a run directory: one record per line
+ENVIRONMENT_FILE = "environment.json"
 Status = Literal["ok", "failed", "unsupported", "timeout"]
 
 

@@ -22,12 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import environment
 from bench.errors import BenchInputError
 from bench.models import downloads_allowed
-from bench.results import Record, append_record, now_iso, read_records, write_json
+from bench.results import (ENVIRONMENT_FILE, RESULTS_FILE, Record, append_record, now_iso, read_records,
+                           write_json)
 from bench.scenario import LoadedScenario, RunSpec
 from bench.worker import base_record
-
-RESULTS = "results.jsonl"
-
 
 @dataclass
 class SweepResult:
@@ -134,14 +132,14 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
               resume: bool = False, console: Console | None = None) -> SweepResult:
     console = console or Console(stderr=True)
     specs = plan(scenarios, repeats, device)  # may raise BenchInputError: nothing written yet
-    results_path = out_dir / RESULTS
+    results_path = out_dir / RESULTS_FILE
     if results_path.exists() and results_path.stat().st_size > 0 and not resume:
-        raise BenchInputError("--out", f"{out_dir} already holds {RESULTS}; pass --resume to continue "
+        raise BenchInputError("--out", f"{out_dir} already holds {RESULTS_FILE}; pass --resume to continue "
                               "that sweep or choose another directory")
     done = {r.run_id for r in read_records(results_path)} if resume else set()
     logs = out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "environment.json", environment.collect())
+    write_json(out_dir / ENVIRONMENT_FILE, environment.collect())
 
     result = SweepResult(out_dir=out_dir)
     todo = [s for s in specs if s.run_id not in done]

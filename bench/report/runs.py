@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchInputError
+from bench.results import ENVIRONMENT_FILE as ENVIRONMENT
+from bench.results import RESULTS_FILE as RESULTS
 from bench.results import Record, read_records
 
-RESULTS = "results.jsonl"
-ENVIRONMENT = "environment.json"
 
 
 @dataclass
