@@ -21,7 +21,14 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+ifeq ($(GPU),1)
+	@# Same module, two packages: remove the CPU build before installing the CUDA one.
+	$(PY) -m pip uninstall -q -y onnxruntime 2>/dev/null || true
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,gpu]"
+else
+	$(PY) -m pip uninstall -q -y onnxruntime-gpu 2>/dev/null || true
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,cpu]"
+endif
 ifeq ($(GPU),1)
 	@# PyPI's torch for Linux x86-64 is the CUDA build; a local CPU wheel (pip find-links) can shadow it.
 	@$(PY) -c "import torch, sys; print('torch', torch.__version__, 'CUDA build', torch.version.cuda, 'CUDA available', torch.cuda.is_available()); sys.exit(0 if torch.version.cuda else 1)" || \

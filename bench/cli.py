@@ -26,6 +26,8 @@ def run(
     device: Optional[str] = typer.Option(None, help="override every scenario's device: auto | cpu | cuda[:N]"),
     repeats: int = typer.Option(1, min=1, help="independent processes per matrix point"),
     resume: bool = typer.Option(False, "--resume", help="skip runs already recorded in --out"),
+    fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity",
+                                  help="compare every run's outputs with the fp32 eager reference"),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
     from bench.results import RESULTS_FILE, read_records
@@ -42,7 +44,8 @@ def run(
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err)
+    result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
+                       fidelity=fidelity)
     records = read_records(out_dir / RESULTS_FILE)
     (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
     out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))

@@ -29,6 +29,34 @@ class Throughput(BaseModel):
     decode_tokens_per_s: float | None = None  # batch × (new_tokens − 1) / mean (latency − TTFT)
 
 
+class Fidelity(BaseModel):
+    """How far this run's outputs are from the fp32 eager reference (same model, weights, inputs, device).
+
+    `output` names what was compared: the logits at the prompt's last position (text generation) or the
+    pooled embedding (feature extraction). Cosine is per batch row; relative error is max|x−ref| / max|ref|
+    (an elementwise ratio explodes near zero)."""
+
+    reference: str  # e.g. "eager fp32 on cpu"
+    output: str
+    cosine_mean: float
+    cosine_min: float
+    max_abs_error: float
+    max_rel_error: float
+    top1_agreement: float | None = None  # rows whose argmax matches the reference's (text generation)
+    token_agreement: float | None = None  # generated positions whose greedy token matches the reference's
+    matched_prefix_tokens: float | None = None  # mean count of leading generated tokens identical to it
+
+
+class Quantization(BaseModel):
+    """What a quantizing backend did, verified after the fact (a run whose quantization did not apply fails)."""
+
+    method: str  # e.g. "torchao Int8WeightOnlyConfig", "onnxruntime quantize_dynamic"
+    quantized_layers: int
+    float_layers_left: int  # layers of the kind that was targeted but stayed in floating point
+    weight_bytes_before: int
+    weight_bytes_after: int
+
+
 class Metrics(BaseModel):
     latency_s: Stats
     ttft_s: Stats | None = None
@@ -40,6 +68,11 @@ class Metrics(BaseModel):
     first_call_s: float  # the first (cold) call, never part of the measured samples
     warmup_calls: int
     measured_time_s: float  # wall time of the measured phase
+    # Cold costs of a backend, each its own number and never part of the measured samples.
+    compile_s: float | None = None  # torch.compile: time dynamo + inductor spent compiling (cold calls)
+    export_s: float | None = None  # onnxruntime: ONNX export (0 when the export cache was hit)
+    quantize_s: float | None = None  # int8: quantizing the weights
+    session_s: float | None = None  # onnxruntime: creating the inference session(s)
 
 
 class Record(BaseModel):
@@ -68,7 +101,11 @@ class Record(BaseModel):
     valid: bool | None = None  # False when the measurement is too noisy to trust (reasons say why)
     invalid_reasons: list[str] = []
     warnings: list[str] = []
-    details: dict[str, Any] = {}  # e.g. torch threads, attention implementation, parameter count
+    details: dict[str, Any] = {}  # e.g. torch threads, attention implementation, compile counters
+    parameters: int | None = None  # parameter count of the model as run
+    weight_bytes: int | None = None  # bytes of its weights as run (after quantization; the roofline needs it)
+    quantization: Quantization | None = None
+    fidelity: Fidelity | None = None
     started_at: str | None = None
     duration_s: float | None = None  # whole run, process start to record
     metrics: Metrics | None = None

@@ -26,6 +26,7 @@ from bench.results import (ENVIRONMENT_FILE, RESULTS_FILE, Record, append_record
                            write_json)
 from bench.scenario import LoadedScenario, RunSpec
 from bench.worker import base_record
+from bench.backends import BACKENDS
 
 @dataclass
 class SweepResult:
@@ -74,9 +75,45 @@ def _tail(path: Path, n: int = 1) -> str:
     return " | ".join(lines[-n:])[:500]
 
 
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if not downloads_allowed():
+        env.setdefault("HF_HUB_OFFLINE", "1")  # offline by default
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["BENCH_RUNNER_PID"] = str(os.getpid())
+    return env
+
+
+def make_reference(run: RunSpec, references: Path, logs: Path) -> tuple[str | None, str | None]:
+    """(path, error): the fp32 eager reference outputs for `run`'s model and inputs, computed in a process
+    of its own the first time a sweep needs them and reused by every later run (resume included)."""
+    ref = run.reference_spec()
+    path = references / f"{run.reference_key}.pt"
+    if path.exists():
+        return str(path), None
+    references.mkdir(parents=True, exist_ok=True)
+    spec_path = references / f"{run.reference_key}.spec.json"
+    log_path = logs / f"reference-{run.reference_key}.log"
+    spec_path.write_text(ref.model_dump_json(indent=2))
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.worker", "--reference", str(spec_path), str(path)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=worker_env())
+        try:
+            rc = proc.wait(timeout=run.measure.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            return None, f"the fp32 eager reference exceeded timeout_s={run.measure.timeout_s:g} (log: {log_path})"
+        except BaseException:
+            _kill(proc)
+            raise
+    if rc != 0 or not path.exists():
+        return None, f"the fp32 eager reference failed: {_tail(log_path)} (log: {log_path})"
+    return str(path), None
+
+
 def run_one(run: RunSpec, logs: Path) -> Record:
     """Run one spec in its own process; always returns a record."""
-    from bench.backends import BACKENDS
 
     device_type = run.device.split(":")[0]
     reason = BACKENDS[run.backend].unsupported_reason(run.task, run.precision, device_type)
@@ -89,12 +126,7 @@ def run_one(run: RunSpec, logs: Path) -> Record:
     log_path = logs / f"{run.run_id}.log"
     result_path.unlink(missing_ok=True)
     spec_path.write_text(run.model_dump_json(indent=2))
-    env = dict(os.environ)
-    if not downloads_allowed():
-        env.setdefault("HF_HUB_OFFLINE", "1")  # offline by default
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env["PYTHONUNBUFFERED"] = "1"
-    env["BENCH_RUNNER_PID"] = str(os.getpid())
+    env = worker_env()
     started, t0 = now_iso(), time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path), str(result_path)],
@@ -129,7 +161,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, device: str | None = None,
-              resume: bool = False, console: Console | None = None) -> SweepResult:
+              resume: bool = False, console: Console | None = None, fidelity: bool = True) -> SweepResult:
     console = console or Console(stderr=True)
     specs = plan(scenarios, repeats, device)  # may raise BenchInputError: nothing written yet
     results_path = out_dir / RESULTS_FILE
@@ -149,8 +181,20 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("sweep", total=len(todo))
+        reference_errors: dict[str, str] = {}  # a reference that failed once is not tried again
         for spec in todo:
             progress.update(bar, description=spec.label())
+            if fidelity and BACKENDS[spec.backend].unsupported_reason(spec.task, spec.precision,
+                                                                       spec.device.split(":")[0]) is None:
+                if spec.reference_key in reference_errors:
+                    spec.reference_error = reference_errors[spec.reference_key]
+                else:
+                    progress.update(bar, description=f"fp32 eager reference for {spec.model}")
+                    spec.reference_path, spec.reference_error = make_reference(spec, out_dir / "references", logs)
+                    if spec.reference_error:
+                        reference_errors[spec.reference_key] = spec.reference_error
+                        progress.console.print(f"[yellow]fidelity[/]: {spec.reference_error}")
+                progress.update(bar, description=spec.label())
             record = run_one(spec, logs)
             append_record(results_path, record)
             result.records.append(record)

@@ -115,6 +115,10 @@ class RunSpec(BaseModel):
     backend_options: dict[str, Any] = {}
     measure: MeasureSpec
     repeat: int = 0
+    # Set by the runner, not part of the identity: the fp32 eager reference outputs to compare with
+    # (a file), or why there are none.
+    reference_path: str | None = None
+    reference_error: str | None = None
 
     def identity(self, with_repeat: bool = True) -> dict[str, Any]:
         keys = ["scenario", "task", "model", "weights", "device", "backend", "precision", "batch_size",
@@ -131,6 +135,18 @@ class RunSpec(BaseModel):
     @property
     def run_id(self) -> str:
         return _digest(self.identity())
+
+    def reference_spec(self) -> "RunSpec":
+        """The run whose outputs are this run's fidelity reference: same model, weights, seed, inputs
+        and device, eager fp32."""
+        return self.model_copy(update=dict(backend="eager", precision="fp32", backend_options={}, repeat=0,
+                                           reference_path=None, reference_error=None))
+
+    @property
+    def reference_key(self) -> str:
+        ref = self.reference_spec()
+        return _digest({k: getattr(ref, k) for k in ("task", "model", "weights", "model_location", "device",
+                                                     "batch_size", "workload")} | {"seed": self.measure.seed})
 
     def label(self) -> str:
         return f"{self.scenario}/{self.model}/{self.backend}/{self.precision}/bs{self.batch_size}#r{self.repeat}"

@@ -90,12 +90,11 @@ def measure(run: RunSpec) -> Record:
 
     ref = models.ModelRef(run.model, run.weights, run.model_kind, run.model_location)
     t0 = time.perf_counter()
-    model = models.build(ref, workload_cls.model_class(), backend.load_dtype(run.precision), device,
+    model = models.build(ref, workload_cls.model_class(), backend.load_dtype(run.precision, device.type), device,
                          seed=run.measure.seed)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     load_s = time.perf_counter() - t0
-    n_params = sum(p.numel() for p in model.parameters())
 
     prepared = backend.prepare(model, run, device)
     clock = make_clock(device, prefer_sync=prepared.uses_foreign_streams)
@@ -105,25 +104,69 @@ def measure(run: RunSpec) -> Record:
     first_call_s = workload.call(prepared.runnable)["latency_s"]
     for _ in range(run.measure.warmup):
         workload.call(prepared.runnable)
+    cold_metrics = {**prepared.cold_metrics, **prepared.monitor.cold_metrics()}
 
     lifetime_peak = host_rss_peak_bytes()
     calls = []
     tracker = MemoryTracker(device)
+    prepared.monitor.start_measured()
     with tracker:
         t_measure = time.perf_counter()
         while len(calls) < run.measure.min_iterations or time.perf_counter() - t_measure < run.measure.min_time_s:
             calls.append(workload.call(prepared.runnable))
         measured_time_s = time.perf_counter() - t_measure
+    monitor_details, monitor_invalid = prepared.monitor.end_measured()
 
     metrics = Metrics(**workload.metrics(calls), memory=tracker.metrics(lifetime_peak), load_s=load_s,
                       first_call_s=first_call_s, warmup_calls=run.measure.warmup, measured_time_s=measured_time_s,
-                      **prepared.cold_metrics)
+                      **cold_metrics)
     invalid, warnings = quality(metrics, run.measure.max_cv)
-    details = {"parameters": n_params, "torch_threads": torch.get_num_threads(), "clock": clock.kind,
-               **prepared.details}
+    invalid += monitor_invalid
+    fidelity = None
+    if run.reference_path or run.reference_error:  # after timing: never inside a measured call
+        fidelity, why_not = compute_fidelity(run, workload, prepared.runnable)
+        if why_not:
+            warnings.append(f"fidelity not computed: {why_not}")
+    details = {"torch_threads": torch.get_num_threads(), "clock": clock.kind, **prepared.details,
+               **monitor_details}
     return Record(**base_record(run, str(device)), device_name=device_name(device), status="ok",
                   valid=not invalid, invalid_reasons=invalid, warnings=warnings, details=details,
+                  parameters=prepared.parameters, weight_bytes=prepared.weight_bytes,
+                  quantization=prepared.quantization, fidelity=fidelity,
                   started_at=started, duration_s=time.perf_counter() - t_process, metrics=metrics)
+
+
+def compute_fidelity(run: RunSpec, workload, runnable):
+    """(Fidelity | None, reason it is missing). Compares with the reference the runner computed."""
+    from bench.measure import fidelity
+
+    if run.reference_error:
+        return None, run.reference_error
+    try:
+        outputs = workload.fidelity_outputs(runnable)
+        return fidelity.compare(outputs, fidelity.load(run.reference_path), workload.fidelity_output), None
+    except Exception as exc:  # a fidelity problem is reported, the timing stays valid
+        traceback.print_exc()
+        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+
+
+def write_reference(run: RunSpec, out_path: Path) -> None:
+    """The fp32 eager outputs every run of this model and input set is compared with."""
+    import torch
+
+    from bench import models
+    from bench.measure import fidelity
+    from bench.measure.timing import make_clock
+    from bench.workloads import WORKLOADS
+
+    device = resolve_device(run.device)
+    torch.manual_seed(run.measure.seed)
+    workload_cls = WORKLOADS[run.task]
+    ref = models.ModelRef(run.model, run.weights, run.model_kind, run.model_location)
+    model = models.build(ref, workload_cls.model_class(), torch.float32, device, seed=run.measure.seed)
+    workload = workload_cls(run, device, make_clock(device))
+    workload.prepare_inputs(model)
+    fidelity.save(out_path, workload.fidelity_outputs(model))
 
 
 def _exit_with_parent() -> None:
@@ -150,6 +193,10 @@ def _exit_with_parent() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--reference":  # python -m bench.worker --reference SPEC OUT.pt
+        _exit_with_parent()
+        write_reference(RunSpec.model_validate_json(Path(argv[1]).read_text()), Path(argv[2]))
+        return 0
     spec_path, result_path = Path(argv[0]), Path(argv[1])
     _exit_with_parent()
     run = RunSpec.model_validate_json(spec_path.read_text())

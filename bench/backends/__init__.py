@@ -1,9 +1,10 @@
 """Backend registry: name -> Backend class."""
 
 from bench.backends.base import Backend
+from bench.backends.compile import CompileBackend
 from bench.backends.eager import EagerBackend
 
-BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (EagerBackend,)}
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (EagerBackend, CompileBackend)}
 
 
 def capability_markdown() -> str:

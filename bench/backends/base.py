@@ -15,14 +15,34 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Monitor:
+    """Backend hooks around the worker's phases. The default watches nothing; torch.compile's counts
+    compilations (lazy: they happen in the first calls) and catches recompiles in the measured phase."""
+
+    def cold_metrics(self) -> dict[str, float]:
+        """Cold costs known only after the first call and warm-up (e.g. compile_s)."""
+        return {}
+
+    def start_measured(self) -> None:
+        pass
+
+    def end_measured(self) -> tuple[dict[str, Any], list[str]]:
+        """(details, invalid reasons) about what happened during the measured phase."""
+        return {}, []
+
+
 @dataclass
 class Prepared:
-    """A runnable with the workload's calling convention (e.g. HF `generate`) and its cold costs."""
+    """A runnable with the workload's calling convention (HF `generate` / forward) and what it cost."""
 
     runnable: Any
-    cold_metrics: dict[str, float] = field(default_factory=dict)  # e.g. compile_s, export_s
+    cold_metrics: dict[str, float] = field(default_factory=dict)  # export_s, quantize_s, session_s
     details: dict[str, Any] = field(default_factory=dict)
     uses_foreign_streams: bool = False  # True: time with a device-wide synchronize (SyncClock)
+    parameters: int | None = None  # of the model as run
+    weight_bytes: int | None = None  # of its weights as run (after quantization)
+    quantization: Any = None  # bench.results.Quantization when the backend quantized
+    monitor: Monitor = field(default_factory=Monitor)
 
 
 class Backend:
@@ -45,10 +65,13 @@ class Backend:
             return f"backend {cls.name} on {device_type} does not support {precision} for {task} (supported: {have})"
         return None
 
-    def load_dtype(self, precision: str):
-        """The dtype the model is built in before `prepare` (quantizing backends build in fp32)."""
+    def load_dtype(self, precision: str, device_type: str):
+        """The dtype the model is built in before `prepare`. int8 keeps activations in floating point:
+        fp32 on the CPU, bf16 on CUDA (the usual recipe for int8 weights on GPUs); records say which."""
         import torch
 
+        if precision.startswith("int8"):
+            return torch.bfloat16 if device_type == "cuda" else torch.float32
         return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:

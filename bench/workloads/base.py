@@ -13,6 +13,7 @@ from pydantic import BaseModel
 class Workload:
     task: ClassVar[str]
     Spec: ClassVar[type[BaseModel]]  # the scenario's `workload:` section for this task
+    fidelity_output: ClassVar[str]  # what `fidelity_outputs()["primary"]` is, in words
 
     @classmethod
     def model_class(cls):
@@ -40,6 +41,11 @@ class Workload:
 
     def call(self, runnable: Any) -> dict[str, Any]:
         """One timed call; returns this call's measurements (at least latency_s)."""
+        raise NotImplementedError
+
+    def fidelity_outputs(self, runnable: Any) -> dict[str, Any]:
+        """Outputs compared with the fp32 eager reference (see bench.measure.fidelity): `primary`, a
+        [batch, features] tensor, and optionally `tokens`. Called after the measured phase."""
         raise NotImplementedError
 
     def metrics(self, calls: list[dict[str, Any]]) -> dict[str, Any]:

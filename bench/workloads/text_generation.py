@@ -44,6 +44,7 @@ class _TokenClock:
 class TextGeneration(Workload):
     task = "text-generation"
     Spec = TextGenerationSpec
+    fidelity_output = "logits at the prompt's last position; greedy tokens"
 
     @classmethod
     def model_class(cls):
@@ -112,6 +113,16 @@ class TextGeneration(Workload):
         self.last_output = out
         return {"latency_s": latency, "ttft_s": token_times[0],
                 "itl_s": list(np.diff(token_times)) if len(token_times) > 1 else []}
+
+    def fidelity_outputs(self, runnable: Any) -> dict[str, Any]:
+        import torch
+
+        with torch.inference_mode():
+            out = runnable.generate(input_ids=self.input_ids, attention_mask=self.attention_mask,
+                                    return_dict_in_generate=True, output_logits=True, **self.gen_kwargs)
+        # logits[0]: the scores for the first new token = the model's output at the prompt's last position
+        return {"primary": out.logits[0].float().cpu(),
+                "tokens": out.sequences[:, self.input_ids.shape[1]:].cpu()}
 
     def metrics(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
         batch, prompt, new = self.run.batch_size, self.spec.prompt_tokens, self.spec.new_tokens

@@ -1,0 +1,134 @@
+"""torch.compile: the model's forward compiled with static shapes; generation uses a static KV cache.
+
+Configured the way the PyTorch and HF docs recommend for inference:
+- `dynamic=False`: every shape is specialised (dynamic shapes on CPU compile slower code, and a static
+  cache makes decode shapes constant anyway). Prefill and decode are two graphs; the first calls
+  compile them, which is why the worker's first call is cold and never measured.
+- generation uses `cache_implementation="static"` and HF's own auto-compile is off (`disable_compile`),
+  so exactly one compiled forward serves both prefill and decode, in the mode the scenario asked for.
+- `mode`: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs.
+- Cold by default: each run gets a fresh, empty inductor/triton cache directory, so compile_s is what a
+  new deployment pays. `cache: warm` shares one directory across runs (BENCH_CACHE_DIR, default
+  ~/.cache/aigc-bench) and records how many graphs came from it.
+
+compile_s is the time dynamo + inductor spent compiling (their own accounting, over all compilations
+in the cold calls). A compilation during the measured phase (a recompile or a graph break hit late)
+makes the record invalid, with the reasons dynamo gave.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bench.backends.base import Backend, Monitor, Prepared
+from bench.backends.eager import PRECISIONS, TASKS, prepare_torch
+
+
+class CompileOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    fullgraph: bool = False
+    cache: Literal["cold", "warm"] = "cold"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "aigc-bench"))
+
+
+def use_inductor_cache(cache: str) -> str:
+    """Point inductor (and triton) at the cache directory for this run, before anything compiles."""
+    if cache == "warm":
+        directory = cache_root() / "inductor"
+        directory.mkdir(parents=True, exist_ok=True)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="bench-inductor-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory)
+    os.environ["TRITON_CACHE_DIR"] = str(directory / "triton")
+    return str(directory)
+
+
+class CompileMonitor(Monitor):
+    """Reads dynamo's own compilation records: one per frame compilation, with its time and the reason
+    it recompiled."""
+
+    def __init__(self) -> None:
+        self._seen = 0
+
+    @staticmethod
+    def _metrics() -> list[Any]:
+        from torch._dynamo.utils import get_compilation_metrics
+
+        return list(get_compilation_metrics())
+
+    @staticmethod
+    def _graph_breaks() -> int:
+        from torch._dynamo.utils import counters
+
+        return int(sum(counters["graph_break"].values()))
+
+    def cold_metrics(self) -> dict[str, float]:
+        metrics = self._metrics()
+        self._seen = len(metrics)
+        self._breaks = self._graph_breaks()
+        self._cold = metrics
+        return {"compile_s": sum(m.entire_frame_compile_time_s or 0.0 for m in metrics)}
+
+    def end_measured(self) -> tuple[dict[str, Any], list[str]]:
+        metrics = self._metrics()
+        late = metrics[self._seen:]
+        late_breaks = self._graph_breaks() - self._breaks
+        cold = self._cold
+
+        def total(ms: list[Any], field: str) -> int:
+            return int(sum(getattr(m, field, None) or 0 for m in ms))
+
+        details = {"compile": {
+            "compilations_cold": len(cold),
+            "graph_breaks": self._breaks,
+            "fx_graph_cache_hits": total(cold, "inductor_fx_local_cache_hit_count"),
+            "fx_graph_cache_misses": total(cold, "inductor_fx_local_cache_miss_count"),
+            "recompile_reasons_cold": [m.recompile_reason for m in cold if getattr(m, "recompile_reason", None)],
+            "compilations_measured": len(late),
+            "graph_breaks_measured": late_breaks,
+        }}
+        invalid = []
+        if late:
+            reasons = "; ".join(str(getattr(m, "recompile_reason", None) or "first compile") for m in late)[:300]
+            invalid.append(f"torch.compile compiled {len(late)} time(s) during the measured phase ({reasons}); "
+                           "raise measure.warmup")
+        if late_breaks:
+            invalid.append(f"{late_breaks} graph break(s) during the measured phase")
+        return details, invalid
+
+
+class CompileBackend(Backend):
+    name = "compile"
+    Options = CompileOptions
+    capabilities = {task: {"cpu": PRECISIONS, "cuda": PRECISIONS} for task in TASKS}
+
+    def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
+        import torch
+
+        opts: CompileOptions = self.options
+        if opts.mode in ("reduce-overhead",) and device.type != "cuda":
+            raise ValueError("compile mode reduce-overhead uses CUDA graphs: it needs a CUDA device")
+        cache_dir = use_inductor_cache(opts.cache)
+        prepared = prepare_torch(model, run.precision)  # quantize first: compile the int8 model
+        model.forward = torch.compile(model.forward, mode=opts.mode, dynamic=False, fullgraph=opts.fullgraph)
+        prepared.details.update({"compile_mode": opts.mode, "fullgraph": opts.fullgraph, "dynamic": False,
+                                 "inductor_cache": opts.cache, "inductor_cache_dir": cache_dir})
+        if run.task == "text-generation":
+            model.generation_config.cache_implementation = "static"
+            model.generation_config.disable_compile = True  # ours is the only compiled forward
+            prepared.details["cache_implementation"] = "static"
+        prepared.monitor = CompileMonitor()
+        return prepared
