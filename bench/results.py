@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict
 
 from bench.measure.memory import MemoryMetrics
@@ -27,6 +29,30 @@ class Throughput(BaseModel):
     requests_per_s: float | None = None  # batch / mean latency (one sequence = one request)
     prefill_tokens_per_s: float | None = None  # batch × prompt_tokens / mean TTFT
     decode_tokens_per_s: float | None = None  # batch × (new_tokens − 1) / mean (latency − TTFT)
+    sequences_per_s: float | None = None  # feature extraction: batch / mean latency
+    input_tokens_per_s: float | None = None  # feature extraction: batch × sequence_length / mean latency
+
+
+@dataclass(frozen=True)
+class ThroughputMetric:
+    field: str  # attribute of `Throughput` in the record schema
+    unit: str  # what the tables and axes call it
+
+
+# The throughput a record is judged by, per task: every table, ratio, chart and the gate follow this.
+PRIMARY_THROUGHPUT: dict[str, ThroughputMetric] = {
+    "text-generation": ThroughputMetric("output_tokens_per_s", "tokens/s"),
+    "feature-extraction": ThroughputMetric("sequences_per_s", "sequences/s"),
+}
+
+
+def primary_throughput(record: Record) -> tuple[ThroughputMetric, float] | None:
+    """The metric a record's speed is compared on, with its value; None when the record has none."""
+    metric = PRIMARY_THROUGHPUT.get(record.task)
+    if metric is None or record.metrics is None:
+        return None
+    value = getattr(record.metrics.throughput, metric.field, None)
+    return (metric, value) if value is not None else None
 
 
 class Fidelity(BaseModel):

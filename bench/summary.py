@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from bench.results import Record
+from bench.results import Record, primary_throughput
 
-COLUMNS = ("scenario", "model", "backend", "precision", "batch", "status", "tokens/s", "TTFT p50",
+COLUMNS = ("scenario", "model", "backend", "precision", "batch", "status", "throughput", "TTFT p50",
            "TPOT p50", "latency p50", "latency p99", "peak memory", "valid", "note")
 
 
@@ -44,9 +44,9 @@ def row(r: Record) -> list[str]:
     if r.metrics is None:
         return base + [r.status] + ["-"] * 7 + [_short(r.error or "")]
     m = r.metrics
-    tps = m.throughput.output_tokens_per_s
+    tp = primary_throughput(r)
     return base + [
-        r.status, f"{tps:.1f}" if tps is not None else "-",
+        r.status, f"{tp[1]:.1f} {tp[0].unit}" if tp is not None else "-",
         fmt_seconds(m.ttft_s.p50 if m.ttft_s else None), fmt_seconds(m.tpot_s.p50 if m.tpot_s else None),
         fmt_seconds(m.latency_s.p50), fmt_seconds(m.latency_s.p99), fmt_bytes(peak_memory_bytes(r)),
         "yes" if r.valid else "no", _short("; ".join(r.invalid_reasons)),

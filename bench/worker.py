@@ -128,7 +128,7 @@ def measure(run: RunSpec) -> Record:
         if why_not:
             warnings.append(f"fidelity not computed: {why_not}")
     details = {"torch_threads": torch.get_num_threads(), "clock": clock.kind, **prepared.details,
-               **monitor_details}
+               **monitor_details, **workload.details}
     return Record(**base_record(run, str(device)), device_name=device_name(device), status="ok",
                   valid=not invalid, invalid_reasons=invalid, warnings=warnings, details=details,
                   parameters=prepared.parameters, weight_bytes=prepared.weight_bytes,

@@ -22,7 +22,7 @@ from bench.report import write_report
 from bench.report.charts import ChartGroup, draw_all
 from bench.report.points import DEFAULT_BASELINE, group_points
 from bench.report.tables import points_table, sort_points
-from bench.results import Metrics, read_records
+from bench.results import Fidelity, read_records
 from bench.summary import fmt_bytes, fmt_seconds
 
 from conftest import REPO, run_cli
@@ -294,25 +294,21 @@ def test_html_tables_carry_the_markdown_numbers(two_runs):
 
 
 def test_a_fidelity_metric_gets_its_column_and_chart(tmp_path):
-    """No record carries fidelity yet (a later issue adds `metrics.fidelity`). When records do, the table
-    column and the fidelity-vs-speedup chart appear with no change here. The fidelity values below are test
-    inputs standing in for that schema field, nothing the report would ever make up."""
-
-    class MetricsWithFidelity(Metrics):
-        fidelity: float | None = None
-
+    """The fixtures predate fidelity. Records that carry it get the column and the fidelity-vs-speedup
+    chart. The values below are test inputs in the record schema, nothing the report would make up."""
     records = read_records(ONE_THREAD / "results.jsonl")
     fidelity = {}
     for i, r in enumerate(records):
         if r.metrics is not None and r.scenario == "tiny-gpt2-decode":
             fidelity[r.run_id] = 1 - i / 100
-            r.metrics = MetricsWithFidelity(**r.metrics.model_dump(), fidelity=fidelity[r.run_id])
+            r.fidelity = Fidelity(reference="eager fp32", output="logits", cosine_mean=fidelity[r.run_id],
+                                  cosine_min=fidelity[r.run_id], max_abs_error=0.1, max_rel_error=0.01)
     points = [p for p in group_points(records) if p.key.scenario == "tiny-gpt2-decode"]
     table = points_table(points, {p.key: p for p in points}, dict(DEFAULT_BASELINE))
-    assert "fidelity" in table.columns
+    assert "fidelity (cosine)" in table.columns
     rows = [dict(zip(table.columns, row)) for row in table.rows]
     for p, row in zip(sort_points(points), rows):
-        assert row["fidelity"] == (f"{fidelity[p.first.run_id]:.4g}" if p.status == "ok" else "-")
+        assert row["fidelity (cosine)"] == (f"{fidelity[p.first.run_id]:.4g}" if p.status == "ok" else "-")
     group = ChartGroup("cpu-1thread", "tiny-gpt2-decode", "tiny-gpt2", points, {p.key: p for p in points},
                        dict(DEFAULT_BASELINE))
     charts = {c.kind: c for c in draw_all(group, tmp_path)}

@@ -37,6 +37,9 @@ class CompileOptions(BaseModel):
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     fullgraph: bool = False
     cache: Literal["cold", "warm"] = "cold"
+    # torch.compile's own `backend`: inductor generates kernels; aot_eager traces and runs the same graph
+    # without code generation (tells dynamo's capture cost from inductor's, and compiles in seconds).
+    compiler: Literal["inductor", "aot_eager"] = "inductor"
 
 
 def cache_root() -> Path:
@@ -119,12 +122,16 @@ class CompileBackend(Backend):
         import torch
 
         opts: CompileOptions = self.options
-        if opts.mode in ("reduce-overhead",) and device.type != "cuda":
+        if opts.mode == "reduce-overhead" and device.type != "cuda":
             raise ValueError("compile mode reduce-overhead uses CUDA graphs: it needs a CUDA device")
+        if opts.compiler != "inductor" and opts.mode != "default":
+            raise ValueError(f"compile mode {opts.mode} is an inductor mode; compiler {opts.compiler} has none")
         cache_dir = use_inductor_cache(opts.cache)
         prepared = prepare_torch(model, run.precision)  # quantize first: compile the int8 model
-        model.forward = torch.compile(model.forward, mode=opts.mode, dynamic=False, fullgraph=opts.fullgraph)
-        prepared.details.update({"compile_mode": opts.mode, "fullgraph": opts.fullgraph, "dynamic": False,
+        mode = None if opts.compiler != "inductor" else opts.mode
+        model.forward = torch.compile(model.forward, backend=opts.compiler, mode=mode, dynamic=False,
+                                      fullgraph=opts.fullgraph)
+        prepared.details.update({"compiler": opts.compiler, "compile_mode": opts.mode, "fullgraph": opts.fullgraph, "dynamic": False,
                                  "inductor_cache": opts.cache, "inductor_cache_dir": cache_dir})
         if run.task == "text-generation":
             model.generation_config.cache_implementation = "static"

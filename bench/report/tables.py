@@ -121,9 +121,12 @@ def _metric(get: Callable[[Metrics], Any]) -> Callable[[Point], float | None]:
     return lambda p: p.metric(get)
 
 
-# Adding a metric to the report is one entry here. Metrics the schema does not have yet (compile_s,
-# fidelity) are read with getattr, so their columns appear as soon as records carry them.
-FIDELITY = MetricColumn("fidelity", _metric(lambda m: getattr(m, "fidelity", None)), fmt_number)
+def _fidelity(field: str) -> Callable[[Point], float | None]:
+    return lambda p: p.value(lambda r: getattr(r.fidelity, field) if r.fidelity is not None else None)
+
+
+# Adding a metric to the report is one entry here; a column appears when some point has a value for it.
+FIDELITY = MetricColumn("fidelity (cosine)", _fidelity("cosine_mean"), fmt_number)
 METRIC_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("TTFT p50", _stat("ttft_s", "p50"), fmt_seconds),
     MetricColumn("TTFT p95", _stat("ttft_s", "p95"), fmt_seconds),
@@ -134,9 +137,11 @@ METRIC_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
     MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
     MetricColumn("peak memory", lambda p: p.peak_memory_bytes, lambda b: fmt_bytes(round(b) if b else None)),
-    MetricColumn("export", _metric(lambda m: getattr(m, "export_s", None)), fmt_seconds),
-    MetricColumn("compile", _metric(lambda m: getattr(m, "compile_s", None)), fmt_seconds),
+    MetricColumn("weights", lambda p: p.value(lambda r: r.weight_bytes), lambda b: fmt_bytes(round(b) if b else None)),
+    MetricColumn("export", _metric(lambda m: m.export_s), fmt_seconds),
+    MetricColumn("compile", _metric(lambda m: m.compile_s), fmt_seconds),
     FIDELITY,
+    MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number),
 )
 
 

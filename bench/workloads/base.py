@@ -35,6 +35,7 @@ class Workload:
         self.spec = self.Spec.model_validate(run.workload)
         self.device = device
         self.clock = clock
+        self.details: dict[str, Any] = {}  # how the inputs were made, for the record's details
 
     def prepare_inputs(self, runnable: Any) -> None:
         raise NotImplementedError
