@@ -145,7 +145,8 @@ def test_list_shows_bundled_models_and_scenarios():
 def test_capabilities_command():
     proc = run_cli("capabilities")
     assert proc.returncode == 0
-    assert "| eager | text-generation | cpu | yes | yes | yes | - | - |" in proc.stdout
+    assert "| eager | text-generation | cpu | yes | yes | yes | yes | yes |" in proc.stdout
+    assert "| compile | feature-extraction | cuda | yes | yes | yes | yes | yes |" in proc.stdout
 
 
 @pytest.mark.parametrize("args", [["validate"], ["run", "--repeats", "0", "x.yaml"], ["nonsense"]])
