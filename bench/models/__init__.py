@@ -154,7 +154,8 @@ def build(ref: ModelRef, model_class, dtype, device, seed: int = 0):
 
 def randomize_(model, seed: int, std: float = 0.02) -> None:
     """Seeded random weights in place: normal(0, std) for matrices and embeddings, 1 for norm scales,
-    0 for biases. Same seed and device give the same weights, so every backend sees the same model."""
+    0 for biases. Same seed and device give the same weights (rounded to the dtype), so every backend and
+    precision sees the same model."""
     import torch
 
     params = list(model.named_parameters())
@@ -163,7 +164,12 @@ def randomize_(model, seed: int, std: float = 0.02) -> None:
     with torch.no_grad():
         for name, p in params:  # named_parameters() yields tied weights once
             if p.ndim >= 2:
-                p.normal_(0.0, std, generator=gen)
+                # Drawn in fp32 and rounded into the parameter's dtype: a bf16 model gets the fp32 model's
+                # weights, rounded (fidelity compares them), whatever the generator does per dtype.
+                if p.dtype == torch.float32:
+                    p.normal_(0.0, std, generator=gen)
+                else:
+                    p.copy_(torch.empty(p.shape, dtype=torch.float32, device=device).normal_(0.0, std, generator=gen))
             elif name.endswith("bias"):
                 p.zero_()
             else:
