@@ -39,6 +39,14 @@ def test_dtype_honoured():
     assert build("tiny-llama", dtype=torch.bfloat16).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_precision_gets_the_fp32_weights_rounded(dtype):
+    """Fidelity compares a bf16 run with the fp32 reference: they must be the same model."""
+    fp32, low = build("tiny-llama"), build("tiny-llama", dtype=dtype)
+    for (n, a), (_, b) in zip(fp32.named_parameters(), low.named_parameters()):
+        assert torch.equal(a.to(dtype), b), n
+
+
 def test_pretrained_missing_fails_clearly():
     with pytest.raises(models.ModelNotFound, match="no pretrained weights"):
         models.resolve("tiny-gpt2", "pretrained")
