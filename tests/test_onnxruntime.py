@@ -197,7 +197,8 @@ def _export_entry(cache: Path, weight_is_constant: bool) -> Path:
         graph = helper.make_graph([helper.make_node("MatMul", ["x", "z"], ["y"])], "g", [x, z], [y])
     entry = cache / "onnx" / f"export{int(weight_is_constant)}"
     entry.mkdir(parents=True)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), entry / "model.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10),
+              entry / "model.onnx")
     (entry / ortb.META_FILE).write_text(json.dumps({"key": entry.name}))
     return entry
 

@@ -13,7 +13,10 @@ ORTModelForCausalLM (generation with a KV cache) or ORTModelForFeatureExtraction
 - int8 (CPU), on the linear layers (MatMul/Gemm with a constant weight):
     `int8-dyn` = onnxruntime.quantization.quantize_dynamic: int8 weights (per channel) and activations
                  quantized at run time (DynamicQuantizeLinear + MatMulInteger);
-    `int8`     = weight-only MatMulNBits with bits=8 (MatMulNBitsQuantizer; activations stay fp32).
+    `int8`     = weight-only MatMulNBits with bits=8 (MatMulNBitsQuantizer; activations stay fp32). On
+                 the CPU, onnxruntime 1.31 has no fp32-activation kernel for 8 bits: it dequantizes each
+                 weight on every call, which is slow. Its fast 8-bit path (accuracy_level=4) quantizes
+                 the activations to int8, i.e. it is int8-dyn, so it is not used for `int8`.
   Quantized graphs are cached under their own key; each is verified afterwards by counting quantized
   and still-float linear layers and initializer bytes, and the run fails if nothing was quantized.
 - Providers: CPUExecutionProvider on CPU; CUDAExecutionProvider with IO binding on CUDA. onnxruntime
@@ -330,7 +333,8 @@ def verify_quantization(before: Any, after: Any, precision: str, method: str) ->
 
 QUANT_METHODS = {
     "int8-dyn": "onnxruntime quantize_dynamic (MatMul/Gemm, QInt8 weights per channel, uint8 activations)",
-    "int8": "onnxruntime MatMulNBits bits=8 block_size=32 symmetric (weight-only, fp32 activations)",
+    "int8": "onnxruntime MatMulNBits bits=8 block_size=32 symmetric, accuracy_level unset (weight-only, fp32 "
+            "activations)",
 }
 TWO_GB = 2 * 1024**3  # protobuf's limit: bigger models keep their weights in an external data file
 
