@@ -130,6 +130,38 @@ def report(
 
 
 @app.command()
+def calibrate(
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+    quick: bool = typer.Option(False, "--quick", help="a few small measurements (seconds; for tests), not a ceiling "
+                               "to quote"),
+    force: bool = typer.Option(False, "--force", help="measure again even when this device has a stored calibration"),
+) -> None:
+    """Measure memory bandwidth and matmul throughput per dtype; stored per device name and reused by runs and
+    reports (roofline efficiency)."""
+    import re
+
+    from bench.roofline import calibrate as cal
+    from bench.scenario import DEVICE_PATTERN
+
+    if not re.match(DEVICE_PATTERN, device):
+        raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchInputError("--device", f"{device}: torch sees no CUDA device on this machine")
+        if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+            raise BenchInputError("--device", f"{device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    result, path, reused = cal.calibrate(device, quick=quick, force=force)
+    out.print(cal.calibration_table(result))
+    if reused:
+        out.print(f"reused {path} (measured {result.measured_at}; --force measures again)", markup=False,
+                  highlight=False)
+    else:
+        out.print(f"measured in {result.seconds:.1f} s; stored {path}", markup=False, highlight=False)
+
+
+@app.command()
 def capabilities() -> None:
     """The backend × task × device × precision table (markdown). Unsupported points are recorded as such."""
     from bench.backends import capability_markdown

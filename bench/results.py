@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
+from bench.roofline.schema import Roofline
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"  # inside a run directory: one record per line
@@ -136,6 +137,8 @@ class Record(BaseModel):
     started_at: str | None = None
     duration_s: float | None = None  # whole run, process start to record
     metrics: Metrics | None = None
+    # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
+    roofline: Roofline | None = None
 
 
 def now_iso() -> str:

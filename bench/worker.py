@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from bench.results import Metrics, Record, now_iso, write_json
+from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
 
 
@@ -203,6 +204,7 @@ def main(argv: list[str]) -> int:
     started, t0 = now_iso(), time.perf_counter()
     try:
         record = measure(run)
+        record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
         traceback.print_exc()
         first_line = (str(exc).strip().splitlines() or [""])[0][:500]
