@@ -234,20 +234,19 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
 
 
 def _unmatched(base_points: dict[PointKey, Point], cur_points: dict[PointKey, Point]) -> list[PointIssue]:
-    issues = []
-    for key in base_points:
-        if key not in cur_points:
-            issues.append(PointIssue(key, "baseline-only", _nearest(key, [k for k in cur_points if k not in base_points])))
-    for key in cur_points:
-        if key not in base_points:
-            issues.append(PointIssue(key, "current-only", _nearest(key, [k for k in base_points if k not in cur_points])))
-    return issues
+    base_only = [k for k in base_points if k not in cur_points]
+    cur_only = [k for k in cur_points if k not in base_points]
+    return ([PointIssue(k, "baseline-only", _nearest(k, cur_only)) for k in base_only]
+            + [PointIssue(k, "current-only", _nearest(k, base_only)) for k in cur_only])
 
 
 def _nearest(key: PointKey, others: list[PointKey]) -> str:
-    """Which fields differ from the most similar point on the other side (a renamed workload, …)."""
+    """Which fields differ from the most similar unmatched point of the same scenario and model on the other
+    side (a changed workload, batch size, …)."""
     best: list[str] | None = None
     for other in others:
+        if (other.scenario, other.model) != (key.scenario, key.model):
+            continue
         diff = [f for f in key.__dataclass_fields__ if getattr(key, f) != getattr(other, f)]
         if best is None or len(diff) < len(best):
             best = diff
@@ -382,8 +381,8 @@ def invalid_repeats(b: Point, c: Point) -> list[str]:
 
 
 def _point_notes(b: Point, c: Point, config: GateConfig) -> list[str]:
-    counts = [f"{side} {sum(r.valid is False for r in p.ok)}/{len(p.ok)}" for side, p in (("baseline", b), ("current", c))
-              if any(r.valid is False for r in p.ok)]
+    counts = [f"{side} {sum(r.valid is False for r in p.ok)}/{len(p.ok)}"
+              for side, p in (("baseline", b), ("current", c)) if any(r.valid is False for r in p.ok)]
     if not counts:
         return []
     how = "kept" if config.invalid_repeats == "include" else "left out"

@@ -179,7 +179,8 @@ def test_invalid_repeats_are_left_out_and_said(tmp_path):
     assert lat.verdict == "inconclusive" and lat.reason.startswith("too noisy: current has 1 valid repeat")
     assert verdicts(result)["memory.host_rss_peak_bytes"] == "unchanged"  # memory is not a timing-noise question
     assert any("current: 4 of 5 repeat(s) marked invalid" in text for _, text in result.noisy)
-    kept = gate(tmp_path / "kept", side(seed=1), noisy, config=load_config(_config(tmp_path, "invalid_repeats: include")))
+    include = load_config(_config(tmp_path, "invalid_repeats: include"))
+    kept = gate(tmp_path / "kept", side(seed=1), noisy, config=include)
     assert verdicts(kept)["latency_s"] == "regression"
 
 
@@ -352,7 +353,7 @@ def test_cli_exit_codes_and_markdown(tmp_path):
     assert md.startswith("## ❌ Performance gate: regression")
     assert (out / "compare.md").read_text() == md
     assert json.loads((out / "compare.json").read_text())["exit_code"] == 1
-    rows = [ln for ln in md.splitlines() if ln.startswith("| 🔴") or ln.startswith("| 🟡") or ln.startswith("| ⚪")]
+    rows = [ln for ln in md.splitlines() if ln.startswith(("| 🔴", "| 🟡", "| 🟢", "| ⚪"))]
     order = [ln.split("|")[1].strip().split(" ")[1] for ln in rows]
     assert order == sorted(order, key=("regression", "inconclusive", "improvement", "unchanged").index)
     assert order[0] == "regression" and "<details><summary>Unchanged" in md
@@ -393,7 +394,8 @@ def test_cli_refuses_a_different_environment_on_real_records():
     proc = run_cli("compare", str(FIXTURES / "cpu-2threads"), str(FIXTURES / "cpu-1thread"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert line.startswith(f"error: {FIXTURES / 'cpu-1thread'}: environment differs") and "torch threads 2 → 1" in line
+    assert line.startswith(f"error: {FIXTURES / 'cpu-1thread'}: environment differs")
+    assert "torch threads 2 → 1" in line
     allowed = run_cli("compare", str(FIXTURES / "cpu-2threads"), str(FIXTURES / "cpu-1thread"), "--allow-env-change",
                       "--format", "json")
     assert allowed.returncode in (0, 1), allowed.stderr

@@ -123,8 +123,8 @@ def to_markdown(result: GateResult) -> str:
                         [[ICONS["failed"], point_label(i.key), i.detail] for i in result.failures])
         lines.append("")
 
-    header = ["verdict", "point", "metric", "baseline", "current", "change", f"{fmt_level(level)} interval", "threshold",
-              "repeats (base/cur)", "note"]
+    header = ["verdict", "point", "metric", "baseline", "current", "change", f"{fmt_level(level)} interval",
+              "threshold", "repeats (base/cur)", "note"]
     ordered = result.sorted_comparisons()
     shown = [c for c in ordered if c.verdict != "unchanged"]
     unchanged = [c for c in ordered if c.verdict == "unchanged"]
@@ -160,9 +160,9 @@ def to_markdown(result: GateResult) -> str:
               f"failure, else 0.",
               f"- Thresholds: ±{pct(cfg.threshold)} for time and throughput, ±{pct(cfg.memory_threshold)} for memory "
               f"(unless the gate config overrides them per metric or scenario).",
-              f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a hierarchical "
-              f"bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls within each, "
-              f"seed {cfg.seed}), degrees of freedom from the repeats (Welch)"
+              f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
+              f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
+              f"within each, seed {cfg.seed}), degrees of freedom from the repeats (Welch)"
               + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise
                  else "."),
               f"- Multiple comparisons: Benjamini–Hochberg at false discovery rate {cfg.alpha:g} over the "
