@@ -319,8 +319,7 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
                       for side in ("baseline", "current")}
         for comp, metric in members:
             comp.estimate = stats.ratio_estimate(comp.baseline_value, replicates["baseline"][metric.name],
-                                                 comp.repeats[0], comp.current_value,
-                                                 replicates["current"][metric.name], comp.repeats[1],
+                                                 comp.current_value, replicates["current"][metric.name],
                                                  session_noise=0.0 if metric.kind == "memory" else config.session_noise)
     return comparisons
 

@@ -82,9 +82,34 @@ def test_hierarchical_bootstrap_sees_run_to_run_noise():
             x = 0.02 * np.exp(rng.normal(0, between) + rng.normal(0, 0.02, 50))
             reps.append(stats.Repeat({"lat": x}, {"lat": float(np.median(x))}))
         boot = stats.bootstrap_side(reps, [rule], 2000, np.random.default_rng(2))["lat"]
-        return math.sqrt(stats.log_variance(boot, 5))
+        return math.sqrt(boot.log_variance())
 
     assert se(0.05) > 4 * se(0.002)
+
+
+def test_false_regressions_at_the_threshold_stay_below_the_nominal_rate():
+    """A true slowdown of exactly +5% must be called a regression no more often than the interval's one-sided
+    error rate (gamma/2 = 2.5% here), and a true +10% almost always: 300 synthetic trials, 5 repeats a side,
+    2% run-to-run and 5% call-to-call noise (what a quiet CPU shows for the tiny model)."""
+    rule = stats.MetricRule("lat", "median", "lat")
+    rng = np.random.default_rng(11)
+
+    def one_side(factor: float) -> tuple[float, stats.SideBootstrap]:
+        reps = []
+        for _ in range(5):
+            x = 0.02 * factor * np.exp(rng.normal(0, 0.02) + rng.normal(0, 0.05, 30))
+            reps.append(stats.Repeat({"lat": x}, {"lat": float(np.median(x))}))
+        return stats.side_estimate(reps, rule), stats.bootstrap_side(reps, [rule], 400, rng)["lat"]
+
+    def regressions(factor: float, trials: int = 300) -> int:
+        hits = 0
+        for _ in range(trials):
+            est = stats.ratio_estimate(*one_side(1.0), *one_side(factor))
+            hits += stats.verdict(est.interval(0.05), 0.05, False) == "regression"
+        return hits
+
+    assert regressions(1.05) <= 0.025 * 300 + 2 * math.sqrt(0.025 * 0.975 * 300)  # ≤ 2.5% + 2 standard errors
+    assert regressions(1.0, 100) == 0
 
 
 # --- verdicts on synthetic sides with known answers --------------------------------------------------------

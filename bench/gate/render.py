@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -175,14 +176,10 @@ def to_markdown(result: GateResult) -> str:
 
 
 def _workload(key: PointKey) -> dict[str, Any]:
-    import json
-
     return json.loads(key.workload)
 
 
 def _key_json(key: PointKey) -> dict[str, Any]:
-    import json
-
     data = dict(key.__dict__)
     data["workload"] = json.loads(key.workload)
     data["backend_options"] = json.loads(key.backend_options)

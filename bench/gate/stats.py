@@ -11,10 +11,11 @@ repeats, not from the pooled samples.
    resample (with replacement) of its calls; recompute every metric. `B` replicates per side. The
    calls of one repeat are resampled jointly for all metrics (latency, TTFT and TPOT of one call stay
    together). Each drawn repeat takes a fresh inner resample from a pool of `inner` precomputed ones.
-2. Variance of log(side statistic) from the replicates, times R/(R−1): the bootstrap's plug-in variance
-   of a mean of R values is (R−1)/R of the unbiased one. (Resampling both levels also counts within-run
-   noise twice; with the R/(R−1) factor the estimate is therefore never below the unbiased one, and at
-   most (2R−1)/(R−1) times it when within-run noise dominates: the gate errs towards "inconclusive".)
+2. Variance of log(side statistic) from the replicates, corrected for what resampling both levels does
+   (Davison & Hinkley 1997, §3.8): it counts the within-run noise twice (once inside every repeat's
+   statistic, once more by resampling the calls) and the repeats with the plug-in factor (R−1)/R. The
+   corrected value is the unbiased variance of a mean of R repeat statistics, and never less than the
+   within-run part alone (SideBootstrap.log_variance).
 3. log ratio l = log(current) − log(baseline), se² = var_b + var_c (+ 2·session_noise², a calibrated
    shift of whole sessions that no number of repeats inside one session reveals; 0 unless configured),
    degrees of freedom by Welch–Satterthwaite with R_b − 1 and R_c − 1: with 3 repeats a side a normal
@@ -148,9 +149,31 @@ def side_estimate(repeats: list[Repeat], rule: MetricRule) -> float:
     return float(np.mean([r.values[rule.name] for r in repeats]))
 
 
+@dataclass
+class SideBootstrap:
+    """One side's hierarchical bootstrap of one metric."""
+
+    replicates: np.ndarray  # of the side statistic (mean over drawn repeats of each one's resampled statistic)
+    within_var: float  # mean over repeats of var(log repeat statistic) when only its calls are resampled
+    repeats: int
+
+    def log_variance(self) -> float:
+        """Variance of log(side statistic).
+
+        The replicates' variance is V = (R−1)/R · S²/R + w/R, with S² the variance of the per-repeat
+        statistics (each already carrying its own within-run noise) and w the within-run part: resampling
+        both levels counts the within-run noise twice and the repeats with the plug-in (R−1)/R. So the
+        unbiased S²/R is (V − w/R) · R/(R−1); it is never taken below w/R, the part no repeat can avoid
+        (guards against a few repeats that agree by chance)."""
+        n = self.repeats
+        total = float(np.var(np.log(self.replicates), ddof=1))
+        within = self.within_var / n
+        return max((total - within) * n / (n - 1), within)
+
+
 def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: int, rng: np.random.Generator,
-                   inner: int = 1000, max_draws: int = 4_000_000) -> dict[str, np.ndarray]:
-    """`resamples` hierarchical-bootstrap replicates of every rule's side statistic."""
+                   inner: int = 1000, max_draws: int = 4_000_000) -> dict[str, SideBootstrap]:
+    """Hierarchical bootstrap of every rule's side statistic: `resamples` replicates each."""
     n_rep = len(repeats)
     pools = {rule.name: np.empty((n_rep, inner)) for rule in rules}
     for k, rep in enumerate(repeats):
@@ -163,7 +186,9 @@ def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: in
             pools[rule.name][k] = _inner_pool(rep, rule, draws, inner, rng)
     outer = rng.integers(0, n_rep, size=(resamples, n_rep))
     pick = rng.integers(0, inner, size=(resamples, n_rep))
-    return {name: pool[outer, pick].mean(axis=1) for name, pool in pools.items()}
+    return {name: SideBootstrap(replicates=pool[outer, pick].mean(axis=1),
+                                within_var=float(np.mean(np.var(np.log(pool), axis=1, ddof=1))), repeats=n_rep)
+            for name, pool in pools.items()}
 
 
 def _inner_pool(rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inner: int,
@@ -182,12 +207,6 @@ def _inner_pool(rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inn
     if len(stats) < inner:  # a large repeat got fewer distinct inner resamples: draw among them
         stats = stats[rng.integers(0, len(stats), size=inner)]
     return stats
-
-
-def log_variance(replicates: np.ndarray, n_repeats: int) -> float:
-    """Variance of log(side statistic), with the R/(R−1) small-sample correction."""
-    logs = np.log(replicates)
-    return float(np.var(logs, ddof=1)) * n_repeats / (n_repeats - 1)
 
 
 # --- two sides: interval, p-value, verdict ---------------------------------------------------------------
@@ -245,13 +264,13 @@ class RatioEstimate:
         return limit + 1
 
 
-def ratio_estimate(baseline_est: float, baseline_reps: np.ndarray, n_baseline: int,
-                   current_est: float, current_reps: np.ndarray, n_current: int,
+def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: float, current: SideBootstrap,
                    session_noise: float = 0.0) -> RatioEstimate:
     """`session_noise`: the standard deviation (log scale) of a whole session's shift that its repeats cannot
     show (machine load, clocks, thermal state of one `bench run`), known from calibration, not from the data:
     each side gets session_noise² more variance, with infinite degrees of freedom."""
-    var_b, var_c = log_variance(baseline_reps, n_baseline), log_variance(current_reps, n_current)
+    var_b, var_c = baseline.log_variance(), current.log_variance()
+    n_baseline, n_current = baseline.repeats, current.repeats
     session = 2 * session_noise ** 2
     return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est),
                          se=math.sqrt(var_b + var_c + session),
