@@ -18,6 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
+from bench.inject import maybe_slow_down
 from bench.results import Metrics, Record, now_iso, write_json
 from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
@@ -98,6 +99,7 @@ def measure(run: RunSpec) -> Record:
     load_s = time.perf_counter() - t0
 
     prepared = backend.prepare(model, run, device)
+    prepared = maybe_slow_down(prepared)  # test-only knob (bench/inject.py), no-op unless BENCH_INJECT_SLOWDOWN set
     clock = make_clock(device, prefer_sync=prepared.uses_foreign_streams)
     workload = workload_cls(run, device, clock)
     workload.prepare_inputs(prepared.runnable)
