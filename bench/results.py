@@ -71,6 +71,7 @@ class Fidelity(BaseModel):
     cosine_min: float
     max_abs_error: float
     max_rel_error: float
+    rmse: float | None = None  # root mean square error (for images in [0, 1]: PSNR = −20·log10(rmse) dB)
     top1_agreement: float | None = None  # rows whose argmax matches the reference's (text generation)
     token_agreement: float | None = None  # generated positions whose greedy token matches the reference's
     matched_prefix_tokens: float | None = None  # mean count of leading generated tokens identical to it

@@ -202,6 +202,7 @@ def test_fidelity_compare_known_values():
     row0 = 1 / (1 + 1.5 ** 2) ** 0.5
     assert f.cosine_min == pytest.approx(row0) and f.cosine_mean == pytest.approx((row0 + 1) / 2)
     assert f.max_abs_error == pytest.approx(1.5) and f.max_rel_error == pytest.approx(1.5 / 2)
+    assert f.rmse == pytest.approx(((1.5 ** 2 + 0.5 ** 2) / 4) ** 0.5)
     assert f.top1_agreement == 0.5  # row 0's argmax moved, row 1's did not
     assert f.token_agreement == pytest.approx(5 / 6)
     assert f.matched_prefix_tokens == pytest.approx((1 + 3) / 2)

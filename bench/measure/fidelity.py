@@ -45,7 +45,8 @@ def compare(outputs: dict[str, Any], reference: dict[str, Any], output_name: str
     fields: dict[str, Any] = dict(
         reference="eager fp32, same weights, inputs and device",
         output=output_name, cosine_mean=cos.mean().item(), cosine_min=cos.min().item(),
-        max_abs_error=abs_err, max_rel_error=abs_err / scale if scale else float("inf"))
+        max_abs_error=abs_err, max_rel_error=abs_err / scale if scale else float("inf"),
+        rmse=(x - ref).pow(2).mean().sqrt().item())
     if "tokens" in reference:
         tokens, ref_tokens = outputs["tokens"].cpu(), reference["tokens"]
         same = tokens == ref_tokens
