@@ -22,10 +22,10 @@ def sd_sweep(tmp_path_factory):
         device: cpu
         matrix:
           backend: [eager, compile]
-          precision: [fp32, bf16, int8]
+          precision: [fp32, int8]
           batch_size: 2
         exclude:
-          - {backend: compile, precision: bf16}
+          - {backend: compile, precision: int8}
         backend_options:
           compile: {compiler: aot_eager}
         workload: {height: 32, width: 32, num_inference_steps: 3, guidance_scale: 7.5}
@@ -37,8 +37,7 @@ def sd_sweep(tmp_path_factory):
 
 
 def test_pipeline_records(sd_sweep):
-    assert set(sd_sweep) == {("eager", "fp32"), ("eager", "bf16"), ("eager", "int8"), ("compile", "fp32"),
-                             ("compile", "int8")}
+    assert set(sd_sweep) == {("eager", "fp32"), ("eager", "int8"), ("compile", "fp32")}
     for (backend, precision), r in sd_sweep.items():
         assert r.status == "ok", (backend, precision, r.error)
         m = r.metrics
@@ -66,7 +65,8 @@ def test_int8_quantizes_the_unet(sd_sweep):
     assert q.quantized_layers > 0 and q.float_layers_left == 0 and q.weight_bytes_after < q.weight_bytes_before
     # the pipeline's weights: UNet (now int8 linears) + VAE + text encoder, still fp32
     assert r.weight_bytes < sd_sweep["eager", "fp32"].weight_bytes
-    assert sd_sweep["compile", "int8"].metrics.compile_s > 0
+    assert sd_sweep["compile", "fp32"].metrics.compile_s > 0
+    assert sd_sweep["compile", "fp32"].details["optimized_module"] == "UNet2DConditionModel"
 
 
 def test_image_size_must_fit_the_latent_grid(tmp_path):
