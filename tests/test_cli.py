@@ -147,6 +147,7 @@ def test_capabilities_command():
     assert proc.returncode == 0
     assert "| eager | text-generation | cpu | yes | yes | yes | yes | yes |" in proc.stdout
     assert "| compile | feature-extraction | cuda | yes | yes | yes | yes | yes |" in proc.stdout
+    assert "| onnxruntime | text-generation | cpu | yes | - | - | yes | yes |" in proc.stdout
 
 
 @pytest.mark.parametrize("args", [["validate"], ["run", "--repeats", "0", "x.yaml"], ["nonsense"]])

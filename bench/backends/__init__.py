@@ -3,8 +3,9 @@
 from bench.backends.base import Backend
 from bench.backends.compile import CompileBackend
 from bench.backends.eager import EagerBackend
+from bench.backends.onnxruntime import OnnxRuntimeBackend
 
-BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (EagerBackend, CompileBackend)}
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (EagerBackend, CompileBackend, OnnxRuntimeBackend)}
 
 
 def capability_markdown() -> str:
