@@ -86,11 +86,12 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
         config = models.load_config(models.resolve(name))
         tasks = [w for w in WORKLOADS.values() if w.check_model(w.Spec(), config) is None]
         if tasks:
-            model_class = tasks[0].model_class()
+            params = tasks[0].parameter_count(config)
         else:
-            from transformers import AutoModel as model_class
-        params = models.parameter_count(config, model_class)
-        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config)),
+            from transformers import AutoModel
+
+            params = models.parameter_count(config, AutoModel)
+        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config) or "-"),
                       ", ".join(w.task for w in tasks) or "-", what, hub_id or "-")
     out.print(table)
     files = sorted(scenario_dir.rglob("*.y*ml")) if scenario_dir.is_dir() else []

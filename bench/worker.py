@@ -92,8 +92,7 @@ def measure(run: RunSpec) -> Record:
 
     ref = models.ModelRef(run.model, run.weights, run.model_kind, run.model_location)
     t0 = time.perf_counter()
-    model = models.build(ref, workload_cls.model_class(), backend.load_dtype(run.precision, device.type), device,
-                         seed=run.measure.seed)
+    model = workload_cls.build(ref, backend.load_dtype(run.precision, device.type), device, seed=run.measure.seed)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     load_s = time.perf_counter() - t0
@@ -166,7 +165,7 @@ def write_reference(run: RunSpec, out_path: Path) -> None:
     torch.manual_seed(run.measure.seed)
     workload_cls = WORKLOADS[run.task]
     ref = models.ModelRef(run.model, run.weights, run.model_kind, run.model_location)
-    model = models.build(ref, workload_cls.model_class(), torch.float32, device, seed=run.measure.seed)
+    model = workload_cls.build(ref, torch.float32, device, seed=run.measure.seed)
     workload = workload_cls(run, device, make_clock(device))
     workload.prepare_inputs(model)
     fidelity.save(out_path, workload.fidelity_outputs(model))

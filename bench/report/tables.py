@@ -153,6 +153,8 @@ METRIC_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("TPOT p50", _stat("tpot_s", "p50"), fmt_seconds),
     MetricColumn("TPOT p95", _stat("tpot_s", "p95"), fmt_seconds),
     MetricColumn("TPOT p99", _stat("tpot_s", "p99"), fmt_seconds),
+    MetricColumn("step p50", _stat("step_s", "p50"), fmt_seconds),
+    MetricColumn("VAE decode p50", _stat("vae_decode_s", "p50"), fmt_seconds),
     MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
     MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
     MetricColumn("efficiency", _efficiency("calibrated"), fmt_percent),
