@@ -43,8 +43,25 @@ bench: install
 	$(BENCH) run $(SUITE) --out $(OUT); rc=$$?; \
 	  $(BENCH) report $(OUT) && echo "results and report: $(OUT) (also reports/latest)" && exit $$rc
 
+# The regression gate's CI suite: every point with repeats, a pytest-benchmark export, and, when BASELINE names
+# a run directory or a saved baseline, the gate itself (its exit code: 0 pass, 1 regression/failure, 2 refused).
+CI_SUITE    ?= scenarios/ci
+CI_REPEATS  ?= 5
+CI_OUT      ?= reports/ci-$(NOW)
+GATE_CONFIG ?= gate.yaml
+BASELINE    ?=
+
+.PHONY: bench-ci
+bench-ci: install
+	$(BENCH) run $(CI_SUITE) --repeats $(CI_REPEATS) --out $(CI_OUT); rc=$$?; \
+	  $(BENCH) export $(CI_OUT) --format pytest-benchmark --out $(CI_OUT)/pytest-benchmark.json || exit $$?; \
+	  if [ -n "$(BASELINE)" ]; then \
+	    $(BENCH) compare $(BASELINE) $(CI_OUT) --config $(GATE_CONFIG) --out $(CI_OUT)/gate; rc=$$?; \
+	  fi; \
+	  echo "results: $(CI_OUT)"; exit $$rc
+
 validate: install
-	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/examples
+	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/examples scenarios/ci
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q

@@ -86,11 +86,12 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
         config = models.load_config(models.resolve(name))
         tasks = [w for w in WORKLOADS.values() if w.check_model(w.Spec(), config) is None]
         if tasks:
-            model_class = tasks[0].model_class()
+            params = tasks[0].parameter_count(config)
         else:
-            from transformers import AutoModel as model_class
-        params = models.parameter_count(config, model_class)
-        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config)),
+            from transformers import AutoModel
+
+            params = models.parameter_count(config, AutoModel)
+        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config) or "-"),
                       ", ".join(w.task for w in tasks) or "-", what, hub_id or "-")
     out.print(table)
     files = sorted(scenario_dir.rglob("*.y*ml")) if scenario_dir.is_dir() else []
@@ -130,11 +131,151 @@ def report(
 
 
 @app.command()
+def calibrate(
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+    quick: bool = typer.Option(False, "--quick", help="a few small measurements (seconds; for tests), not a ceiling "
+                               "to quote"),
+    force: bool = typer.Option(False, "--force", help="measure again even when this device has a stored calibration"),
+) -> None:
+    """Measure memory bandwidth and matmul throughput per dtype; stored per device name and reused by runs and
+    reports (roofline efficiency)."""
+    import re
+
+    from bench.roofline import calibrate as cal
+    from bench.scenario import DEVICE_PATTERN
+
+    if not re.match(DEVICE_PATTERN, device):
+        raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchInputError("--device", f"{device}: torch sees no CUDA device on this machine")
+        if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+            raise BenchInputError("--device", f"{device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    result, path, reused = cal.calibrate(device, quick=quick, force=force)
+    out.print(cal.calibration_table(result))
+    if reused:
+        out.print(f"reused {path} (measured {result.measured_at}; --force measures again)", markup=False,
+                  highlight=False)
+    else:
+        out.print(f"measured in {result.seconds:.1f} s; stored {path}", markup=False, highlight=False)
+
+
+@app.command()
 def capabilities() -> None:
     """The backend × task × device × precision table (markdown). Unsupported points are recorded as such."""
     from bench.backends import capability_markdown
 
     sys.stdout.write(capability_markdown())
+
+
+@app.command()
+def compare(
+    baseline: str = typer.Argument(..., metavar="BASELINE", help="run directory or saved baseline name"),
+    current: str = typer.Argument(..., metavar="CURRENT", help="run directory or saved baseline name"),
+    threshold: Optional[str] = typer.Option(None, help="unchanged zone, e.g. 5% (default 5%, or the config's)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see README, Regression gate)"),
+    fmt: str = typer.Option("md", "--format", help="what to print: md | json"),
+    allow_env_change: bool = typer.Option(False, "--allow-env-change",
+                                          help="compare even when GPU, driver, CUDA, torch or ONNX Runtime differ"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="also write compare.md and compare.json here"),
+    baseline_dir: Optional[Path] = typer.Option(None, "--baseline-dir",
+                                                help="where saved baselines live (default baselines/)"),
+) -> None:
+    """Regression gate: exit 0 pass (improvements included), 1 regression or failure, 2 invalid input."""
+    import json
+
+    from bench.compare import compare as run_gate
+    from bench.compare import load_side
+    from bench.gate.config import load_config
+    from bench.gate.render import to_json, to_markdown
+
+    if fmt not in ("md", "json"):
+        raise BenchInputError("--format", f"{fmt!r} is not md or json")
+    gate_config = load_config(config, threshold)
+    result = run_gate(load_side(baseline, baseline_dir), load_side(current, baseline_dir), gate_config,
+                      allow_env_change=allow_env_change)
+    markdown, data = to_markdown(result), to_json(result)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "compare.md").write_text(markdown, encoding="utf-8")
+        (out_dir / "compare.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    sys.stdout.write(markdown if fmt == "md" else json.dumps(data, indent=2) + "\n")
+    raise typer.Exit(result.exit_code)
+
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Save and list baselines for `bench compare`.")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR"),
+    name: str = typer.Argument(..., metavar="NAME"),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="baselines folder (default baselines/ or "
+                                             "$BENCH_BASELINE_DIR)"),
+    force: bool = typer.Option(False, "--force", help="replace a baseline of the same name"),
+) -> None:
+    """Copy a run directory's records and environment into the baselines folder under NAME."""
+    from bench import baselines
+
+    saved = baselines.save(run_dir, name, directory, force)
+    for warning in saved.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    out.print(f"saved baseline {name!r} in {saved.path} ({saved.meta['points']} point(s), "
+              f"{saved.meta['ok_records']} ok record(s))", markup=False, highlight=False)
+
+
+@baseline_app.command("list")
+def baseline_list(
+    directory: Optional[Path] = typer.Option(None, "--dir", help="baselines folder (default baselines/ or "
+                                             "$BENCH_BASELINE_DIR)"),
+) -> None:
+    """The saved baselines: name, when measured, commit, device, points, repeats."""
+    from rich.table import Table
+
+    from bench import baselines
+
+    found = baselines.list_saved(directory)
+    where = directory if directory is not None else baselines.default_dir()
+    if not found:
+        out.print(f"no saved baselines in {where}", markup=False, highlight=False)
+        return
+    table = Table(title=f"baselines in {where}")
+    for col in ("name", "measured", "saved", "commit", "device", "scenarios", "points", "repeats"):
+        table.add_column(col, overflow="fold")
+    for path, meta in found:
+        repeats = ", ".join(f"{k}×{v}" for k, v in (meta.get("repeats") or {}).items())
+        table.add_row(meta.get("name", path.name), str(meta.get("measured_at") or "-"), str(meta.get("saved_at") or "-"),
+                      str(meta.get("git_commit") or "-")[:10], str(meta.get("device") or "-"),
+                      ", ".join(meta.get("scenarios") or []), str(meta.get("points", "-")), repeats or "-")
+    out.print(table)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR"),
+    fmt: str = typer.Option("pytest-benchmark", "--format", help="pytest-benchmark"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="write here instead of stdout"),
+) -> None:
+    """Results in another tool's format (pytest-benchmark JSON, for tools that ingest it)."""
+    import json
+
+    from bench.export import FORMATS, pytest_benchmark
+
+    if fmt not in FORMATS:
+        raise BenchInputError("--format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    doc, skipped = pytest_benchmark(run_dir)
+    text = json.dumps(doc, indent=2) + "\n"
+    if skipped:
+        err.print(f"note: {skipped} point(s) without an ok repeat left out", markup=False, highlight=False)
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text, encoding="utf-8")
+        out.print(f"wrote {out_file} ({len(doc['benchmarks'])} benchmark(s))", markup=False, highlight=False)
 
 
 def main() -> None:

@@ -85,5 +85,5 @@ def collect() -> dict[str, Any]:
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(dirty) if dirty is not None else None,
         "env": {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                           "CUDA_VISIBLE_DEVICES") if k in os.environ},
+                                           "CUDA_VISIBLE_DEVICES", "BENCH_INJECT_SLOWDOWN") if k in os.environ},
     }

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
+from bench.roofline.schema import Roofline
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"  # inside a run directory: one record per line
@@ -31,6 +32,8 @@ class Throughput(BaseModel):
     decode_tokens_per_s: float | None = None  # batch × (new_tokens − 1) / mean (latency − TTFT)
     sequences_per_s: float | None = None  # feature extraction: batch / mean latency
     input_tokens_per_s: float | None = None  # feature extraction: batch × sequence_length / mean latency
+    images_per_s: float | None = None  # text to image: batch / mean latency
+    steps_per_s: float | None = None  # text to image: denoising steps / mean latency
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ThroughputMetric:
 PRIMARY_THROUGHPUT: dict[str, ThroughputMetric] = {
     "text-generation": ThroughputMetric("output_tokens_per_s", "tokens/s"),
     "feature-extraction": ThroughputMetric("sequences_per_s", "sequences/s"),
+    "text-to-image": ThroughputMetric("images_per_s", "images/s"),
 }
 
 
@@ -89,6 +93,9 @@ class Metrics(BaseModel):
     ttft_s: Stats | None = None
     tpot_s: Stats | None = None
     itl_s: Stats | None = None  # every inter-token gap of every measured call (summary only)
+    step_s: Stats | None = None  # text to image: each denoising step (UNet + scheduler) of every call
+    vae_decode_s: Stats | None = None  # text to image: VAE decode per call
+    text_encode_s: Stats | None = None  # text to image: prompt encoding per call
     throughput: Throughput
     memory: MemoryMetrics
     load_s: float  # build/load the model onto the device
@@ -136,6 +143,8 @@ class Record(BaseModel):
     started_at: str | None = None
     duration_s: float | None = None  # whole run, process start to record
     metrics: Metrics | None = None
+    # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
+    roofline: Roofline | None = None
 
 
 def now_iso() -> str:

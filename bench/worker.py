@@ -18,7 +18,9 @@ import time
 import traceback
 from pathlib import Path
 
+from bench.inject import maybe_slow_down
 from bench.results import Metrics, Record, now_iso, write_json
+from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
 
 
@@ -90,13 +92,13 @@ def measure(run: RunSpec) -> Record:
 
     ref = models.ModelRef(run.model, run.weights, run.model_kind, run.model_location)
     t0 = time.perf_counter()
-    model = models.build(ref, workload_cls.model_class(), backend.load_dtype(run.precision, device.type), device,
-                         seed=run.measure.seed)
+    model = workload_cls.build(ref, backend.load_dtype(run.precision, device.type), device, seed=run.measure.seed)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     load_s = time.perf_counter() - t0
 
     prepared = backend.prepare(model, run, device)
+    prepared = maybe_slow_down(prepared)  # test-only knob (bench/inject.py), no-op unless BENCH_INJECT_SLOWDOWN set
     clock = make_clock(device, prefer_sync=prepared.uses_foreign_streams)
     workload = workload_cls(run, device, clock)
     workload.prepare_inputs(prepared.runnable)
@@ -163,7 +165,7 @@ def write_reference(run: RunSpec, out_path: Path) -> None:
     torch.manual_seed(run.measure.seed)
     workload_cls = WORKLOADS[run.task]
     ref = models.ModelRef(run.model, run.weights, run.model_kind, run.model_location)
-    model = models.build(ref, workload_cls.model_class(), torch.float32, device, seed=run.measure.seed)
+    model = workload_cls.build(ref, torch.float32, device, seed=run.measure.seed)
     workload = workload_cls(run, device, make_clock(device))
     workload.prepare_inputs(model)
     fidelity.save(out_path, workload.fidelity_outputs(model))
@@ -203,6 +205,7 @@ def main(argv: list[str]) -> int:
     started, t0 = now_iso(), time.perf_counter()
     try:
         record = measure(run)
+        record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
         traceback.print_exc()
         first_line = (str(exc).strip().splitlines() or [""])[0][:500]

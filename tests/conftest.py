@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -10,6 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests never read or write the user's cache (calibrations, warm inductor caches): a report's roofline
+# columns must not depend on whether this machine was calibrated before.
+os.environ["BENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="aigc-bench-test-cache-")
+atexit.register(shutil.rmtree, os.environ["BENCH_CACHE_DIR"], ignore_errors=True)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

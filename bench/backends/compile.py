@@ -121,16 +121,19 @@ class CompileBackend(Backend):
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
         import torch
 
+        from bench.workloads import WORKLOADS
+
         opts: CompileOptions = self.options
         if opts.mode == "reduce-overhead" and device.type != "cuda":
             raise ValueError("compile mode reduce-overhead uses CUDA graphs: it needs a CUDA device")
         if opts.compiler != "inductor" and opts.mode != "default":
             raise ValueError(f"compile mode {opts.mode} is an inductor mode; compiler {opts.compiler} has none")
         cache_dir = use_inductor_cache(opts.cache)
-        prepared = prepare_torch(model, run.precision)  # quantize first: compile the int8 model
+        prepared = prepare_torch(model, run)  # quantize first: compile the int8 model
+        target = WORKLOADS[run.task].optimized_module(model)  # the model, or a pipeline's UNet
         mode = None if opts.compiler != "inductor" else opts.mode
-        model.forward = torch.compile(model.forward, backend=opts.compiler, mode=mode, dynamic=False,
-                                      fullgraph=opts.fullgraph)
+        target.forward = torch.compile(target.forward, backend=opts.compiler, mode=mode, dynamic=False,
+                                       fullgraph=opts.fullgraph)
         prepared.details.update({"compiler": opts.compiler, "compile_mode": opts.mode, "fullgraph": opts.fullgraph, "dynamic": False,
                                  "inductor_cache": opts.cache, "inductor_cache_dir": cache_dir})
         if run.task == "text-generation":

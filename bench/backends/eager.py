@@ -6,26 +6,39 @@ from typing import Any
 
 from bench.backends.base import Backend, Prepared
 
-TASKS = ("text-generation", "feature-extraction")
+TASKS = ("text-generation", "feature-extraction", "text-to-image")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
 
 
-def prepare_torch(model: Any, precision: str) -> Prepared:
-    """What eager and compile share: quantize when asked (verified), then count what is run."""
-    from bench.backends.quantize import quantize_int8, weight_stats
+def weights_of(modules: dict[str, Any]) -> tuple[int, int]:
+    from bench.backends.quantize import weight_stats
 
+    stats = [weight_stats(m) for m in modules.values()]
+    return sum(s[0] for s in stats), sum(s[1] for s in stats)
+
+
+def prepare_torch(model: Any, run: Any) -> Prepared:
+    """What eager and compile share: quantize when asked (verified), then count what is run."""
+    from bench.backends.quantize import quantize_int8
+    from bench.workloads import WORKLOADS
+
+    workload = WORKLOADS[run.task]
+    target = workload.optimized_module(model)
     prepared = Prepared(runnable=model, details={
-        "attn_implementation": getattr(model.config, "_attn_implementation", None),
-        "compute_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "attn_implementation": getattr(getattr(target, "config", None), "_attn_implementation", None),
+        "compute_dtype": str(next(target.parameters()).dtype).removeprefix("torch."),
     })
+    if target is not model:
+        prepared.details["optimized_module"] = type(target).__name__
     # Parameters of the architecture, counted before quantizing: quantizing a tied output projection
     # gives it its own int8 copy, which costs bytes (counted below) but is not a new parameter.
-    prepared.parameters, prepared.weight_bytes = weight_stats(model)
-    if precision.startswith("int8"):
-        prepared.quantization, details, seconds = quantize_int8(model, precision)
+    modules = workload.weight_modules(model)
+    prepared.parameters, prepared.weight_bytes = weights_of(modules)
+    if run.precision.startswith("int8"):
+        prepared.quantization, details, seconds = quantize_int8(target, run.precision)
         prepared.details.update(details)
         prepared.cold_metrics["quantize_s"] = seconds
-        prepared.weight_bytes = prepared.quantization.weight_bytes_after
+        prepared.weight_bytes = weights_of(modules)[1]
     return prepared
 
 
@@ -34,4 +47,4 @@ class EagerBackend(Backend):
     capabilities = {task: {"cpu": PRECISIONS, "cuda": PRECISIONS} for task in TASKS}
 
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
-        return prepare_torch(model, run.precision)
+        return prepare_torch(model, run)

@@ -27,6 +27,8 @@ BUNDLED: dict[str, tuple[str | None, str]] = {
     "tiny-gpt2": (None, "2-layer GPT-2 for tests"),
     "tiny-llama": (None, "2-layer Llama for tests"),
     "tiny-bert": (None, "2-layer BERT for tests"),
+    "sd15": (None, "Stable Diffusion 1.5-shaped pipeline: UNet 860M, VAE, CLIP text encoder"),
+    "tiny-sd": (None, "2-block Stable Diffusion-shaped pipeline for tests"),
 }
 
 
@@ -39,6 +41,26 @@ PACKAGED: dict[str, tuple[str, str]] = {
 
 class ModelNotFound(Exception):
     pass
+
+
+COMPONENTS = ("unet", "vae", "text_encoder", "scheduler")
+
+
+class DiffusionConfig(dict):
+    """The component configs of a diffusion pipeline (what `bench.models.load_config` returns for one)."""
+
+    model_type = "stable-diffusion"
+
+    @classmethod
+    def read(cls, directory: Path) -> "DiffusionConfig":
+        if (directory / "model_index.json").is_file():  # a saved diffusers pipeline
+            return cls({c: json.loads((directory / c / ("scheduler_config.json" if c == "scheduler" else "config.json"))
+                                      .read_text()) for c in COMPONENTS})
+        return cls({c: json.loads((directory / f"{c}.json").read_text()) for c in COMPONENTS})
+
+    @staticmethod
+    def is_pipeline_dir(directory: Path) -> bool:
+        return (directory / "unet.json").is_file() or (directory / "model_index.json").is_file()
 
 
 def packaged_dir(name: str) -> Path:
@@ -78,13 +100,14 @@ def resolve(name: str, weights: str = "random", base_dir: Path | None = None) ->
             if hub_id is None:
                 raise ModelNotFound(f"bundled model {name!r} is a test architecture with no pretrained weights")
             return ModelRef(name, weights, "hub", hub_id)
-        return ModelRef(name, weights, "bundled", str(CONFIG_DIR / f"{name}.json"))
+        path = CONFIG_DIR / name  # a folder of component configs (diffusion) or NAME.json
+        return ModelRef(name, weights, "bundled", str(path if path.is_dir() else CONFIG_DIR / f"{name}.json"))
     candidate = Path(name).expanduser()
     if not candidate.is_absolute() and base_dir is not None:
         candidate = base_dir / candidate
     if candidate.is_dir():
-        if not (candidate / "config.json").is_file():
-            raise ModelNotFound(f"directory {name!r} has no config.json")
+        if not (candidate / "config.json").is_file() and not DiffusionConfig.is_pipeline_dir(candidate):
+            raise ModelNotFound(f"directory {name!r} has no config.json (nor model_index.json)")
         return ModelRef(name, weights, "directory", str(candidate.resolve()))
     if "/" in name and not name.startswith((".", "/")):
         return ModelRef(name, weights, "hub", name)
@@ -96,6 +119,8 @@ def resolve(name: str, weights: str = "random", base_dir: Path | None = None) ->
 def load_config(ref: ModelRef):
     from transformers import AutoConfig
 
+    if ref.kind != "hub" and DiffusionConfig.is_pipeline_dir(Path(ref.location)):
+        return DiffusionConfig.read(Path(ref.location))
     if ref.kind == "bundled":
         data: dict[str, Any] = json.loads(Path(ref.location).read_text())
         return AutoConfig.for_model(**data)

@@ -12,7 +12,9 @@ from bench.report.points import (PRIMARY_THROUGHPUT, Point, describe_baseline, d
                                  parse_baseline, workload_label)
 from bench.report.render import Block, Bullets, Heading, Image, Paragraph, to_html, to_markdown
 from bench.report.runs import Run, load_runs
-from bench.report.tables import INVALID, Table, comparison_table, environment_table, points_table, write_csv
+from bench.report.tables import (INVALID, Table, comparison_table, environment_table, points_table, roofline_table,
+                                 write_csv)
+from bench.roofline.analysis import for_report as roofline_for_report
 
 CHARTS_DIR = "charts"
 
@@ -30,6 +32,9 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
                  ) -> ReportFiles:
     runs = load_runs(run_dirs)
     baseline = parse_baseline(baseline_args or [], [r for run in runs for r in run.records])
+    for run in runs:  # roofline bounds from the calibration store for records whose run had none
+        for r in run.records:
+            r.roofline = roofline_for_report(r)
     out_dir = out_dir if out_dir is not None else runs[0].path / "report"
     charts_dir = out_dir / CHARTS_DIR
     charts_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +99,12 @@ def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
         "points are listed with their reason.",
         "A metric column appears when some point has it; `results.csv` holds every field of every record "
         "(one row per record).",
+        "**Efficiency** (roofline): the fraction of the device's ceiling a unit of work reached — a decode step "
+        "(text generation; prefill in its own column) or a forward (feature extraction). Its FLOPs and bytes are "
+        "analytic (weights read, KV cache, attention); the ceiling is min(peak matmul FLOP/s of its dtype, "
+        "FLOP/byte × memory bandwidth), from `bench calibrate` on that device (and NVIDIA's datasheet for known "
+        "GPUs). Above 100% means the data came from caches faster than the calibrated memory bandwidth "
+        "(small models on CPUs). The **Roofline** table says which bound applies.",
     ]
     if repeats:
         items.append("Some points have several repeats in these run directories.")
@@ -120,6 +131,9 @@ def _scenario_section(scenario: str, model: str, runs: list[Run], points_by_run:
             continue
         by_key = {p.key: p for p in all_points}
         blocks += [Heading(3, f"Points · {run.label}" if several else "Points"), points_table(points, by_key, baseline)]
+        roofline = roofline_table(points)
+        if roofline is not None:
+            blocks += [Heading(3, f"Roofline · {run.label}" if several else "Roofline"), roofline]
     if several:
         present = [(run, points) for run, points in zip(runs, in_section) if points]
         blocks += [Heading(3, "Across runs"),

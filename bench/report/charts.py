@@ -24,7 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from bench.report.points import (Point, PointKey, baseline_key, describe_baseline, device_labels,  # noqa: E402
                                  speedup, workload_label)
-from bench.report.tables import FIDELITY, sort_points  # noqa: E402
+from bench.report.tables import FIDELITY, fmt_rate, sort_points  # noqa: E402
 from bench.scenario import PRECISIONS  # noqa: E402
 
 DPI = 100
@@ -293,6 +293,93 @@ def fidelity_chart(g: ChartGroup):
     return fig, "Each reduced-precision point by its speedup over the baseline and its fidelity."
 
 
+PHASE_FILL = {"decode": "full", "forward": "full", "prefill": "none"}  # prefill drawn hollow
+
+
+def roofline_chart(g: ChartGroup):
+    """Arithmetic intensity against achieved FLOP/s, log-log, under the device's roofs: bandwidth × intensity
+    up to the ridge, then the matmul peak of each dtype the points compute in (calibrated solid, datasheet
+    dashed)."""
+    records = [r for p in g.ok for r in p.ok if r.roofline is not None and r.roofline.phases]
+    if not records:
+        return "skipped: no measured point has a roofline section (text generation and feature extraction do)"
+    devices = sorted({r.device_name or r.device for r in records})
+    if len(devices) > 1:
+        return f"skipped: points from several devices ({', '.join(devices)}) share no ceiling"
+    ceilings = {}
+    for source in ("calibrated", "datasheet"):
+        ceilings.update({source: c for r in records if (c := r.roofline.ceilings.get(source)) is not None})
+    if not any(c.memory_bytes_per_s for c in ceilings.values()):
+        return (f"skipped: no calibration for {devices[0]} and no datasheet entry — run `bench calibrate` on that "
+                "machine, then `bench report` again")
+    marks = []  # (point, phase name, intensity, achieved FLOP/s, dtype)
+    for p in g.ok:
+        names = dict.fromkeys(n for r in p.ok if r.roofline is not None for n in r.roofline.phases)
+        for name in names:
+            phases = [r.roofline.phases[name] for r in p.ok if r.roofline is not None and name in r.roofline.phases]
+            marks.append((p, name, phases[0].arithmetic_intensity_flops_per_byte,
+                          sum(ph.achieved_flops_per_s for ph in phases) / len(phases), phases[0].compute_dtype))
+    dtypes = list(dict.fromkeys(m[4] for m in marks))
+    peaks = [v for c in ceilings.values() for d, v in c.matmul_flops_per_s.items() if d in dtypes]
+    ridges = [v / c.memory_bytes_per_s for c in ceilings.values() if c.memory_bytes_per_s
+              for d, v in c.matmul_flops_per_s.items() if d in dtypes]
+    xs = [m[2] for m in marks] + ridges
+    x_lo, x_hi = min(xs) / 4, max(xs) * 4
+    scale, unit = (1e12, "TFLOP/s") if max(peaks + [m[3] for m in marks]) >= 1e12 else (1e9, "GFLOP/s")
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    grid = [x_lo * (x_hi / x_lo) ** (i / 200) for i in range(201)]
+    for source, c in ceilings.items():
+        style = "-" if source == "calibrated" else "--"
+        bw = c.memory_bytes_per_s
+        if not bw:
+            continue
+        if not any(d in c.matmul_flops_per_s for d in dtypes):  # bandwidth roof only
+            ax.plot(grid, [bw * x / scale for x in grid], color="0.25", linestyle=style, linewidth=1.2)
+        for d in dtypes:
+            peak = c.matmul_flops_per_s.get(d)
+            if not peak:
+                continue
+            ax.plot(grid, [min(peak, bw * x) / scale for x in grid], color="0.25", linestyle=style, linewidth=1.2)
+            ax.annotate(f"{d} {fmt_rate(peak / scale)} {unit} ({source})", (x_hi, peak / scale), fontsize=7,
+                        ha="right", va="bottom", color="0.25")
+        ax.annotate(f"{bw / 1e9:,.1f} GB/s ({source})", (x_lo, bw * x_lo / scale), fontsize=7, rotation=0,
+                    ha="left", va="bottom", color="0.25", xytext=(2, 4), textcoords="offset points")
+    for p, name, x, y, _ in marks:
+        ax.scatter(x, y / scale, marker=_marker(p.key.backend, g), s=60, zorder=3, linewidths=1.5,
+                   facecolors=_color(p.key.precision) if PHASE_FILL.get(name) == "full" else "none",
+                   edgecolors=_color(p.key.precision))
+        if p.invalid_reasons:
+            ax.scatter(x, y / scale, s=160, facecolors="none", edgecolors="red", linewidths=1.2, zorder=3)
+        if len(marks) <= LABEL_LIMIT:
+            ax.annotate(f"bs{p.key.batch_size} {name}", (x, y / scale), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_xlabel("arithmetic intensity (FLOP/byte, analytic)")
+    ax.set_ylabel(f"achieved {unit}")
+    ax.grid(alpha=0.3, which="both")
+    handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions(g.ok)]
+    handles += [Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
+                for b in dict.fromkeys(p.key.backend for p in g.ok)]
+    for name in dict.fromkeys(m[1] for m in marks):
+        hollow = PHASE_FILL.get(name) != "full"
+        handles.append(Line2D([], [], marker="o", linestyle="none", color="0.3", markerfacecolor="none" if hollow
+                              else "0.3", label=f"{name}{' (hollow)' if hollow else ''}"))
+    handles += [Line2D([], [], color="0.25", linestyle="-" if s == "calibrated" else "--", label=f"{s} ceiling")
+                for s in ceilings]
+    if any(p.invalid_reasons for p, *_ in marks):
+        handles.append(Line2D([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red",
+                              linestyle="none", label="invalid (too noisy)"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title(f"{g.headline()}\nroofline · {g.run_label}", fontsize=10)
+    fig.tight_layout()
+    return fig, ("Each point's units of work (decode step, prefill, forward) by analytic arithmetic intensity and "
+                 "achieved FLOP/s, under the device's roofs: memory bandwidth × intensity up to the ridge, then the "
+                 "matmul peak of the dtype it computes in (solid: `bench calibrate`; dashed: datasheet). A point "
+                 "above the roof read from caches faster than the calibrated memory bandwidth.")
+
+
 # kind (the file name's last part) → (title, drawing function), in the report's order.
 CHARTS = {
     "quantization": ("Quantization gains: throughput and peak memory by precision", quantization_chart),
@@ -300,6 +387,7 @@ CHARTS = {
     "latency": ("Latency distribution", latency_chart),
     "throughput-vs-memory": ("Throughput vs peak memory", tradeoff_chart),
     "fidelity-vs-speedup": ("Fidelity vs speedup", fidelity_chart),
+    "roofline": ("Roofline: achieved FLOP/s vs arithmetic intensity", roofline_chart),
 }
 
 

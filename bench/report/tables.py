@@ -50,6 +50,20 @@ def fmt_number(value: float | None) -> str:
     return MISSING if value is None else f"{value:.4g}"
 
 
+def fmt_percent(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
+
+
+def fmt_si(value: float | None, unit: str = "") -> str:
+    """Decimal prefixes, as bandwidths and FLOP rates are quoted: 1.39 GB/s, 22.1 GFLOP."""
+    if value is None:
+        return MISSING
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
 # --- the flat frame: one row per record ----------------------------------------------------------------------
 
 def records_frame(runs: list[Run]) -> pd.DataFrame:
@@ -125,6 +139,11 @@ def _fidelity(field: str) -> Callable[[Point], float | None]:
     return lambda p: p.value(lambda r: getattr(r.fidelity, field) if r.fidelity is not None else None)
 
 
+def _efficiency(source: str, phase: str | None = None) -> Callable[[Point], float | None]:
+    """Fraction of the roofline ceiling (bench.roofline) of the record's primary unit of work, or `phase`."""
+    return lambda p: p.value(lambda r: r.roofline.efficiency(source, phase) if r.roofline is not None else None)
+
+
 # Adding a metric to the report is one entry here; a column appears when some point has a value for it.
 FIDELITY = MetricColumn("fidelity (cosine)", _fidelity("cosine_mean"), fmt_number)
 METRIC_COLUMNS: tuple[MetricColumn, ...] = (
@@ -134,8 +153,13 @@ METRIC_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("TPOT p50", _stat("tpot_s", "p50"), fmt_seconds),
     MetricColumn("TPOT p95", _stat("tpot_s", "p95"), fmt_seconds),
     MetricColumn("TPOT p99", _stat("tpot_s", "p99"), fmt_seconds),
+    MetricColumn("step p50", _stat("step_s", "p50"), fmt_seconds),
+    MetricColumn("VAE decode p50", _stat("vae_decode_s", "p50"), fmt_seconds),
     MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
     MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
+    MetricColumn("efficiency", _efficiency("calibrated"), fmt_percent),
+    MetricColumn("efficiency (datasheet)", _efficiency("datasheet"), fmt_percent),
+    MetricColumn("prefill efficiency", _efficiency("calibrated", "prefill"), fmt_percent),
     MetricColumn("peak memory", lambda p: p.peak_memory_bytes, lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("weights", lambda p: p.value(lambda r: r.weight_bytes), lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("export", _metric(lambda m: m.export_s), fmt_seconds),
@@ -215,6 +239,64 @@ def points_table(points: list[Point], by_key: dict[PointKey, Point], baseline: d
         notes.append("No measured baseline point for: " + ", ".join(dict.fromkeys(missing_baselines))
                      + " (ratios shown as -).")
     return Table(header, rows, notes)
+
+
+# --- roofline: the work of each point's measured units against the device's ceilings ------------------------
+
+def roofline_table(points: list[Point]) -> Table | None:
+    """One row per point and unit of work (decode step, prefill, forward): analytic FLOPs and bytes, what was
+    achieved, which bound applies and the fraction of the ceiling (calibrated; datasheet where known).
+    None when no point has a roofline section."""
+    points = [p for p in sort_points(points) if any(r.roofline is not None and r.roofline.phases for r in p.ok)]
+    if not points:
+        return None
+    keys = key_columns(points)
+    sources = [s for s in ("calibrated", "datasheet")
+               if any(s in r.roofline.ceilings for p in points for r in p.ok if r.roofline is not None)]
+    header = [*[name for name, _ in keys], "unit", "FLOPs", "bytes", "FLOP/byte", "timed by", "achieved FLOP/s",
+              "achieved bytes/s"]
+    for source in sources:
+        header += [f"bound ({source})", f"of ceiling ({source})", f"of bandwidth ({source})"]
+    rows = []
+    for p in points:
+        phases = list(dict.fromkeys(name for r in p.ok if r.roofline is not None for name in r.roofline.phases))
+        for name in phases:
+            def phase_value(get: Callable[[Any], Any], name: str = name) -> float | None:
+                return p.value(lambda r: get(r.roofline.phases[name])
+                               if r.roofline is not None and name in r.roofline.phases else None)
+
+            first = next(r.roofline.phases[name] for r in p.ok if r.roofline is not None and name in r.roofline.phases)
+            row = [*[get(p) for _, get in keys], name, fmt_si(phase_value(lambda ph: ph.flops)),
+                   fmt_si(phase_value(lambda ph: ph.bytes), "B"),
+                   fmt_number(phase_value(lambda ph: ph.arithmetic_intensity_flops_per_byte)), first.timed_by,
+                   fmt_si(phase_value(lambda ph: ph.achieved_flops_per_s), "FLOP/s"),
+                   fmt_si(phase_value(lambda ph: ph.achieved_bytes_per_s), "B/s")]
+            for source in sources:
+                bound = first.bounds.get(source)
+                row += [(bound.bound or MISSING) if bound is not None else MISSING,
+                        fmt_percent(phase_value(lambda ph, s=source: ph.bounds[s].fraction if s in ph.bounds else None)),
+                        fmt_percent(phase_value(lambda ph, s=source: ph.bounds[s].bandwidth_fraction
+                                                if s in ph.bounds else None))]
+            rows.append(row)
+    notes = []
+    records = [r for p in points for r in p.ok if r.roofline is not None]
+    for source in ("calibrated", "datasheet"):
+        for ceiling in dict.fromkeys(c.model_dump_json() for r in records if (c := r.roofline.ceilings.get(source))):
+            notes.append(describe_ceiling(ceiling))
+    notes += list(dict.fromkeys(n for r in records for n in r.roofline.notes))
+    if any(r.roofline.computed_at == "report" for r in records):
+        notes.append("Records written before the roofline section existed: computed by bench report from the "
+                     "record and the model's config.")
+    return Table(header, rows, notes)
+
+
+def describe_ceiling(ceiling_json: str) -> str:
+    from bench.roofline.schema import Ceiling
+
+    c = Ceiling.model_validate_json(ceiling_json)
+    peaks = ", ".join(f"{d} {fmt_si(v, 'OP/s' if d == 'int8' else 'FLOP/s')}" for d, v in c.matmul_flops_per_s.items())
+    return (f"{c.source.capitalize()} ceiling of {c.device_name}: memory {fmt_si(c.memory_bytes_per_s, 'B/s')}"
+            f"{'; matmul ' + peaks if peaks else ''} ({c.reference}).")
 
 
 # --- several run directories side by side ----------------------------------------------------------------

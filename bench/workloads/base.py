@@ -21,6 +21,29 @@ class Workload:
         raise NotImplementedError
 
     @classmethod
+    def build(cls, ref: Any, dtype: Any, device: Any, seed: int = 0) -> Any:
+        """The model (or pipeline) on `device` in `dtype`, random or pretrained weights."""
+        from bench import models
+
+        return models.build(ref, cls.model_class(), dtype, device, seed=seed)
+
+    @classmethod
+    def parameter_count(cls, config: Any) -> int:
+        from bench import models
+
+        return models.parameter_count(config, cls.model_class())
+
+    @classmethod
+    def optimized_module(cls, model: Any) -> Any:
+        """The module a backend quantizes or compiles (a pipeline names its hot part)."""
+        return model
+
+    @classmethod
+    def weight_modules(cls, model: Any) -> dict[str, Any]:
+        """Every module whose weights count towards the record's parameters and weight bytes."""
+        return {"model": model}
+
+    @classmethod
     def check_model(cls, spec: BaseModel, config: Any) -> tuple[str, str] | None:
         """(field, message) when this workload cannot run on a model with this config."""
         return None

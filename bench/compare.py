@@ -1,0 +1,407 @@
+"""The regression gate: BASELINE and CURRENT (run directories or saved baselines) in, verdicts out.
+
+1. Both sides load through the report's loader; points are grouped with the report's `PointKey`
+   (scenario, model, weights, task, device, backend, precision, batch size, workload, backend options),
+   so two points match exactly when the report would put them side by side. Unmatched points are listed.
+2. Environments that differ in GPU model, driver, CUDA, torch or ONNX Runtime (and, for points measured
+   on the CPU, the CPU model and torch's thread count) are refused unless allow_env_change.
+3. Point status first: a point measured in the baseline that now fails, times out or is unsupported in
+   any repeat is a failure (worse than a regression; it fails the gate).
+4. Every gated metric (bench/gate/metrics.py) of every matched point: hierarchical bootstrap of both
+   sides, Student-t interval of the ratio, Benjamini–Hochberg over the whole family, verdict
+   (bench/gate/stats.py). Exit code: 0 pass (improvements included), 1 regression or failure.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from bench import baselines
+from bench.errors import BenchInputError
+from bench.gate import stats
+from bench.gate.config import GateConfig
+from bench.gate.metrics import GATE_METRICS, GateMetric, RepeatReading, read_repeat
+from bench.report.points import Point, PointKey, group_points
+from bench.report.runs import load_runs
+from bench.results import Record
+
+VERDICT_ORDER = ("regression", "inconclusive", "improvement", "unchanged")
+
+
+@dataclass
+class Side:
+    name: str  # as the user gave it
+    path: Path
+    records: list[Record]
+    environment: dict[str, Any] | None
+    meta: dict[str, Any] | None  # baseline.json when this is a saved baseline
+
+    @property
+    def injected_slowdown(self) -> float | None:
+        values = {r.details.get("injected_slowdown") for r in self.records if r.details.get("injected_slowdown")}
+        return max(values) if values else None
+
+
+def load_side(arg: str, baseline_dir: Path | None = None) -> Side:
+    path = baselines.resolve(arg, baseline_dir)
+    run = load_runs([path])[0]
+    return Side(arg, path, run.records, run.environment, baselines.read_meta(path))
+
+
+# --- environment ------------------------------------------------------------------------------------------
+
+@dataclass
+class EnvDifference:
+    what: str
+    baseline: Any
+    current: Any
+
+    def __str__(self) -> str:
+        return f"{self.what} {_show(self.baseline)} → {_show(self.current)}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _libs(env: dict[str, Any]) -> dict[str, Any]:
+    return env.get("libraries") or {}
+
+
+def _gpu_models(env: dict[str, Any]) -> list[str] | None:
+    names = sorted({g.get("name") for g in env.get("gpus") or [] if g.get("name")})
+    return names or ([env["gpu_name"]] if env.get("gpu_name") else None)
+
+
+ENV_FIELDS = (
+    ("GPU", _gpu_models),
+    ("driver", lambda e: e.get("driver")),
+    ("CUDA", lambda e: e.get("cuda")),
+    ("torch", lambda e: _libs(e).get("torch")),
+    ("onnxruntime", lambda e: _libs(e).get("onnxruntime")),
+    ("onnxruntime-gpu", lambda e: _libs(e).get("onnxruntime-gpu")),
+)
+CPU_ENV_FIELDS = (  # the CPU path's "GPU model": only checked when a compared point ran on the CPU
+    ("CPU", lambda e: (e.get("cpu") or {}).get("model")),
+    ("torch threads", lambda e: (e.get("cpu") or {}).get("torch_threads")),
+)
+
+
+def environment_differences(baseline: dict[str, Any] | None, current: dict[str, Any] | None,
+                            cpu: bool) -> list[EnvDifference]:
+    if baseline is None or current is None:
+        return [EnvDifference("environment.json", "missing" if baseline is None else "present",
+                              "missing" if current is None else "present")]
+    checks = ENV_FIELDS + (CPU_ENV_FIELDS if cpu else ())
+    return [EnvDifference(what, get(baseline), get(current)) for what, get in checks
+            if get(baseline) != get(current)]
+
+
+# --- results ----------------------------------------------------------------------------------------------
+
+@dataclass
+class MetricComparison:
+    key: PointKey
+    metric: GateMetric
+    threshold: float
+    repeats: tuple[int, int]  # ok repeats with this metric: baseline, current
+    baseline_value: float | None = None
+    current_value: float | None = None
+    estimate: stats.RatioEstimate | None = None
+    p_value: float | None = None
+    interval: tuple[float, float] | None = None
+    verdict: stats.Verdict = "inconclusive"
+    reason: str = ""  # why inconclusive, in words
+    repeats_needed: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline_value and self.current_value is not None:
+            return self.current_value / self.baseline_value
+        return None
+
+
+PointProblem = Literal["failed", "baseline-only", "current-only", "no-baseline-measurement", "not-measured"]
+
+
+@dataclass
+class PointIssue:
+    key: PointKey
+    kind: PointProblem
+    detail: str
+
+
+@dataclass
+class GateResult:
+    baseline: Side
+    current: Side
+    config: GateConfig
+    comparisons: list[MetricComparison]
+    issues: list[PointIssue]
+    env_differences: list[EnvDifference]
+    warnings: list[str]
+    noisy: list[tuple[PointKey, str]]  # points with repeats the worker marked valid: false, and why
+    family_size: int  # comparisons that entered Benjamini–Hochberg
+    discoveries: int  # k: BH rejections (regressions + improvements)
+    gamma: float  # intervals are (1 − gamma) intervals
+
+    @property
+    def failures(self) -> list[PointIssue]:
+        return [i for i in self.issues if i.kind == "failed"]
+
+    def count(self, verdict: str) -> int:
+        return sum(c.verdict == verdict for c in self.comparisons)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures or self.count("regression") else 0
+
+    @property
+    def outcome(self) -> str:
+        if self.failures:
+            return "fail: failures" + (" and regressions" if self.count("regression") else "")
+        return "fail: regression" if self.count("regression") else "pass"
+
+    def sorted_comparisons(self) -> list[MetricComparison]:
+        """Regressions first (largest slowdown first), then inconclusive, improvements, unchanged."""
+        def badness(c: MetricComparison) -> float:
+            r = c.ratio or 1.0
+            return -(math.log(r) * (-1 if c.metric.higher_is_better else 1)) if r > 0 else 0.0
+        return sorted(self.comparisons, key=lambda c: (VERDICT_ORDER.index(c.verdict), badness(c)))
+
+
+# --- the gate ---------------------------------------------------------------------------------------------
+
+def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change: bool = False) -> GateResult:
+    base_points = {p.key: p for p in group_points(baseline.records)}
+    cur_points = {p.key: p for p in group_points(current.records)}
+    matched = [k for k in cur_points if k in base_points]
+    if not matched:
+        raise BenchInputError(current.name, f"no point matches one of {baseline.name} (matched on scenario, "
+                              "model, weights, task, device, backend, precision, batch size, workload and backend "
+                              "options)")
+    differences = environment_differences(baseline.environment, current.environment,
+                                          cpu=any(k.device == "cpu" for k in matched))
+    if differences and not allow_env_change:
+        raise BenchInputError(current.name, f"environment differs from {baseline.name}'s: "
+                              + "; ".join(map(str, differences)) + " (pass --allow-env-change to compare anyway)")
+
+    issues = _unmatched(base_points, cur_points)
+    comparisons: list[MetricComparison] = []
+    noisy: list[tuple[PointKey, str]] = []
+    for key in matched:
+        b, c = base_points[key], cur_points[key]
+        issue = _point_issue(b, c)
+        if issue is not None:
+            issues.append(issue)
+        noisy += [(key, text) for text in invalid_repeats(b, c)]
+        if b.ok and c.ok:
+            comparisons += _compare_point(b, c, config)
+
+    family = [c for c in comparisons if c.estimate is not None]
+    p_values = [c.estimate.p_value(c.threshold) for c in family]
+    gamma, k = stats.family_level(p_values, config.alpha)
+    for comp, p in zip(family, p_values):
+        comp.p_value = p
+        comp.interval = comp.estimate.interval(gamma)
+        comp.verdict = stats.verdict(comp.interval, comp.threshold, comp.metric.higher_is_better)
+        if comp.verdict == "inconclusive":
+            comp.repeats_needed = comp.estimate.repeats_needed(comp.threshold, gamma)
+            comp.reason = _straddle_reason(comp)
+
+    warnings = [f"{side.name} was measured with the test-only slowdown knob BENCH_INJECT_SLOWDOWN="
+                f"{side.injected_slowdown:g} active: its numbers are not real measurements"
+                for side in (baseline, current) if side.injected_slowdown]
+    if differences:
+        warnings.append("environments differ (compared anyway, --allow-env-change): "
+                        + "; ".join(map(str, differences)))
+    for name in config.scenarios:
+        if not any(k.scenario == name for k in matched):
+            warnings.append(f"gate config: scenario {name!r} matches no compared point")
+    return GateResult(baseline, current, config, comparisons, issues, differences, warnings, noisy,
+                      family_size=len(family), discoveries=k, gamma=gamma)
+
+
+def _unmatched(base_points: dict[PointKey, Point], cur_points: dict[PointKey, Point]) -> list[PointIssue]:
+    base_only = [k for k in base_points if k not in cur_points]
+    cur_only = [k for k in cur_points if k not in base_points]
+    return ([PointIssue(k, "baseline-only", _nearest(k, cur_only)) for k in base_only]
+            + [PointIssue(k, "current-only", _nearest(k, base_only)) for k in cur_only])
+
+
+def _nearest(key: PointKey, others: list[PointKey]) -> str:
+    """Which fields differ from the most similar unmatched point of the same scenario and model on the other
+    side (a changed workload, batch size, …)."""
+    best: list[str] | None = None
+    for other in others:
+        if (other.scenario, other.model) != (key.scenario, key.model):
+            continue
+        diff = [f for f in key.__dataclass_fields__ if getattr(key, f) != getattr(other, f)]
+        if best is None or len(diff) < len(best):
+            best = diff
+    if best and len(best) <= 2:
+        return "closest point on the other side differs in " + ", ".join(f.replace("_", " ") for f in best)
+    return "no similar point on the other side"
+
+
+def _point_issue(b: Point, c: Point) -> PointIssue | None:
+    b_bad = [r for r in b.records if r.status != "ok" or r.metrics is None]
+    c_bad = [r for r in c.records if r.status != "ok" or r.metrics is None]
+    if not b.ok:
+        if c.ok:
+            return PointIssue(c.key, "no-baseline-measurement", f"baseline: {'; '.join(b.errors)}")
+        return PointIssue(c.key, "not-measured", f"neither side measured it: {'; '.join(c.errors)}")
+    if c_bad and (not c.ok or not b_bad):
+        what = f"{len(c_bad)} of {len(c.records)} repeat(s) did not measure"
+        return PointIssue(c.key, "failed", f"{what}: {'; '.join(c.errors)}")
+    return None
+
+
+def _seed(config: GateConfig, key: PointKey, side: str) -> np.random.Generator:
+    """A generator per (point, side): results do not depend on the order of points or on PYTHONHASHSEED."""
+    tag = zlib.crc32(repr((key, side)).encode())
+    return np.random.default_rng([config.seed, tag])
+
+
+def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricComparison]:
+    metrics = [m for m in GATE_METRICS if config.enabled(b.key.scenario, m)]
+    used = {"baseline": usable_repeats(b, config), "current": usable_repeats(c, config)}
+    every = {"baseline": [read_repeat(r, metrics) for r in b.ok], "current": [read_repeat(r, metrics) for r in c.ok]}
+    kept = {id(r) for records in used.values() for r in records}
+    timing = {side: [rd for rd, r in zip(every[side], point.ok) if id(r) in kept]
+              for side, point in (("baseline", b), ("current", c))}
+    notes = _point_notes(b, c, config)
+    comparisons: list[MetricComparison] = []
+    rules = []
+    for metric in metrics:
+        def having(rds: list[RepeatReading]) -> list[RepeatReading]:
+            return [rd for rd in rds if rd.repeat.values.get(metric.name, 0) > 0]
+
+        if not having(every["baseline"]) and not having(every["current"]):
+            continue  # e.g. CUDA memory on a CPU run
+        # `valid: false` is about timing noise: memory peaks of those repeats are as good as any
+        readings = every if metric.kind == "memory" else timing
+        left_out = {side: len(every[side]) - len(readings[side]) for side in every}
+        have = {side: having(rds) for side, rds in readings.items()}
+        comp = MetricComparison(b.key, metric, config.threshold_for(b.key.scenario, metric),
+                                (len(have["baseline"]), len(have["current"])), notes=list(notes))
+        comparisons.append(comp)
+        for side in ("baseline", "current"):  # shown even without a verdict: all ok repeats when none is usable
+            shown = have[side] or having(every[side])
+            if shown:
+                setattr(comp, f"{side}_value", stats.side_estimate([rd.repeat for rd in shown], metric.rule))
+        why = _insufficient(metric, have, readings, left_out, config)
+        if why:
+            comp.reason = why
+            continue
+        rules.append((comp, metric, readings))
+        _summary_only_note(comp, have)
+
+    # One bootstrap per side and set of repeats, all its metrics together (a repeat drawn once counts for
+    # every metric): the timing metrics over the valid repeats, memory over all ok repeats.
+    for group in (timing, every):
+        members = [(comp, metric) for comp, metric, readings in rules if readings is group]
+        if not members:
+            continue
+        replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], [m.rule for _, m in members],
+                                                 config.bootstrap_resamples, _seed(config, b.key, side))
+                      for side in ("baseline", "current")}
+        for comp, metric in members:
+            comp.estimate = stats.ratio_estimate(comp.baseline_value, replicates["baseline"][metric.name],
+                                                 comp.current_value, replicates["current"][metric.name],
+                                                 session_noise=0.0 if metric.kind == "memory" else config.session_noise)
+    return comparisons
+
+
+def usable_repeats(point: Point, config: GateConfig) -> list[Record]:
+    """The ok repeats the statistics use: by default those the worker did not mark `valid: false`."""
+    if config.invalid_repeats == "include":
+        return point.ok
+    return [r for r in point.ok if r.valid is not False]
+
+
+def _insufficient(metric: GateMetric, have: dict[str, list[RepeatReading]], readings: dict[str, list[RepeatReading]],
+                  left_out: dict[str, int], config: GateConfig) -> str | None:
+    """Why this metric gets no verdict, in words a CI log reader understands; None when it can get one."""
+    for side in ("baseline", "current"):
+        n = len(readings[side])
+        if n < config.min_repeats and left_out[side]:
+            return (f"too noisy: {side} has {n} valid repeat(s) ({left_out[side]} marked invalid, e.g. latency CV "
+                    f"above max_cv); a verdict needs ≥ {config.min_repeats} valid repeats per side — rerun on a "
+                    f"quieter machine or with more repeats")
+    for side in ("baseline", "current"):
+        if not have[side]:
+            return f"not measured in {side}"
+        if len(have[side]) != len(readings[side]):
+            return f"missing in {len(readings[side]) - len(have[side])} of the {side}'s ok repeats"
+    for side in ("baseline", "current"):
+        n = len(have[side])
+        if n < config.min_repeats:
+            return (f"insufficient repeats: {side} has {n} ok repeat(s), so its run-to-run variance is unknown; "
+                    f"a verdict needs ≥ {config.min_repeats} per side (bench run --repeats, 3 or more recommended)")
+    if metric.kind == "time":
+        for side in ("baseline", "current"):
+            few = min(rd.sample_counts.get(metric.name, 0) for rd in have[side])
+            if few < config.min_samples:
+                return (f"insufficient samples: a {side} repeat has {few} measured call(s); a verdict needs "
+                        f"≥ {config.min_samples} per repeat (raise measure.min_iterations)")
+    return None
+
+
+def _summary_only_note(comp: MetricComparison, have: dict[str, list[RepeatReading]]) -> None:
+    source = comp.metric.rule.source
+    for side, rds in have.items():
+        if comp.metric.kind == "time" and any(comp.metric.name in rd.summary_only for rd in rds):
+            comp.notes.append(f"{side}: raw samples not stored, only run-to-run noise resampled")
+        elif comp.metric.kind == "rate" and any(source not in rd.repeat.calls for rd in rds):
+            comp.notes.append(f"{side}: no raw {source} samples, only run-to-run noise resampled")
+
+
+def invalid_repeats(b: Point, c: Point) -> list[str]:
+    """"baseline: 1 of 5 repeat(s) marked invalid (reason; …)" per side that has any."""
+    found = []
+    for side, point in (("baseline", b), ("current", c)):
+        invalid = [r for r in point.ok if r.valid is False]
+        if invalid:
+            reasons = "; ".join(dict.fromkeys(reason for r in invalid for reason in r.invalid_reasons)) or "no reason"
+            found.append(f"{side}: {len(invalid)} of {len(point.ok)} repeat(s) marked invalid ({reasons})")
+    return found
+
+
+def _point_notes(b: Point, c: Point, config: GateConfig) -> list[str]:
+    counts = [f"{side} {sum(r.valid is False for r in p.ok)}/{len(p.ok)}"
+              for side, p in (("baseline", b), ("current", c)) if any(r.valid is False for r in p.ok)]
+    if not counts:
+        return []
+    how = "kept" if config.invalid_repeats == "include" else "left out"
+    return [f"⚠ invalid repeats {how}: {', '.join(counts)}"]
+
+
+def pct(fraction: float) -> str:
+    """0.05 → "5%", 0.025 → "2.5%"."""
+    return f"{fraction * 100:.3g}%"
+
+
+def _straddle_reason(comp: MetricComparison) -> str:
+    lo, hi = comp.interval
+    t = comp.threshold
+    edges = [f"+{pct(t)}" if lo <= 1 + t <= hi else None, f"−{pct(t)}" if lo <= 1 - t <= hi else None]
+    crossed = " and ".join(e for e in edges if e) or "a threshold"
+    if comp.repeats_needed is None:
+        more = "the estimate sits on the threshold: more repeats are unlikely to resolve it"
+    elif comp.repeats_needed > stats.MAX_REPEATS_SUGGESTED:
+        more = f"more than {stats.MAX_REPEATS_SUGGESTED} repeats per side would be needed"
+    else:
+        more = f"≈{comp.repeats_needed} repeats per side would likely resolve it"
+    return f"interval straddles {crossed}; {more}"

@@ -1,0 +1,256 @@
+"""The gate's two outputs: GitHub markdown (for $GITHUB_STEP_SUMMARY or a PR comment) and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from bench.compare import GateResult, MetricComparison, PointIssue, Side, pct
+from bench.gate.metrics import GATE_METRICS
+from bench.report.points import PointKey, workload_label
+from bench.summary import fmt_bytes, fmt_seconds
+
+JSON_SCHEMA = "aigc-bench/compare/1"
+ICONS = {"regression": "🔴", "failed": "❌", "inconclusive": "🟡", "improvement": "🟢", "unchanged": "⚪"}
+ISSUE_TEXT = {
+    "failed": "measured in the baseline, did not measure now",
+    "baseline-only": "only in the baseline",
+    "current-only": "only in the current run",
+    "no-baseline-measurement": "measured now, not in the baseline (no comparison)",
+    "not-measured": "measured on neither side",
+}
+
+
+def point_label(key: PointKey) -> str:
+    label = f"{key.scenario} · {key.model} · {key.backend} {key.precision} · bs {key.batch_size}"
+    if key.device != "cpu":
+        label += f" · {key.device}"
+    return label
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return fmt_seconds(value)
+    if unit == "bytes":
+        return fmt_bytes(int(value))
+    return f"{value:,.1f} {unit}"
+
+
+def fmt_change(ratio: float | None) -> str:
+    """1.102 → "+10.2%"; beyond ×10 either way the percentage stops meaning much."""
+    if ratio is None:
+        return "-"
+    if ratio >= 10:
+        return "> +900%"
+    if ratio <= 0.1:
+        return "< −90%"
+    return f"{(ratio - 1) * 100:+.1f}%".replace("-", "−")
+
+
+def fmt_interval(interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return "-"
+    return f"{fmt_change(interval[0])} … {fmt_change(interval[1])}"
+
+
+def fmt_level(level: float) -> str:
+    """0.95 → "95%", 0.99952 → "99.95%": enough digits to tell the level from 100%."""
+    return f"{level * 100:.4g}%"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _side_line(role: str, side: Side) -> str:
+    env = side.environment or {}
+    meta = side.meta or {}
+    bits = []
+    if meta:
+        bits.append("saved baseline")
+    commit = meta.get("git_commit") or env.get("git_commit")
+    if commit:
+        bits.append(f"commit {commit[:10]}{' (dirty)' if (meta.get('git_dirty') or env.get('git_dirty')) else ''}")
+    if env.get("timestamp"):
+        bits.append(f"measured {env['timestamp']}")
+    device = env.get("gpu_name") or (env.get("cpu") or {}).get("model")
+    if device:
+        bits.append(str(device))
+    return f"**{role}** `{side.name}`" + (f" ({', '.join(bits)})" if bits else "")
+
+
+def _note(c: MetricComparison) -> str:
+    parts = [c.reason] if c.reason else []
+    return "; ".join(parts + c.notes)
+
+
+def _row(c: MetricComparison) -> list[str]:
+    unit = c.metric.unit
+    repeats = f"{c.repeats[0]}/{c.repeats[1]}"
+    return [f"{ICONS[c.verdict]} {c.verdict}", point_label(c.key), c.metric.name, fmt_value(c.baseline_value, unit),
+            fmt_value(c.current_value, unit), fmt_change(c.ratio), fmt_interval(c.interval), f"±{pct(c.threshold)}",
+            repeats, _note(c)]
+
+
+def to_markdown(result: GateResult) -> str:
+    cfg = result.config
+    level = 1 - result.gamma
+    title = {"pass": "✅ Performance gate: pass"}.get(result.outcome, f"❌ Performance gate: {result.outcome[6:]}")
+    lines = [f"## {title}", "", _side_line("Baseline", result.baseline) + "  ",
+             _side_line("Current", result.current), ""]
+    unmatched = [i for i in result.issues if i.kind != "failed"]
+    lines += _table(["failed", "regression", "inconclusive", "improvement", "unchanged", "other points"],
+                    [[str(len(result.failures))] + [str(result.count(v)) for v in
+                                                    ("regression", "inconclusive", "improvement", "unchanged")]
+                     + [str(len(unmatched))]])
+    lines.append("")
+    for warning in result.warnings:
+        lines.append(f"> ⚠ {warning}  ")
+    if result.warnings:
+        lines.append("")
+
+    if result.failures:
+        lines += ["### Failures", ""]
+        lines += _table(["", "point", "what happened"],
+                        [[ICONS["failed"], point_label(i.key), i.detail] for i in result.failures])
+        lines.append("")
+
+    header = ["verdict", "point", "metric", "baseline", "current", "change", f"{fmt_level(level)} interval",
+              "threshold", "repeats (base/cur)", "note"]
+    ordered = result.sorted_comparisons()
+    shown = [c for c in ordered if c.verdict != "unchanged"]
+    unchanged = [c for c in ordered if c.verdict == "unchanged"]
+    if shown:
+        lines += ["### Regressions, inconclusive, improvements", ""]
+        lines += _table(header, [_row(c) for c in shown])
+        lines.append("")
+    if unchanged:
+        lines += [f"<details><summary>Unchanged ({len(unchanged)})</summary>", ""]
+        lines += _table(header, [_row(c) for c in unchanged])
+        lines += ["", "</details>", ""]
+    if result.noisy:
+        lines += ["### Noisy repeats", "",
+                  "The worker marked these repeats `valid: false` (too noisy to trust; on a shared machine usually "
+                  "another process competing for the cores). "
+                  + ("They are compared all the same (invalid_repeats: include)." if cfg.invalid_repeats == "include"
+                     else "The statistics leave them out; a side left with fewer than "
+                     f"{cfg.min_repeats} valid repeats gets no verdict."), ""]
+        lines += [f"- {point_label(key)}: {text}" for key, text in result.noisy]
+        lines.append("")
+    if unmatched:
+        lines += ["### Other points", ""]
+        lines += _table(["point", "workload", "status", "note"],
+                        [[point_label(i.key), workload_label(_workload(i.key)), ISSUE_TEXT[i.kind], i.detail]
+                         for i in unmatched])
+        lines.append("")
+
+    lines += ["<details><summary>How to read this</summary>", "",
+              f"- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
+              f"beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
+              f"beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
+              f"threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression or a "
+              f"failure, else 0.",
+              f"- Thresholds: ±{pct(cfg.threshold)} for time and throughput, ±{pct(cfg.memory_threshold)} for memory "
+              f"(unless the gate config overrides them per metric or scenario).",
+              f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
+              f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
+              f"within each, seed {cfg.seed}), degrees of freedom from the repeats (Welch)"
+              + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise
+                 else "."),
+              f"- Multiple comparisons: Benjamini–Hochberg at false discovery rate {cfg.alpha:g} over the "
+              f"{result.family_size} comparisons with a verdict; {result.discoveries} change(s) found, so every "
+              f"interval is shown at level 1 − {cfg.alpha:g}·max(k, 1)/m = {fmt_level(level)}.",
+              "- Latency, TTFT, TPOT: the median call of each repeat, averaged over repeats. Throughput: each "
+              "repeat's value, averaged. Memory: each repeat's peak, averaged.",
+              "", "</details>", ""]
+    return "\n".join(lines)
+
+
+def _workload(key: PointKey) -> dict[str, Any]:
+    return json.loads(key.workload)
+
+
+def _key_json(key: PointKey) -> dict[str, Any]:
+    data = dict(key.__dict__)
+    data["workload"] = json.loads(key.workload)
+    data["backend_options"] = json.loads(key.backend_options)
+    return data
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+def _side_json(side: Side) -> dict[str, Any]:
+    env = side.environment or {}
+    return {"name": side.name, "path": str(side.path), "saved_baseline": side.meta,
+            "git_commit": env.get("git_commit"), "measured_at": env.get("timestamp"),
+            "injected_slowdown": side.injected_slowdown}
+
+
+def _comparison_json(c: MetricComparison) -> dict[str, Any]:
+    est = c.estimate
+    return {
+        "point": _key_json(c.key),
+        "metric": c.metric.name,
+        "direction": c.metric.direction,
+        "unit": c.metric.unit,
+        "verdict": c.verdict,
+        "reason": c.reason or None,
+        "threshold": c.threshold,
+        "baseline": _num(c.baseline_value),
+        "current": _num(c.current_value),
+        "ratio": _num(c.ratio),
+        "interval": list(c.interval) if c.interval else None,
+        "p_value": _num(c.p_value),
+        "log_ratio_se": _num(est.se) if est else None,
+        "df": _num(est.df) if est else None,
+        "repeats": {"baseline": c.repeats[0], "current": c.repeats[1]},
+        "repeats_needed": c.repeats_needed,
+        "notes": c.notes,
+    }
+
+
+def _issue_json(i: PointIssue) -> dict[str, Any]:
+    return {"point": _key_json(i.key), "kind": i.kind, "detail": i.detail}
+
+
+def to_json(result: GateResult) -> dict[str, Any]:
+    cfg = result.config
+    return {
+        "schema": JSON_SCHEMA,
+        "outcome": result.outcome,
+        "exit_code": result.exit_code,
+        "baseline": _side_json(result.baseline),
+        "current": _side_json(result.current),
+        "counts": {"failed": len(result.failures),
+                   **{v: result.count(v) for v in ("regression", "inconclusive", "improvement", "unchanged")},
+                   "other_points": len([i for i in result.issues if i.kind != "failed"])},
+        "settings": {
+            "threshold": cfg.threshold, "memory_threshold": cfg.memory_threshold, "alpha": cfg.alpha,
+            "min_repeats": cfg.min_repeats, "min_samples": cfg.min_samples, "invalid_repeats": cfg.invalid_repeats,
+            "session_noise": cfg.session_noise,
+            "bootstrap_resamples": cfg.bootstrap_resamples, "seed": cfg.seed,
+            "family_size": result.family_size, "discoveries": result.discoveries,
+            "interval_level": 1 - result.gamma,
+            "metrics": {m.name: m.direction for m in GATE_METRICS},
+        },
+        "warnings": result.warnings,
+        "environment_differences": [{"what": d.what, "baseline": d.baseline, "current": d.current}
+                                    for d in result.env_differences],
+        "failures": [_issue_json(i) for i in result.failures],
+        "noisy_repeats": [{"point": _key_json(key), "detail": text} for key, text in result.noisy],
+        "comparisons": [_comparison_json(c) for c in result.sorted_comparisons()],
+        "other_points": [_issue_json(i) for i in result.issues if i.kind != "failed"],
+    }

@@ -1,0 +1,320 @@
+"""The gate's statistics, independent of records: a hierarchical bootstrap of each side, a Student-t
+interval for the log ratio current/baseline, Benjamini–Hochberg across the family, verdicts.
+
+Model. A side (baseline or current) of one point is R repeats, each a separate process with its own
+per-call samples. The side's statistic is the mean over repeats of a per-repeat statistic (the median of
+that repeat's latencies, its throughput, its peak memory). Run-to-run (between-process) noise is usually
+larger than within-run noise on shared machines, so the uncertainty of that mean must come from the
+repeats, not from the pooled samples.
+
+1. Hierarchical bootstrap, per side: draw R repeats with replacement, and for each drawn repeat a
+   resample (with replacement) of its calls; recompute every metric. `B` replicates per side. The
+   calls of one repeat are resampled jointly for all metrics (latency, TTFT and TPOT of one call stay
+   together). Each drawn repeat takes a fresh inner resample from a pool of `inner` precomputed ones.
+2. Variance of log(side statistic) from the replicates, corrected for what resampling both levels does
+   (Davison & Hinkley 1997, §3.8): it counts the within-run noise twice (once inside every repeat's
+   statistic, once more by resampling the calls) and the repeats with the plug-in factor (R−1)/R. The
+   corrected value is the unbiased variance of a mean of R repeat statistics, and never less than the
+   within-run part alone (SideBootstrap.log_variance).
+3. log ratio l = log(current) − log(baseline), se² = var_b + var_c (+ 2·session_noise², a calibrated
+   shift of whole sessions that no number of repeats inside one session reveals; 0 unless configured),
+   degrees of freedom by Welch–Satterthwaite with R_b − 1 and R_c − 1: with 3 repeats a side a normal
+   quantile would be far too optimistic. Interval: exp(l ± t_{df, 1−γ/2} · se).
+4. The unchanged zone is [1 − threshold, 1 + threshold] in ratio terms. Per comparison a two-sided
+   p-value for "the ratio lies inside the zone" is p = min(1, 2·min(p_up, p_down)), the one-sided
+   p-values of lying above 1+threshold / below 1−threshold. Benjamini–Hochberg at `alpha` over the
+   family gives k discoveries; every interval is then reported at level 1 − γ with γ = alpha·max(k,1)/m
+   (the false-coverage-rate adjustment of Benjamini & Yekutieli, 2005), so "the whole interval lies
+   beyond the threshold" and "BH rejected it" are the same statement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+
+Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
+MAX_REPEATS_SUGGESTED = 50  # beyond this, "more repeats" is not a realistic answer
+
+
+# --- Student t, without scipy ------------------------------------------------------------------------------
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes §6.4)."""
+    tiny, eps = 1e-300, 1e-15
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < eps:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(x: float, df: float) -> float:
+    """P(T ≤ x) for Student's t with `df` (> 0, not necessarily integer) degrees of freedom."""
+    if math.isinf(df):
+        return NormalDist().cdf(x)
+    if x == 0:
+        return 0.5
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + x * x))
+    return 1.0 - tail if x > 0 else tail
+
+
+def t_ppf(p: float, df: float) -> float:
+    """The p-quantile of Student's t (bisection on t_cdf; monotone, 1e-10 accurate)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    if math.isinf(df):
+        return NormalDist().inv_cdf(p)
+    if p < 0.5:
+        return -t_ppf(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-10 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+# --- one side: hierarchical bootstrap ----------------------------------------------------------------------
+
+@dataclass
+class Repeat:
+    """One repeat (one process) of one point, as the bootstrap sees it.
+
+    `calls`: per-call sample arrays that belong together (same length: latency, TTFT, TPOT of each call).
+    `values`: the repeat's own value of every metric, each computed from the calls or recorded.
+    """
+
+    calls: dict[str, np.ndarray]
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """How one metric is recomputed from a resample of one repeat's calls.
+
+    statistic "median" / "mean": of the per-call samples named `source`.
+    statistic "inverse-mean": the repeat's recorded value × mean(source) / mean(resampled source):
+      a throughput (batch × tokens / mean latency) moves inversely with the mean of its source.
+    statistic "value": the recorded value; no within-run resampling (memory peaks, one per process).
+    A rule whose source is missing in a repeat falls back to "value" for that repeat.
+    """
+
+    name: str
+    statistic: Literal["median", "mean", "inverse-mean", "value"]
+    source: str | None = None
+
+
+def side_estimate(repeats: list[Repeat], rule: MetricRule) -> float:
+    """The side's statistic: mean over repeats of each repeat's value."""
+    return float(np.mean([r.values[rule.name] for r in repeats]))
+
+
+@dataclass
+class SideBootstrap:
+    """One side's hierarchical bootstrap of one metric."""
+
+    replicates: np.ndarray  # of the side statistic (mean over drawn repeats of each one's resampled statistic)
+    within_var: float  # mean over repeats of var(log repeat statistic) when only its calls are resampled
+    repeats: int
+
+    def log_variance(self) -> float:
+        """Variance of log(side statistic).
+
+        The replicates' variance is V = (R−1)/R · S²/R + w/R, with S² the variance of the per-repeat
+        statistics (each already carrying its own within-run noise) and w the within-run part: resampling
+        both levels counts the within-run noise twice and the repeats with the plug-in (R−1)/R. So the
+        unbiased S²/R is (V − w/R) · R/(R−1); it is never taken below w/R, the part no repeat can avoid
+        (guards against a few repeats that agree by chance)."""
+        n = self.repeats
+        total = float(np.var(np.log(self.replicates), ddof=1))
+        within = self.within_var / n
+        return max((total - within) * n / (n - 1), within)
+
+
+def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: int, rng: np.random.Generator,
+                   inner: int = 1000, max_draws: int = 4_000_000) -> dict[str, SideBootstrap]:
+    """Hierarchical bootstrap of every rule's side statistic: `resamples` replicates each."""
+    n_rep = len(repeats)
+    pools = {rule.name: np.empty((n_rep, inner)) for rule in rules}
+    for k, rep in enumerate(repeats):
+        lengths = {len(v) for v in rep.calls.values()}
+        draws: dict[int, np.ndarray] = {}
+        for n in lengths:  # one index matrix per call count: calls stay together across metrics
+            rows = max(1, min(inner, max_draws // max(n, 1)))
+            draws[n] = rng.integers(0, n, size=(rows, n)) if n else np.empty((rows, 0), dtype=int)
+        for rule in rules:
+            pools[rule.name][k] = _inner_pool(rep, rule, draws, inner, rng)
+    outer = rng.integers(0, n_rep, size=(resamples, n_rep))
+    pick = rng.integers(0, inner, size=(resamples, n_rep))
+    return {name: SideBootstrap(replicates=pool[outer, pick].mean(axis=1),
+                                within_var=float(np.mean(np.var(np.log(pool), axis=1, ddof=1))), repeats=n_rep)
+            for name, pool in pools.items()}
+
+
+def _inner_pool(rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inner: int,
+                rng: np.random.Generator) -> np.ndarray:
+    value = rep.values[rule.name]
+    samples = rep.calls.get(rule.source) if rule.source else None
+    if rule.statistic == "value" or samples is None or len(samples) == 0:
+        return np.full(inner, value)
+    idx = draws[len(samples)]
+    resampled = samples[idx]  # (rows, n)
+    if rule.statistic == "median":
+        stats = np.median(resampled, axis=1)
+    else:
+        means = resampled.mean(axis=1)
+        stats = means if rule.statistic == "mean" else value * samples.mean() / means
+    if len(stats) < inner:  # a large repeat got fewer distinct inner resamples: draw among them
+        stats = stats[rng.integers(0, len(stats), size=inner)]
+    return stats
+
+
+# --- two sides: interval, p-value, verdict ---------------------------------------------------------------
+
+@dataclass
+class RatioEstimate:
+    """log(current / baseline) with its standard error and degrees of freedom."""
+
+    log_ratio: float
+    se: float
+    df: float
+    var_baseline: float  # of log(baseline statistic)
+    var_current: float
+    repeats_baseline: int
+    repeats_current: int
+    session_var: float = 0.0  # 2 · session_noise², part of se² that more repeats do not reduce
+
+    @property
+    def ratio(self) -> float:
+        return math.exp(self.log_ratio)
+
+    def interval(self, gamma: float) -> tuple[float, float]:
+        """The (1 − gamma) two-sided interval of the ratio."""
+        if self.se == 0:
+            return self.ratio, self.ratio
+        q = t_ppf(1 - gamma / 2, self.df)
+        return math.exp(self.log_ratio - q * self.se), math.exp(self.log_ratio + q * self.se)
+
+    def p_value(self, threshold: float) -> float:
+        """Two-sided p-value of "the ratio lies in [1 − threshold, 1 + threshold]"."""
+        up, down = math.log1p(threshold), math.log1p(-threshold)
+        if self.se == 0:
+            return 0.0 if (self.log_ratio > up or self.log_ratio < down) else 1.0
+        p_up = 1 - t_cdf((self.log_ratio - up) / self.se, self.df)  # small when clearly above 1 + threshold
+        p_down = t_cdf((self.log_ratio - down) / self.se, self.df)  # small when clearly below 1 − threshold
+        return min(1.0, 2 * min(p_up, p_down))
+
+    def repeats_needed(self, threshold: float, gamma: float, limit: int = MAX_REPEATS_SUGGESTED) -> int | None:
+        """Repeats per side that would likely make the interval clear the nearest threshold, assuming the
+        point estimate and the per-repeat variance stay as they are: se(n)² = (var_b·R_b + var_c·R_c) / n
+        (+ the session variance, which repeats do not reduce), df(n) = 2n − 2 (∞ with session noise alone).
+        `limit + 1` when even `limit` would not; None when the estimate sits on a threshold."""
+        up, down = math.log1p(threshold), math.log1p(-threshold)
+        lr = self.log_ratio
+        margin = min(up - lr, lr - down) if down <= lr <= up else (lr - up if lr > up else down - lr)
+        per_repeat = self.var_baseline * self.repeats_baseline + self.var_current * self.repeats_current
+        if margin <= 1e-9 or per_repeat <= 0:  # on the threshold (to rounding): no n resolves it
+            return None
+        start = max(self.repeats_baseline, self.repeats_current) + 1
+        for n in range(start, limit + 1):
+            var_n = per_repeat / n
+            df_n = welch_df(var_n / 2, n - 1, var_n / 2, n - 1, known=self.session_var)
+            if t_ppf(1 - gamma / 2, df_n) * math.sqrt(var_n + self.session_var) < margin:
+                return n
+        return limit + 1
+
+
+def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: float, current: SideBootstrap,
+                   session_noise: float = 0.0) -> RatioEstimate:
+    """`session_noise`: the standard deviation (log scale) of a whole session's shift that its repeats cannot
+    show (machine load, clocks, thermal state of one `bench run`), known from calibration, not from the data:
+    each side gets session_noise² more variance, with infinite degrees of freedom."""
+    var_b, var_c = baseline.log_variance(), current.log_variance()
+    n_baseline, n_current = baseline.repeats, current.repeats
+    session = 2 * session_noise ** 2
+    return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est),
+                         se=math.sqrt(var_b + var_c + session),
+                         df=welch_df(var_b, n_baseline - 1, var_c, n_current - 1, known=session),
+                         var_baseline=var_b, var_current=var_c, repeats_baseline=n_baseline,
+                         repeats_current=n_current, session_var=session)
+
+
+def welch_df(var_a: float, df_a: int, var_b: float, df_b: int, known: float = 0.0) -> float:
+    """Welch–Satterthwaite degrees of freedom of var_a + var_b (+ a `known` variance, infinite df)."""
+    denom = (var_a * var_a / df_a if var_a else 0.0) + (var_b * var_b / df_b if var_b else 0.0)
+    if denom == 0:
+        return math.inf if known else float(df_a + df_b)
+    return (var_a + var_b + known) ** 2 / denom
+
+
+def verdict(interval: tuple[float, float], threshold: float, higher_is_better: bool) -> Verdict:
+    """regression / improvement when the whole interval lies beyond the threshold on the bad / good side,
+    unchanged when it lies inside [1 − threshold, 1 + threshold], inconclusive when it straddles."""
+    lo, hi = interval
+    up, down = 1 + threshold, 1 - threshold
+    if lo > up:
+        return "improvement" if higher_is_better else "regression"
+    if hi < down:
+        return "regression" if higher_is_better else "improvement"
+    if lo >= down and hi <= up:
+        return "unchanged"
+    return "inconclusive"
+
+
+def benjamini_hochberg(p_values: list[float], alpha: float) -> int:
+    """Number of discoveries k of the BH step-up procedure at false discovery rate `alpha`."""
+    m = len(p_values)
+    k = 0
+    for i, p in enumerate(sorted(p_values), start=1):
+        if p <= i * alpha / m:
+            k = i
+    return k
+
+
+def family_level(p_values: list[float], alpha: float) -> tuple[float, int]:
+    """(gamma, k): intervals are reported at 1 − gamma, gamma = alpha · max(k, 1) / m."""
+    m = len(p_values)
+    if m == 0:
+        return alpha, 0
+    k = benjamini_hochberg(p_values, alpha)
+    return alpha * max(k, 1) / m, k

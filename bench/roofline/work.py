@@ -1,0 +1,135 @@
+"""Analytic FLOPs and bytes of one measured unit of work, from the model's architecture and the run.
+
+The model's shape is read from its config through a meta-device build (no memory, no weights): layers,
+heads, KV heads, head size, and its parameters sorted by how a forward uses them:
+
+- per-token matmul weights: every ≥ 2-D parameter except embedding tables and the per-sequence heads
+  (attention and MLP projections) — 2 FLOPs per weight per token;
+- per-sequence heads: the output projection (LM head; `generate` computes logits for one position per
+  sequence, prefill included) and an encoder's pooler (one [CLS] position) — 2 FLOPs per weight per sequence;
+- lookup tables: embeddings only indexed (position embeddings; token embeddings not tied to the output) —
+  read one row per token, so neither their FLOPs nor their bytes count.
+
+Units of work and their formulas (b batch, P prompt, N new tokens, S sequence length, L layers, H query
+heads, Hkv KV heads, d head size, e bytes per activation / KV element):
+
+decode step (one new token for each sequence; timed by TPOT)
+    FLOPs = 2·(per-token + per-sequence weights)·b + 4·L·H·d·C·b
+    bytes = weights read + 2·L·Hkv·d·C·e·b                  (K and V of the C cached positions, read)
+    C = P + N/2: the mean number of keys attended over the N−1 steps TPOT averages (P+1 … P+N−1)
+prefill (the prompt, up to the first token; timed by TTFT)
+    FLOPs = 2·per-token·b·P + 2·per-sequence·b + 4·L·H·d·b·P(P+1)/2      (causal: query i sees i keys)
+    bytes = weights read + 2·L·Hkv·d·P·e·b                  (K and V of the prompt, written)
+forward (encoder, feature extraction; timed by latency)
+    FLOPs = 2·per-token·b·S + 2·per-sequence·b + 4·L·H·d·b·S²             (bidirectional)
+    bytes = weights read + b·S·hidden·e                     (the last hidden state, written)
+
+Weights read = the record's weight bytes as run (after quantization) minus the lookup tables' bytes. A tied
+output projection that int8 quantization gave its own int8 copy leaves the float table as a lookup only.
+What is left out: activations between layers (they live in cache for these sizes), norms and softmax
+(elementwise), the new position's K/V write in decode, sampling. So the FLOPs are the useful work and the
+bytes the unavoidable traffic: a lower bound on what the hardware moved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from bench.roofline.schema import Phase
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    hidden_size: int
+    parameters: int  # all parameters, a tied one once
+    per_token_matmul_params: int
+    per_sequence_matmul_params: int  # output projection + pooler
+    output_params: int  # the output projection (0 for an encoder)
+    lookup_params: int  # embedding tables that are only indexed
+    tied_output: bool  # the output projection is the token embedding table
+
+
+def model_shape(config: Any, model_class: Any) -> ModelShape:
+    """The shape of `model_class` built from `config` on the meta device (cached per config)."""
+    return _shape(json.dumps(config.to_dict(), sort_keys=True, default=str), model_class)
+
+
+@lru_cache(maxsize=32)
+def _shape(config_json: str, model_class: Any) -> ModelShape:
+    import torch
+    from transformers import AutoConfig
+
+    data = json.loads(config_json)
+    config = AutoConfig.for_model(**data)
+    with torch.device("meta"):
+        model = model_class.from_config(config)
+    model.tie_weights()
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    output_weight = output.weight if output is not None else None
+    tables = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    lookup = sum(w.numel() for w in tables if w is not output_weight)
+    pooler = sum(p.numel() for name, p in model.named_parameters() if p.ndim >= 2 and ".pooler." in f".{name}")
+    output_params = output_weight.numel() if output_weight is not None else 0
+    matrices = sum(p.numel() for p in model.parameters() if p.ndim >= 2)  # a tied table once
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return ModelShape(
+        layers=config.num_hidden_layers, attention_heads=heads,
+        kv_heads=getattr(config, "num_key_value_heads", None) or heads, head_dim=head_dim,
+        hidden_size=config.hidden_size, parameters=sum(p.numel() for p in model.parameters()),
+        per_token_matmul_params=matrices - lookup - output_params - pooler,
+        per_sequence_matmul_params=output_params + pooler, output_params=output_params, lookup_params=lookup,
+        tied_output=output_weight is not None and any(w is output_weight for w in tables))
+
+
+def weights_read_bytes(shape: ModelShape, weight_bytes: int, float_bytes: int, quantized: bool) -> float:
+    """Bytes of weights a forward reads in full: all of them but the lookup tables (one row each)."""
+    lookup = shape.lookup_params + (shape.output_params if quantized and shape.tied_output else 0)
+    return weight_bytes - lookup * float_bytes
+
+
+def decode_step(shape: ModelShape, batch: int, prompt: int, new: int, weights_bytes: float, kv_bytes: int,
+                dtype: str, seconds: float, timed_by: str) -> Phase:
+    context = prompt + new / 2
+    kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * context * kv_bytes * batch
+    matmul = 2 * (shape.per_token_matmul_params + shape.per_sequence_matmul_params) * batch
+    attention = 4 * shape.layers * shape.attention_heads * shape.head_dim * context * batch
+    return _phase("one decode step: one new token for each sequence of the batch", matmul + attention,
+                  weights_bytes + kv, {"matmul_flops": matmul, "attention_flops": attention,
+                                       "weights_bytes": weights_bytes, "kv_cache_read_bytes": kv,
+                                       "mean_context_tokens": context}, dtype, seconds, timed_by)
+
+
+def prefill(shape: ModelShape, batch: int, prompt: int, weights_bytes: float, kv_bytes: int, dtype: str,
+            seconds: float, timed_by: str) -> Phase:
+    matmul = 2 * shape.per_token_matmul_params * batch * prompt + 2 * shape.per_sequence_matmul_params * batch
+    attention = 4 * shape.layers * shape.attention_heads * shape.head_dim * batch * prompt * (prompt + 1) / 2
+    kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * prompt * kv_bytes * batch
+    return _phase("prefill: the whole prompt of every sequence, up to the first new token", matmul + attention,
+                  weights_bytes + kv, {"matmul_flops": matmul, "attention_flops": attention,
+                                       "weights_bytes": weights_bytes, "kv_cache_write_bytes": kv},
+                  dtype, seconds, timed_by)
+
+
+def encoder_forward(shape: ModelShape, batch: int, length: int, weights_bytes: float, act_bytes: int, dtype: str,
+                    seconds: float, timed_by: str) -> Phase:
+    matmul = 2 * shape.per_token_matmul_params * batch * length + 2 * shape.per_sequence_matmul_params * batch
+    attention = 4 * shape.layers * shape.attention_heads * shape.head_dim * batch * length * length
+    out = batch * length * shape.hidden_size * act_bytes
+    return _phase("one forward over the batch", matmul + attention, weights_bytes + out,
+                  {"matmul_flops": matmul, "attention_flops": attention, "weights_bytes": weights_bytes,
+                   "output_bytes": out}, dtype, seconds, timed_by)
+
+
+def _phase(unit: str, flops: float, nbytes: float, terms: dict[str, float], dtype: str, seconds: float,
+           timed_by: str) -> Phase:
+    return Phase(unit=unit, flops=flops, bytes=nbytes, terms=terms, timed_by=timed_by, seconds=seconds,
+                 compute_dtype=dtype, arithmetic_intensity_flops_per_byte=flops / nbytes,
+                 achieved_flops_per_s=flops / seconds, achieved_bytes_per_s=nbytes / seconds)

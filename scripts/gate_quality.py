@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Measure the regression gate on this machine: false alarms (A/A) and power (injected slowdowns).
+
+    .venv/bin/python scripts/gate_quality.py --out reports/gate-quality
+
+Every "group" is one `bench run SCENARIO --repeats R` (R separate worker processes) of a tiny-gpt2
+decode scenario this script writes: one group is what one CI run of the gate measures. Groups run in
+blocks, block i = [a-(2i), a-(2i+1), slowed groups of trial i], so every comparison below pairs groups
+measured close together in time, as a CI run's two sides would be on a runner that does nothing else.
+
+- A/A: a-(2i) vs a-(2i+1), same code, default gate settings; a false alarm is a comparison the gate fails
+  (any `regression`). "All pairs" compares every i < j too: many more comparisons, up to the whole
+  session apart in time, not independent of each other.
+- Power: trial i of slowdown L compares a-(2i+1) (baseline) with group s<L>-i, measured with the test-only
+  knob BENCH_INJECT_SLOWDOWN=L (bench/inject.py); detected when the gate fails.
+- Session noise: how much whole groups move beyond what their own repeats show (one-way random-effects
+  estimate on the log median latency of the A/A groups): the value to calibrate `session_noise` with.
+
+On a shared machine each group waits (up to --max-wait s) until other processes leave a core free: the
+worker needs one (OMP_NUM_THREADS=1). The report says how long it waited, how busy the cores were when each
+group started, and the CPU share the benchmark processes got.
+
+Re-running with the same --out reuses every complete group, so only the comparisons are redone (e.g. with
+--session-noise). Results: OUT/gate-quality.json and OUT/gate-quality.md (also printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.compare import compare, load_side  # noqa: E402
+from bench.gate.config import load_config  # noqa: E402
+from bench.inject import ENV as INJECT_ENV  # noqa: E402
+from bench.results import RESULTS_FILE, read_records  # noqa: E402
+
+SCENARIO = """\
+# Written by scripts/gate_quality.py: a tiny model, so a repeat is process start-up + ~1 s of calls.
+name: gate-quality
+task: text-generation
+model:
+  name: tiny-gpt2
+device: cpu
+matrix:
+  backend: [eager]
+  precision: [fp32]
+  batch_size: [1]
+workload:
+  prompt_tokens: 32
+  new_tokens: 32
+measure:
+  warmup: 3
+  min_iterations: 20
+  min_time_s: 0.5
+  timeout_s: 300
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "reports" / "gate-quality")
+    ap.add_argument("--repeats", type=int, default=5, help="bench run --repeats per group (default 5, the CI default)")
+    ap.add_argument("--aa-pairs", type=int, default=20, help="disjoint A/A comparisons (2 groups each)")
+    ap.add_argument("--levels", default="0.10", help="slowdowns with --trials trials each (comma-separated)")
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--extra-levels", default="0.075,0.15", help="slowdowns with --extra-trials trials each")
+    ap.add_argument("--extra-trials", type=int, default=10)
+    ap.add_argument("--threads", default="1", help="OMP_NUM_THREADS for the workers ('' keeps torch's default)")
+    ap.add_argument("--threshold", default=None, help="gate threshold (default: the gate's, 5%%)")
+    ap.add_argument("--session-noise", default=None, help="gate session_noise for the comparisons (default 0)")
+    ap.add_argument("--max-wait", type=float, default=600.0,
+                    help="before each group, wait up to this many seconds for other processes to leave a core "
+                    "free (0: never wait)")
+    return ap.parse_args()
+
+
+def busy_cores(seconds: float = 2.0) -> float:
+    """Cores busy over the next `seconds` (all processes; this script is idle meanwhile), from /proc/stat."""
+    def snap() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+    total0, idle0 = snap()
+    time.sleep(seconds)
+    total1, idle1 = snap()
+    return (1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1)
+
+
+def wait_for_a_free_core(max_wait: float) -> tuple[float, float]:
+    """(seconds waited, busy cores when the group started). A shared machine: the worker needs one free core."""
+    t0 = time.monotonic()
+    busy = busy_cores()
+    while busy > (os.cpu_count() or 1) - 1 + 0.25 and time.monotonic() - t0 < max_wait:
+        busy = busy_cores(5.0)
+    return time.monotonic() - t0, busy
+
+
+def run_group(out: Path, scenario: Path, name: str, repeats: int, threads: str, slowdown: float | None,
+              max_wait: float) -> dict:
+    """Run one group unless it is complete already. Returns its timing: wall seconds, and the CPU seconds of
+    its processes (bench run and its workers) — their ratio falls below 1 when other processes took the CPU."""
+    group = out / "groups" / name
+    timing_file = group / "timing.json"
+    done = read_records(group / RESULTS_FILE) if (group / RESULTS_FILE).exists() else []
+    if len([r for r in done if r.status == "ok"]) == repeats and timing_file.exists():
+        return json.loads(timing_file.read_text())
+    shutil.rmtree(group, ignore_errors=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop(INJECT_ENV, None)
+    if threads:
+        env["OMP_NUM_THREADS"] = threads
+    if slowdown:
+        env[INJECT_ENV] = f"{slowdown:g}"
+    waited, busy = wait_for_a_free_core(max_wait) if max_wait > 0 else (0.0, float("nan"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(scenario), "--repeats", str(repeats),
+                           "--out", str(group)], cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    ok = [r for r in read_records(group / RESULTS_FILE) if r.status == "ok"] if (group / RESULTS_FILE).exists() else []
+    if len(ok) != repeats:
+        raise SystemExit(f"group {name} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    timing = {"wall_s": wall, "cpu_s": cpu, "cpu_share": cpu / wall, "load_1min": os.getloadavg()[0],
+              "waited_s": waited, "busy_cores_at_start": busy, "valid_repeats": sum(r.valid is not False for r in ok)}
+    timing_file.write_text(json.dumps(timing) + "\n")
+    print(f"  {name}: {wall:.0f} s (waited {waited:.0f} s, {busy:.1f} cores busy at start), CPU share "
+          f"{cpu / wall:.2f}, {timing['valid_repeats']}/{repeats} valid", flush=True)
+    return timing
+
+
+def schedule(pairs: int, levels: dict[float, int]) -> list[tuple[str, float | None]]:
+    """Block i: a-(2i), a-(2i+1), then trial i of every slowdown that has that many trials."""
+    blocks = max([pairs] + list(levels.values()))
+    order: list[tuple[str, float | None]] = []
+    for i in range(blocks):
+        order += [(f"a-{2 * i:02d}", None), (f"a-{2 * i + 1:02d}", None)]
+        order += [(f"s{level:g}-{i:02d}", level) for level, trials in sorted(levels.items()) if i < trials]
+    return order
+
+
+def session_noise(out: Path, names: list[str]) -> dict:
+    """One-way random effects on y = log(median latency) of each valid repeat, groups as the random factor:
+    var(group means) = session² + within² / R, so session² = var(group means) − mean within-group var / R."""
+    groups = []
+    for name in names:
+        recs = [r for r in read_records(out / "groups" / name / RESULTS_FILE)
+                if r.status == "ok" and r.valid is not False]
+        y = [math.log(statistics.median(r.metrics.latency_s.samples)) for r in recs]
+        if len(y) >= 2:
+            groups.append(y)
+    if len(groups) < 3:
+        return {"groups": len(groups), "session_sd": None}
+    means = [statistics.fmean(g) for g in groups]
+    within = statistics.fmean(statistics.variance(g) / len(g) for g in groups)
+    between = statistics.variance(means)
+    return {"groups": len(groups), "group_mean_sd": math.sqrt(between), "within_sd_of_mean": math.sqrt(within),
+            "session_sd": math.sqrt(max(0.0, between - within))}
+
+
+def gate(out: Path, config, base: str, cur: str):
+    groups = out / "groups"
+    return compare(load_side(str(groups / base)), load_side(str(groups / cur)), config)
+
+
+def summarize(results) -> dict:
+    verdicts = Counter()
+    per_metric: dict[str, Counter] = {}
+    for r in results:
+        for c in r.comparisons:
+            verdicts[c.verdict] += 1
+            per_metric.setdefault(c.metric.name, Counter())[c.verdict] += 1
+    return {"comparisons": len(results),
+            "gate_failed": sum(r.exit_code == 1 for r in results),
+            "with_improvement": sum(any(c.verdict == "improvement" for c in r.comparisons) for r in results),
+            "verdicts": dict(verdicts), "per_metric": {m: dict(v) for m, v in per_metric.items()}}
+
+
+def main() -> None:
+    args = parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    scenario = out / "scenario.yaml"
+    scenario.write_text(SCENARIO)
+    levels = {float(x): args.trials for x in args.levels.split(",") if x.strip()}
+    for x in filter(None, (s.strip() for s in args.extra_levels.split(","))):
+        levels.setdefault(float(x), args.extra_trials)
+    config = load_config(None, args.threshold)
+    if args.session_noise is not None:
+        config = config.model_copy(update={"session_noise": float(args.session_noise.rstrip("%")) / 100
+                                           if args.session_noise.endswith("%") else float(args.session_noise)})
+
+    started = datetime.now(timezone.utc)
+    load_before = os.getloadavg()
+    t0 = time.monotonic()
+    order = schedule(args.aa_pairs, levels)
+    print(f"{len(order)} groups of {args.repeats} repeats ({out / 'groups'})", flush=True)
+    timings = {name: run_group(out, scenario, name, args.repeats, args.threads, level, args.max_wait)
+               for name, level in order}
+    wall_this_run = time.monotonic() - t0
+
+    t1 = time.monotonic()
+    n_aa = 2 * max([args.aa_pairs] + list(levels.values()))
+    aa = [gate(out, config, f"a-{2 * i:02d}", f"a-{2 * i + 1:02d}") for i in range(args.aa_pairs)]
+    aa_all = [gate(out, config, f"a-{i:02d}", f"a-{j:02d}") for i, j in itertools.combinations(range(n_aa), 2)]
+    power = {level: [gate(out, config, f"a-{2 * i + 1:02d}", f"s{level:g}-{i:02d}") for i in range(trials)]
+             for level, trials in sorted(levels.items())}
+    compare_wall = time.monotonic() - t1
+
+    reliable = [lvl for lvl, rs in sorted(power.items()) if sum(r.exit_code == 1 for r in rs) >= 0.95 * len(rs)]
+    shares = [t["cpu_share"] for t in timings.values()]
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "settings": {"repeats": args.repeats, "threads": args.threads or "torch default",
+                     "threshold": config.threshold, "memory_threshold": config.memory_threshold,
+                     "alpha": config.alpha, "session_noise": config.session_noise, "scenario": SCENARIO},
+        "groups": len(order),
+        "bench_wall_s": sum(t["wall_s"] for t in timings.values()), "wall_s_this_invocation": wall_this_run,
+        "compare_wall_s": compare_wall,
+        "cpu_share": {"min": min(shares), "median": statistics.median(shares), "max": max(shares)},
+        "waited_s": sum(t.get("waited_s", 0.0) for t in timings.values()),
+        "started_busy": sum(t.get("busy_cores_at_start", 0.0) > (os.cpu_count() or 1) - 0.75
+                            for t in timings.values()),
+        "valid_repeats": {"valid": sum(t["valid_repeats"] for t in timings.values()),
+                          "total": args.repeats * len(timings)},
+        "session_noise_estimate": session_noise(out, [f"a-{i:02d}" for i in range(n_aa)]),
+        "aa_disjoint": summarize(aa),
+        "aa_all_pairs": summarize(aa_all),
+        "power": {f"{level:g}": summarize(rs) for level, rs in power.items()},
+        "smallest_reliably_detected": min(reliable) if reliable else None,
+        "timings": timings,
+    }
+    (out / "gate-quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = to_markdown(report)
+    (out / "gate-quality.md").write_text(md)
+    print(md)
+
+
+def to_markdown(rep: dict) -> str:
+    s = rep["settings"]
+    aa, aa_all = rep["aa_disjoint"], rep["aa_all_pairs"]
+    lines = [f"# Gate quality ({rep['started_at']})", "",
+             f"`{rep['command']}`", "",
+             f"{rep['groups']} groups × {s['repeats']} repeats (tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS="
+             f"{s['threads']}), threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}, session_noise "
+             f"{s['session_noise']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} min, comparisons "
+             f"{rep['compare_wall_s']:.0f} s.", "",
+             f"Machine: CPU share of the benchmark processes per group (CPU s / wall s; below 1 when other work took "
+             f"the cores) min {rep['cpu_share']['min']:.2f}, median {rep['cpu_share']['median']:.2f}, max "
+             f"{rep['cpu_share']['max']:.2f}; {rep['valid_repeats']['valid']} of {rep['valid_repeats']['total']} "
+             f"repeats valid (latency CV ≤ max_cv). Waited {rep['waited_s'] / 60:.1f} min in all for a free core "
+             f"before groups; {rep['started_busy']} of {rep['groups']} groups started with no core free anyway.", "",
+             _session_line(rep["session_noise_estimate"]), "",
+             "| test | comparisons | gate failed | verdicts over all metrics |", "|---|---|---|---|",
+             f"| A/A, disjoint pairs | {aa['comparisons']} | {aa['gate_failed']} | {_verdicts(aa)} |",
+             f"| A/A, all pairs (correlated) | {aa_all['comparisons']} | {aa_all['gate_failed']} | "
+             f"{_verdicts(aa_all)} |"]
+    for level, p in rep["power"].items():
+        lines.append(f"| {float(level):.1%} slowdown | {p['comparisons']} | {p['gate_failed']} "
+                     f"({p['gate_failed'] / p['comparisons']:.0%}) | {_verdicts(p)} |")
+    small = rep["smallest_reliably_detected"]
+    lines += ["", f"Smallest slowdown tested that failed the gate in ≥ 95% of trials: "
+              f"{f'{small:.1%}' if small is not None else 'none of those tested'}.", "",
+              "Per metric, regression verdicts / comparisons:", "",
+              "| metric | A/A (disjoint) | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
+              "|---|---|" + "---|" * len(rep["power"])]
+    for metric in aa["per_metric"]:
+        cells = [_rate(aa, metric)] + [_rate(p, metric) for p in rep["power"].values()]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _session_line(est: dict) -> str:
+    if est.get("session_sd") is None:
+        return "Session noise: too few groups with 2 valid repeats to estimate."
+    return (f"Session noise (log median latency, {est['groups']} A/A groups): group means spread "
+            f"{est['group_mean_sd']:.2%}, their repeats account for {est['within_sd_of_mean']:.2%}, so whole groups "
+            f"move by about {est['session_sd']:.2%} beyond what their repeats show.")
+
+
+def _verdicts(summary: dict) -> str:
+    return ", ".join(f"{v} {n}" for v, n in sorted(summary["verdicts"].items()))
+
+
+def _rate(summary: dict, metric: str) -> str:
+    counts = summary["per_metric"].get(metric, {})
+    return f"{counts.get('regression', 0)}/{sum(counts.values())}"
+
+
+if __name__ == "__main__":
+    main()

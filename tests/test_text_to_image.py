@@ -1,0 +1,92 @@
+"""Text to image on the tiny Stable Diffusion-shaped pipeline: records, per-step timing, fidelity, int8
+of the UNet, and torch.compile of the UNet. CPU, offline, random weights."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from bench.results import read_records
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def sd_sweep(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sd")
+    (d / "s.yaml").write_text(textwrap.dedent("""
+        name: tiny-sd
+        task: text-to-image
+        model: {name: tiny-sd}
+        device: cpu
+        matrix:
+          backend: [eager, compile]
+          precision: [fp32, int8]
+          batch_size: 2
+        exclude:
+          - {backend: compile, precision: int8}
+        backend_options:
+          compile: {compiler: aot_eager}
+        workload: {height: 32, width: 32, num_inference_steps: 3, guidance_scale: 7.5}
+        measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}
+        """))
+    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}
+
+
+def test_pipeline_records(sd_sweep):
+    assert set(sd_sweep) == {("eager", "fp32"), ("eager", "int8"), ("compile", "fp32")}
+    for (backend, precision), r in sd_sweep.items():
+        assert r.status == "ok", (backend, precision, r.error)
+        m = r.metrics
+        steps = r.details["unet_steps_per_call"]  # PNDM (PLMS) runs one more UNet step than asked
+        assert steps == 4 and m.step_s.count == steps * m.latency_s.count
+        # the parts add up to the call: encode + steps + decode (same clock, same call)
+        for i, latency in enumerate(m.latency_s.samples):
+            parts = m.text_encode_s.samples[i] + sum(m.step_s.samples[i * steps:(i + 1) * steps]) \
+                + m.vae_decode_s.samples[i]
+            assert parts == pytest.approx(latency, rel=1e-9)
+        assert m.throughput.images_per_s == pytest.approx(2 / m.latency_s.mean)
+        assert m.ttft_s is None and r.parameters > 0
+        f = r.fidelity
+        assert f is not None and f.output.startswith("decoded image") and f.rmse is not None
+        if precision == "fp32":
+            assert f.max_abs_error < 1e-4  # the reference itself (compile may reorder fp32 arithmetic)
+        else:
+            assert 0 < f.rmse < 0.1
+
+
+def test_int8_quantizes_the_unet(sd_sweep):
+    r = sd_sweep["eager", "int8"]
+    q = r.quantization
+    assert r.details["optimized_module"] == "UNet2DConditionModel"
+    assert q.quantized_layers > 0 and q.float_layers_left == 0 and q.weight_bytes_after < q.weight_bytes_before
+    # the pipeline's weights: UNet (now int8 linears) + VAE + text encoder, still fp32
+    assert r.weight_bytes < sd_sweep["eager", "fp32"].weight_bytes
+    assert sd_sweep["compile", "fp32"].metrics.compile_s > 0
+    assert sd_sweep["compile", "fp32"].details["optimized_module"] == "UNet2DConditionModel"
+
+
+def test_image_size_must_fit_the_latent_grid(tmp_path):
+    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+        name: odd
+        task: text-to-image
+        model: {name: tiny-sd}
+        matrix: {backend: eager, precision: fp32, batch_size: 1}
+        workload: {height: 30, width: 32}
+        """))
+    proc = run_cli("validate", str(tmp_path / "s.yaml"))
+    assert proc.returncode == 2 and "workload.height" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_language_model_is_not_a_pipeline(tmp_path):
+    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+        name: wrong
+        task: text-to-image
+        model: {name: tiny-gpt2}
+        matrix: {backend: eager, precision: fp32, batch_size: 1}
+        """))
+    proc = run_cli("validate", str(tmp_path / "s.yaml"))
+    assert proc.returncode == 2 and "model.name" in proc.stderr and "not a diffusion pipeline" in proc.stderr
