@@ -37,9 +37,14 @@ endif
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# `bench calibrate` is stored per device (~/.cache/aigc-bench/calibration/), so it measures once per machine;
+# without it the report's roofline has no calibrated ceiling. CALIBRATE: the device it calibrates.
+CALIBRATE ?= auto
+
 # The report is written even when a run failed (failed points are in it); make still exits non-zero then.
 bench: install
 	@mkdir -p $(OUT) reports && ln -sfn $(abspath $(OUT)) reports/latest
+	$(BENCH) calibrate --device $(CALIBRATE) || echo "bench calibrate failed: the report will have no calibrated efficiency" >&2
 	$(BENCH) run $(SUITE) --out $(OUT); rc=$$?; \
 	  $(BENCH) report $(OUT) && echo "results and report: $(OUT) (also reports/latest)" && exit $$rc
 

@@ -120,16 +120,18 @@ def test_datasheet_entries_are_dense_and_complete():
 
 def _record(model: str, precision: str = "fp32", batch: int = 1, prompt: int = 8, new: int = 4, tpot: float = 1e-3,
             ttft: float = 2e-3, weight_bytes: int | None = None, task: str = "text-generation",
-            details: dict | None = None, **extra) -> Record:
+            details: dict | None = None, workload: dict | None = None, **extra) -> Record:
     samples = [ttft + tpot * (new - 1)] * 3
-    metrics = Metrics(latency_s=Stats.of(samples), ttft_s=Stats.of([ttft] * 3) if task == "text-generation" else None,
-                      tpot_s=Stats.of([tpot] * 3) if task == "text-generation" else None, throughput=Throughput(),
+    generation = task == "text-generation"
+    metrics = Metrics(latency_s=Stats.of(samples), ttft_s=Stats.of([ttft] * 3) if generation else None,
+                      tpot_s=Stats.of([tpot] * 3) if generation else None, throughput=Throughput(),
+                      step_s=Stats.of([tpot] * 3) if task == "text-to-image" else None,
                       memory=MemoryMetrics(), load_s=1, first_call_s=1, warmup_calls=0, measured_time_s=1)
-    workload = {"prompt_tokens": prompt, "new_tokens": new} if task == "text-generation" else {"sequence_length": prompt}
+    workload = workload or ({"prompt_tokens": prompt, "new_tokens": new} if generation else {"sequence_length": prompt})
     return Record(run_id="r", point_id="p", scenario="s", scenario_file="s.yaml", model=model, weights="random",
                   task=task, backend="eager", precision=precision, batch_size=batch,
-                  prompt_tokens=prompt if task == "text-generation" else None,
-                  new_tokens=new if task == "text-generation" else None, workload=workload, device="cpu",
+                  prompt_tokens=prompt if generation else None, new_tokens=new if generation else None,
+                  workload=workload, device="cpu",
                   device_name="Test CPU", status="ok", details=details or {"torch_threads": 2}, weight_bytes=weight_bytes,
                   metrics=metrics, **extra)
 
@@ -208,6 +210,11 @@ def test_quantized_tied_head_leaves_the_float_table_as_a_lookup():
     dyn = analysis.for_record(_record("tiny-gpt2", precision="int8-dyn", weight_bytes=500_000, quantization=q,
                                       details={"torch_threads": 2, "compute_dtype": "float32"}))
     assert dyn.phases["decode"].compute_dtype == "int8"
+    # ONNX Runtime's MatMulNBits leaves GPT-2's transposed, tied head in fp32: the table is read in full
+    kept = q.model_copy(update={"float_layers_left": 1})
+    ort = analysis.for_record(_record("tiny-gpt2", precision="int8", weight_bytes=500_000, quantization=kept,
+                                      details={"torch_threads": 2, "compute_dtype": "float32"}))
+    assert ort.phases["decode"].terms["weights_bytes"] == 500_000 - 512 * 64 * 4
 
 
 def test_analytic_matmul_flops_equal_torch_flop_counter():
@@ -242,6 +249,36 @@ def test_analytic_matmul_flops_equal_torch_flop_counter():
                                      weight_bytes=169_664 * 4))
     assert linear_flops(lambda: bert(input_ids=ids, attention_mask=torch.ones_like(ids))) == \
         rf.phases["forward"].terms["matmul_flops"]
+
+
+def test_unet_step_counts_convolutions_linear_layers_and_attention():
+    """A denoising step of tiny-sd at 16×16 (latents 8×8, VAE factor 2) under guidance: 2 latents. The conv and
+    linear FLOPs equal torch's counter on a real CPU forward; attention (which the CPU's SDPA kernel hides from
+    the counter) equals the hand formula 4·B·C·S·(S + 77) per transformer block (self + cross attention)."""
+    pytest.importorskip("diffusers")
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench import models
+    from bench.workloads.text_to_image import TextToImage
+
+    record = _record("tiny-sd", task="text-to-image", batch=1, weight_bytes=1,
+                     workload={"height": 16, "width": 16, "num_inference_steps": 4, "guidance_scale": 7.5})
+    step = analysis.for_record(record).phases["step"]
+    # tiny-sd: CrossAttnDownBlock2D at 32 channels and 8×8 (S 64), the mid block at 64 channels and 4×4
+    # (S 16), CrossAttnUpBlock2D with two transformer blocks at 32 channels and 8×8; B = 2, 77 text tokens.
+    attention = sum(4 * 2 * c * s * (s + 77) for c, s in ((32, 64), (64, 16), (32, 64), (32, 64)))
+    assert step.terms["attention_flops"] == attention == 7_692_288
+    torch.manual_seed(0)
+    unet = TextToImage._components(models.load_config(models.resolve("tiny-sd")))["unet"].eval()
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        unet(torch.randn(2, 4, 8, 8), torch.tensor([10, 10]), encoder_hidden_states=torch.randn(2, 77, 32))
+    counted = {str(op).split(".")[1]: n for op, n in fc.get_flop_counts()["Global"].items()}
+    assert step.terms["conv_and_linear_flops"] == counted["convolution"] + counted["mm"] + counted["addmm"]
+    assert step.flops == step.terms["conv_and_linear_flops"] + attention
+    unet_params = sum(p.numel() for p in unet.parameters())
+    assert step.terms["weights_bytes"] == unet_params * 4  # the UNet only: the step reads no VAE/text weights
+    assert step.timed_by == "step_s p50"
 
 
 # --- the bound rule --------------------------------------------------------------------------------------

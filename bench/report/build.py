@@ -100,7 +100,8 @@ def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
         "A metric column appears when some point has it; `results.csv` holds every field of every record "
         "(one row per record).",
         "**Efficiency** (roofline): the fraction of the device's ceiling a unit of work reached — a decode step "
-        "(text generation; prefill in its own column) or a forward (feature extraction). Its FLOPs and bytes are "
+        "(text generation; prefill in its own column), a forward (feature extraction) or a denoising step (text "
+        "to image). Its FLOPs and bytes are "
         "analytic (weights read, KV cache, attention); the ceiling is min(peak matmul FLOP/s of its dtype, "
         "FLOP/byte × memory bandwidth), from `bench calibrate` on that device (and NVIDIA's datasheet for known "
         "GPUs). Above 100% means the data came from caches faster than the calibrated memory bandwidth "

@@ -293,7 +293,7 @@ def fidelity_chart(g: ChartGroup):
     return fig, "Each reduced-precision point by its speedup over the baseline and its fidelity."
 
 
-PHASE_FILL = {"decode": "full", "forward": "full", "prefill": "none"}  # prefill drawn hollow
+PHASE_FILL = {"decode": "full", "forward": "full", "step": "full", "prefill": "none"}  # prefill drawn hollow
 
 
 def roofline_chart(g: ChartGroup):
@@ -374,10 +374,10 @@ def roofline_chart(g: ChartGroup):
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(f"{g.headline()}\nroofline · {g.run_label}", fontsize=10)
     fig.tight_layout()
-    return fig, ("Each point's units of work (decode step, prefill, forward) by analytic arithmetic intensity and "
-                 "achieved FLOP/s, under the device's roofs: memory bandwidth × intensity up to the ridge, then the "
-                 "matmul peak of the dtype it computes in (solid: `bench calibrate`; dashed: datasheet). A point "
-                 "above the roof read from caches faster than the calibrated memory bandwidth.")
+    return fig, ("Each point's units of work (decode step, prefill, forward, denoising step) by analytic arithmetic "
+                 "intensity and achieved FLOP/s, under the device's roofs: memory bandwidth × intensity up to the "
+                 "ridge, then the matmul peak of the dtype it computes in (solid: `bench calibrate`; dashed: "
+                 "datasheet). A point above the roof read from caches faster than the calibrated memory bandwidth.")
 
 
 # kind (the file name's last part) → (title, drawing function), in the report's order.

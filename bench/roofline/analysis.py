@@ -68,15 +68,22 @@ def _for_record(record: Any, config: Any, ref: Any, computed_at: str) -> Rooflin
 
     notes: list[str] = []
     rf = Roofline(computed_at=computed_at)
-    if record.task not in ("text-generation", "feature-extraction"):
+    if record.task not in ("text-generation", "feature-extraction", "text-to-image"):
         rf.notes.append(f"no analytic model of task {record.task}")
         return rf
     if config is None:
         config = _config(record, ref)
-    shape = work.model_shape(config, WORKLOADS[record.task].model_class())
     float_dtype = _float_dtype(record)
     compute_dtype = "int8" if record.precision == "int8-dyn" else float_dtype
     fbytes = FLOAT_BYTES[float_dtype]
+    if record.task == "text-to-image":
+        step = _denoising_step(record, config, fbytes, compute_dtype, notes)
+        if step is None:
+            rf.notes = notes
+            return rf
+        rf.phases["step"], rf.primary = step, "step"
+        return _with_ceilings(rf, record, notes)
+    shape = work.model_shape(config, WORKLOADS[record.task].model_class())
     weight_bytes = record.weight_bytes
     if weight_bytes is None:  # records from before weight_bytes existed: an unquantized model is exact
         if record.precision.startswith("int8"):
@@ -84,7 +91,11 @@ def _for_record(record: Any, config: Any, ref: Any, computed_at: str) -> Rooflin
             return rf
         weight_bytes = shape.parameters * fbytes
         notes.append("weight bytes inferred as parameters × dtype size (the record predates weight_bytes)")
-    weights = work.weights_read_bytes(shape, weight_bytes, fbytes, record.quantization is not None)
+    # A quantizer that left no linear layer in floating point quantized the tied LM head too, into its own
+    # int8 copy (torchao); one that left some (ONNX Runtime keeps GPT-2's transposed, tied head in fp32)
+    # still reads the float table in full.
+    q = record.quantization
+    weights = work.weights_read_bytes(shape, weight_bytes, fbytes, q is not None and q.float_layers_left == 0)
     m, batch = record.metrics, record.batch_size
     if record.task == "text-generation":
         prompt, new = record.prompt_tokens, record.new_tokens
@@ -100,6 +111,33 @@ def _for_record(record: Any, config: Any, ref: Any, computed_at: str) -> Rooflin
         rf.phases["forward"] = work.encoder_forward(shape, batch, length, weights, fbytes, compute_dtype,
                                                     m.latency_s.p50, "latency_s p50")
         rf.primary = "forward"
+    return _with_ceilings(rf, record, notes)
+
+
+def _denoising_step(record: Any, config: Any, fbytes: int, dtype: str, notes: list[str]):
+    """The UNet step of a text-to-image record (None, with a note, when it cannot be computed)."""
+    from bench.workloads.text_to_image import TextToImageSpec
+
+    m = record.metrics
+    if getattr(m, "step_s", None) is None:
+        notes.append("record has no step_s")
+        return None
+    spec = TextToImageSpec.model_validate(record.workload)
+    factor = 2 ** (len(config["vae"].get("block_out_channels", [0])) - 1)
+    latents = record.batch_size * (2 if spec.guidance_scale > 1 else 1)  # classifier-free guidance: 2 batches
+    text_tokens = config["text_encoder"].get("max_position_embeddings", 77)
+    if record.quantization is not None:  # the backend quantized the UNet: its bytes as run
+        unet_bytes = record.quantization.weight_bytes_after
+    elif record.precision.startswith("int8"):
+        notes.append("int8 record without its quantization summary: UNet bytes unknown")
+        return None
+    else:
+        unet_bytes = work.unet_parameters(config["unet"]) * fbytes
+    return work.unet_step(config["unet"], latents, spec.height // factor, spec.width // factor, text_tokens,
+                          unet_bytes, fbytes, dtype, m.step_s.p50, "step_s p50")
+
+
+def _with_ceilings(rf: Roofline, record: Any, notes: list[str]) -> Roofline:
     found = calibrated_ceiling(record)
     if found is not None:
         rf.ceilings["calibrated"] = found

@@ -214,7 +214,7 @@ def _settings(dev, quick: bool) -> dict[str, Any]:
     except Exception:
         pass
     # Full: 3 s per measurement, so a busy machine's quiet moments are sampled too (the best call is kept).
-    return {"buffer_bytes": int(buffer), "max_n": 1024 if quick else 2048, "max_call_s": 0.3 if quick else 0.5,
+    return {"buffer_bytes": int(buffer), "max_n": 1024 if quick else 2048, "max_call_s": 0.3 if quick else 1.5,
             "min_calls": 3, "min_time_s": 0.1 if quick else 3.0}
 
 

@@ -23,9 +23,15 @@ prefill (the prompt, up to the first token; timed by TTFT)
 forward (encoder, feature extraction; timed by latency)
     FLOPs = 2·per-token·b·S + 2·per-sequence·b + 4·L·H·d·b·S²             (bidirectional)
     bytes = weights read + b·S·hidden·e                     (the last hidden state, written)
+denoising step (text to image; timed by step_s): one UNet forward on B = 2b latents under classifier-free
+guidance (b without), latents h × w = image / VAE factor, 77 text positions
+    FLOPs = torch.utils.flop_counter over the UNet forward on the meta device (convolutions, linear layers,
+            attention — on the meta device SDPA decomposes into matmuls the counter sees)
+    bytes = UNet weights (as run) + latents in, noise prediction out, text embeddings read
 
 Weights read = the record's weight bytes as run (after quantization) minus the lookup tables' bytes. A tied
-output projection that int8 quantization gave its own int8 copy leaves the float table as a lookup only.
+output projection that int8 quantization gave its own int8 copy (every linear layer quantized: torchao) leaves
+the float table as a lookup only; a quantizer that left the tied head in float (ONNX Runtime) reads it in full.
 What is left out: activations between layers (they live in cache for these sizes), norms and softmax
 (elementwise), the new position's K/V write in decode, sampling. So the FLOPs are the useful work and the
 bytes the unavoidable traffic: a lower bound on what the hardware moved.
@@ -89,9 +95,10 @@ def _shape(config_json: str, model_class: Any) -> ModelShape:
         tied_output=output_weight is not None and any(w is output_weight for w in tables))
 
 
-def weights_read_bytes(shape: ModelShape, weight_bytes: int, float_bytes: int, quantized: bool) -> float:
-    """Bytes of weights a forward reads in full: all of them but the lookup tables (one row each)."""
-    lookup = shape.lookup_params + (shape.output_params if quantized and shape.tied_output else 0)
+def weights_read_bytes(shape: ModelShape, weight_bytes: int, float_bytes: int, head_quantized: bool) -> float:
+    """Bytes of weights a forward reads in full: all of them but the lookup tables (one row each). When a
+    tied LM head was quantized into its own copy, the float token table is left as a lookup only."""
+    lookup = shape.lookup_params + (shape.output_params if head_quantized and shape.tied_output else 0)
     return weight_bytes - lookup * float_bytes
 
 
@@ -133,3 +140,45 @@ def _phase(unit: str, flops: float, nbytes: float, terms: dict[str, float], dtyp
     return Phase(unit=unit, flops=flops, bytes=nbytes, terms=terms, timed_by=timed_by, seconds=seconds,
                  compute_dtype=dtype, arithmetic_intensity_flops_per_byte=flops / nbytes,
                  achieved_flops_per_s=flops / seconds, achieved_bytes_per_s=nbytes / seconds)
+
+
+def unet_step(unet_config: dict[str, Any], latents: int, height: int, width: int, text_tokens: int,
+              unet_bytes: float, act_bytes: int, dtype: str, seconds: float, timed_by: str) -> Phase:
+    """One denoising step: a UNet forward on `latents` latent images of height × width."""
+    flops, by_op = unet_flops(json.dumps(unet_config, sort_keys=True), latents, height, width, text_tokens)
+    channels, cross = unet_config.get("in_channels", 4), unet_config.get("cross_attention_dim", 768)
+    io = (2 * latents * channels * height * width + latents * text_tokens * cross) * act_bytes
+    return _phase(f"one denoising step: a UNet forward on {latents} latent(s) of {height}×{width}", flops,
+                  unet_bytes + io, {"conv_and_linear_flops": by_op["conv_and_linear"],
+                                    "attention_flops": by_op["attention"], "weights_bytes": unet_bytes,
+                                    "activation_bytes": io}, dtype, seconds, timed_by)
+
+
+@lru_cache(maxsize=16)
+def unet_flops(config_json: str, latents: int, height: int, width: int, text_tokens: int) -> tuple[float, dict]:
+    """FLOPs of one UNet forward, counted by torch.utils.flop_counter on the meta device (no memory)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = {k: v for k, v in json.loads(config_json).items() if not k.startswith("_")}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config).eval()
+        sample = torch.empty(latents, config.get("in_channels", 4), height, width)
+        timestep = torch.full((latents,), 10)
+        text = torch.empty(latents, text_tokens, config.get("cross_attention_dim", 768))
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        unet(sample, timestep, encoder_hidden_states=text)
+    ops = {str(op).split(".")[1]: n for op, n in counter.get_flop_counts()["Global"].items()}
+    attention = ops.get("bmm", 0) + sum(n for op, n in ops.items() if "scaled_dot_product" in op)
+    return float(counter.get_total_flops()), {"attention": float(attention),
+                                              "conv_and_linear": float(counter.get_total_flops() - attention)}
+
+
+def unet_parameters(unet_config: dict[str, Any]) -> int:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config({k: v for k, v in unet_config.items() if not k.startswith("_")})
+    return sum(p.numel() for p in unet.parameters())
