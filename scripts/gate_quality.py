@@ -4,21 +4,21 @@
     .venv/bin/python scripts/gate_quality.py --out reports/gate-quality
 
 Every "group" is one `bench run SCENARIO --repeats R` (R separate worker processes) of a tiny-gpt2
-decode scenario this script writes: one group is what one CI run of the gate measures. Groups run in
-blocks, block i = [a-(2i), a-(2i+1), slowed groups of trial i], so every comparison below pairs groups
-measured close together in time, as a CI run's two sides would be on a runner that does nothing else.
+decode scenario this script writes: one group is what one side of a CI comparison measures. Groups run
+in blocks, block i = [a-i, then trial i of every slowdown], so every comparison below pairs groups
+measured a minute or two apart, as a CI run's two sides would be on a runner that does nothing else.
 
-- A/A: a-(2i) vs a-(2i+1), same code, default gate settings; a false alarm is a comparison the gate fails
-  (any `regression`). "All pairs" compares every i < j too: many more comparisons, up to the whole
-  session apart in time, not independent of each other.
-- Power: trial i of slowdown L compares a-(2i+1) (baseline) with group s<L>-i, measured with the test-only
-  knob BENCH_INJECT_SLOWDOWN=L (bench/inject.py); detected when the gate fails.
+- A/A: a-i vs a-(i+1) (a chain: each group is in at most two comparisons), same code, default gate
+  settings; a false alarm is a comparison the gate fails (any `regression`). "All pairs" compares every
+  i < j too: many more comparisons, up to the whole session apart in time, not independent of each other.
+- Power: trial i of slowdown L compares a-i (baseline) with group s<L>-i, measured with the test-only
+  knob BENCH_INJECT_SLOWDOWN=L (bench/inject.py) right after it; detected when the gate fails.
 - Session noise: how much whole groups move beyond what their own repeats show (one-way random-effects
   estimate on the log median latency of the A/A groups): the value to calibrate `session_noise` with.
 
-On a shared machine each group waits (up to --max-wait s) until other processes leave a core free: the
-worker needs one (OMP_NUM_THREADS=1). The report says how long it waited, how busy the cores were when each
-group started, and the CPU share the benchmark processes got.
+On a shared machine each group first waits (up to --max-wait s) until other processes leave a core free:
+the worker needs one (OMP_NUM_THREADS=1). The report says how long it waited, how busy the cores were
+when each group started, the CPU share the benchmark processes got, and how many repeats were valid.
 
 Re-running with the same --out reuses every complete group, so only the comparisons are redone (e.g. with
 --session-noise). Results: OUT/gate-quality.json and OUT/gate-quality.md (also printed).
@@ -76,7 +76,7 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "gate-quality")
     ap.add_argument("--repeats", type=int, default=5, help="bench run --repeats per group (default 5, the CI default)")
-    ap.add_argument("--aa-pairs", type=int, default=20, help="disjoint A/A comparisons (2 groups each)")
+    ap.add_argument("--aa-pairs", type=int, default=20, help="A/A comparisons (a chain of aa-pairs + 1 groups)")
     ap.add_argument("--levels", default="0.10", help="slowdowns with --trials trials each (comma-separated)")
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--extra-levels", default="0.075,0.15", help="slowdowns with --extra-trials trials each")
@@ -147,11 +147,11 @@ def run_group(out: Path, scenario: Path, name: str, repeats: int, threads: str, 
 
 
 def schedule(pairs: int, levels: dict[float, int]) -> list[tuple[str, float | None]]:
-    """Block i: a-(2i), a-(2i+1), then trial i of every slowdown that has that many trials."""
-    blocks = max([pairs] + list(levels.values()))
+    """Block i: a-i, then trial i of every slowdown that has that many trials."""
+    blocks = max([pairs + 1] + list(levels.values()))
     order: list[tuple[str, float | None]] = []
     for i in range(blocks):
-        order += [(f"a-{2 * i:02d}", None), (f"a-{2 * i + 1:02d}", None)]
+        order.append((f"a-{i:02d}", None))
         order += [(f"s{level:g}-{i:02d}", level) for level, trials in sorted(levels.items()) if i < trials]
     return order
 
@@ -217,10 +217,10 @@ def main() -> None:
     wall_this_run = time.monotonic() - t0
 
     t1 = time.monotonic()
-    n_aa = 2 * max([args.aa_pairs] + list(levels.values()))
-    aa = [gate(out, config, f"a-{2 * i:02d}", f"a-{2 * i + 1:02d}") for i in range(args.aa_pairs)]
+    n_aa = max([args.aa_pairs + 1] + list(levels.values()))
+    aa = [gate(out, config, f"a-{i:02d}", f"a-{i + 1:02d}") for i in range(args.aa_pairs)]
     aa_all = [gate(out, config, f"a-{i:02d}", f"a-{j:02d}") for i, j in itertools.combinations(range(n_aa), 2)]
-    power = {level: [gate(out, config, f"a-{2 * i + 1:02d}", f"s{level:g}-{i:02d}") for i in range(trials)]
+    power = {level: [gate(out, config, f"a-{i:02d}", f"s{level:g}-{i:02d}") for i in range(trials)]
              for level, trials in sorted(levels.items())}
     compare_wall = time.monotonic() - t1
 
@@ -244,7 +244,7 @@ def main() -> None:
         "valid_repeats": {"valid": sum(t["valid_repeats"] for t in timings.values()),
                           "total": args.repeats * len(timings)},
         "session_noise_estimate": session_noise(out, [f"a-{i:02d}" for i in range(n_aa)]),
-        "aa_disjoint": summarize(aa),
+        "aa_chain": summarize(aa),
         "aa_all_pairs": summarize(aa_all),
         "power": {f"{level:g}": summarize(rs) for level, rs in power.items()},
         "smallest_reliably_detected": min(reliable) if reliable else None,
@@ -258,7 +258,7 @@ def main() -> None:
 
 def to_markdown(rep: dict) -> str:
     s = rep["settings"]
-    aa, aa_all = rep["aa_disjoint"], rep["aa_all_pairs"]
+    aa, aa_all = rep["aa_chain"], rep["aa_all_pairs"]
     lines = [f"# Gate quality ({rep['started_at']})", "",
              f"`{rep['command']}`", "",
              f"{rep['groups']} groups × {s['repeats']} repeats (tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS="
@@ -272,7 +272,7 @@ def to_markdown(rep: dict) -> str:
              f"before groups; {rep['started_busy']} of {rep['groups']} groups started with no core free anyway.", "",
              _session_line(rep["session_noise_estimate"]), "",
              "| test | comparisons | gate failed | verdicts over all metrics |", "|---|---|---|---|",
-             f"| A/A, disjoint pairs | {aa['comparisons']} | {aa['gate_failed']} | {_verdicts(aa)} |",
+             f"| A/A, neighbours (a-i vs a-(i+1)) | {aa['comparisons']} | {aa['gate_failed']} | {_verdicts(aa)} |",
              f"| A/A, all pairs (correlated) | {aa_all['comparisons']} | {aa_all['gate_failed']} | "
              f"{_verdicts(aa_all)} |"]
     for level, p in rep["power"].items():
@@ -282,7 +282,7 @@ def to_markdown(rep: dict) -> str:
     lines += ["", f"Smallest slowdown tested that failed the gate in ≥ 95% of trials: "
               f"{f'{small:.1%}' if small is not None else 'none of those tested'}.", "",
               "Per metric, regression verdicts / comparisons:", "",
-              "| metric | A/A (disjoint) | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
+              "| metric | A/A (neighbours) | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
               "|---|---|" + "---|" * len(rep["power"])]
     for metric in aa["per_metric"]:
         cells = [_rate(aa, metric)] + [_rate(p, metric) for p in rep["power"].values()]
