@@ -174,9 +174,10 @@ def test_provider_check():
 def test_provider_monitor_catches_a_later_fallback():
     session = SimpleNamespace(get_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
                               get_provider_options=lambda: {"CUDAExecutionProvider": {"device_id": "1"}})
-    monitor = ortb.ProviderMonitor(session, CUDA, "build")
+    unet = SimpleNamespace(get_providers=session.get_providers, get_provider_options=session.get_provider_options)
+    monitor = ortb.ProviderMonitor([session, unet], CUDA, "build")  # a pipeline has a session per graph
     assert monitor.cold_metrics() == {}
-    session.get_providers = lambda: ["CPUExecutionProvider"]  # onnxruntime retried a failed run on the CPU
+    unet.get_providers = lambda: ["CPUExecutionProvider"]  # onnxruntime retried a failed run on the CPU
     with pytest.raises(ortb.ProviderFallback):
         monitor.end_measured()
 
@@ -250,4 +251,9 @@ def test_unsupported_reasons_say_why():
     reason = ortb.OnnxRuntimeBackend.unsupported_reason("text-generation", "int8-dyn", "cuda")
     assert "does not support int8-dyn" in reason and "CPU kernels" in reason
     assert ortb.OnnxRuntimeBackend.unsupported_reason("feature-extraction", "fp16", "cuda") is None
-    assert ortb.OnnxRuntimeBackend.unsupported_reason("text-to-image", "fp32", "cpu").endswith("task text-to-image")
+    assert ortb.OnnxRuntimeBackend.unsupported_reason("text-to-image", "fp32", "cpu") is None
+    assert ortb.OnnxRuntimeBackend.unsupported_reason("text-to-image", "fp16", "cuda") is None
+    reason = ortb.OnnxRuntimeBackend.unsupported_reason("text-to-image", "int8", "cpu")
+    assert "does not support int8" in reason and "UNet graph" in reason
+    reason = ortb.OnnxRuntimeBackend.unsupported_reason("text-to-image", "fp16", "cpu")
+    assert "optimum exports fp16 only on a CUDA device" in reason  # the device's reason still applies

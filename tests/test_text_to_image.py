@@ -1,5 +1,6 @@
 """Text to image on the tiny Stable Diffusion-shaped pipeline: records, per-step timing, fidelity, int8
-of the UNet, and torch.compile of the UNet. CPU, offline, random weights."""
+of the UNet, torch.compile of the UNet, and ONNX Runtime (three exported graphs). CPU, offline, random
+weights."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def sd_sweep(tmp_path_factory):
         model: {name: tiny-sd}
         device: cpu
         matrix:
-          backend: [eager, compile]
+          backend: [eager, compile, onnxruntime]
           precision: [fp32, int8]
           batch_size: 2
         exclude:
@@ -36,9 +37,14 @@ def sd_sweep(tmp_path_factory):
     return {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}
 
 
+MEASURED = {("eager", "fp32"), ("eager", "int8"), ("compile", "fp32"), ("onnxruntime", "fp32")}
+
+
 def test_pipeline_records(sd_sweep):
-    assert set(sd_sweep) == {("eager", "fp32"), ("eager", "int8"), ("compile", "fp32")}
+    assert set(sd_sweep) == MEASURED | {("onnxruntime", "int8")}
     for (backend, precision), r in sd_sweep.items():
+        if (backend, precision) not in MEASURED:
+            continue
         assert r.status == "ok", (backend, precision, r.error)
         m = r.metrics
         steps = r.details["unet_steps_per_call"]  # PNDM (PLMS) runs one more UNet step than asked
@@ -53,7 +59,8 @@ def test_pipeline_records(sd_sweep):
         f = r.fidelity
         assert f is not None and f.output.startswith("decoded image") and f.rmse is not None
         if precision == "fp32":
-            assert f.max_abs_error < 1e-4  # the reference itself (compile may reorder fp32 arithmetic)
+            # the reference itself; compile and onnxruntime may reorder fp32 arithmetic
+            assert f.max_abs_error < 1e-4
         else:
             assert 0 < f.rmse < 0.1
 
@@ -67,6 +74,18 @@ def test_int8_quantizes_the_unet(sd_sweep):
     assert r.weight_bytes < sd_sweep["eager", "fp32"].weight_bytes
     assert sd_sweep["compile", "fp32"].metrics.compile_s > 0
     assert sd_sweep["compile", "fp32"].details["optimized_module"] == "UNet2DConditionModel"
+
+
+def test_onnxruntime_runs_the_three_exported_graphs(sd_sweep):
+    r = sd_sweep["onnxruntime", "fp32"]
+    assert r.details["onnx_graphs_run"] == ["text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx"]
+    assert r.details["providers"] == ["CPUExecutionProvider"] and r.details["export_cache"] in ("hit", "miss")
+    assert r.parameters == sd_sweep["eager", "fp32"].parameters  # the same pipeline was exported
+    # the graphs' fp32 initializers: every weight once, minus the VAE encoder, which text to image never runs
+    eager_bytes = sd_sweep["eager", "fp32"].weight_bytes
+    assert 0.5 * eager_bytes < r.weight_bytes < eager_bytes
+    int8 = sd_sweep["onnxruntime", "int8"]
+    assert int8.status == "unsupported" and "UNet" in int8.error
 
 
 def test_image_size_must_fit_the_latent_grid(tmp_path):

@@ -1,5 +1,7 @@
 """ONNX Runtime: the model the worker built, exported to ONNX with optimum-onnx and run by optimum's
-ORTModelForCausalLM (generation with a KV cache) or ORTModelForFeatureExtraction.
+ORTModelForCausalLM (generation with a KV cache), ORTModelForFeatureExtraction or
+ORTStableDiffusionPipeline (text to image: text encoder, UNet and VAE decoder are three ONNX graphs and
+three sessions; diffusers' scheduler and pipeline loop run in Python, as with eager).
 
 - Export: optimum's `onnx_export_from_model` on the built model itself, so the graph carries exactly the
   weights every other backend runs (seeded random weights included); fidelity checks it against fp32
@@ -49,8 +51,12 @@ from bench.results import Quantization
 TASKS = {
     "text-generation": ("text-generation-with-past", "ORTModelForCausalLM"),
     "feature-extraction": ("feature-extraction", "ORTModelForFeatureExtraction"),
+    "text-to-image": ("text-to-image", "ORTStableDiffusionPipeline"),
 }
 PRECISIONS = {"cpu": ("fp32", "int8", "int8-dyn"), "cuda": ("fp32", "fp16")}
+# The graphs a run's sessions execute, per task (a pipeline's VAE encoder is exported but unused).
+GRAPHS = {"text-to-image": ("text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx")}
+TASK_PRECISIONS = {"text-to-image": {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}}
 # Why the other points are unsupported (appended to the `unsupported` record's reason).
 WHY_UNSUPPORTED = {
     ("cpu", "fp16"): "onnxruntime's CPUExecutionProvider implements few operators in fp16, and optimum "
@@ -64,6 +70,13 @@ WHY_UNSUPPORTED = {
                           "without an error",
     ("cuda", "int8"): "not enabled: MatMulNBits has 8-bit CUDA kernels (onnxruntime >= 1.22), but "
                       "quantizing the fp16 graph has not been run on a GPU by this project yet",
+}
+WHY_UNSUPPORTED_TASK = {
+    ("text-to-image", "int8"): "not enabled for text to image: quantizing the exported UNet graph (its "
+                               "convolutions and attention MatMuls) has not been built and verified by this "
+                               "project",
+    ("text-to-image", "int8-dyn"): "not enabled for text to image: dynamic quantization of the exported UNet "
+                                   "graph has not been built and verified by this project",
 }
 CACHE_FORMAT = 1  # bump when what this module writes into a cache entry changes
 META_FILE = "bench-onnx.json"  # written last into an entry: its presence marks the entry complete
@@ -132,14 +145,14 @@ def check_providers(requested: list[tuple[str, dict[str, Any]]], active: list[st
 
 
 class ProviderMonitor(Monitor):
-    """Re-checks the session's providers: onnxruntime may switch a session to the CPU after an error."""
+    """Re-checks the sessions' providers: onnxruntime may switch a session to the CPU after an error."""
 
-    def __init__(self, session: Any, requested: list[tuple[str, dict[str, Any]]], build: str):
-        self.session, self.requested, self.build = session, requested, build
+    def __init__(self, sessions: list[Any], requested: list[tuple[str, dict[str, Any]]], build: str):
+        self.sessions, self.requested, self.build = sessions, requested, build
 
     def _check(self) -> None:
-        check_providers(self.requested, self.session.get_providers(), self.session.get_provider_options(),
-                        self.build)
+        for session in self.sessions:
+            check_providers(self.requested, session.get_providers(), session.get_provider_options(), self.build)
 
     def cold_metrics(self) -> dict[str, float]:
         self._check()
@@ -156,11 +169,19 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def weights_fingerprint(model: Any, samples: int = 1024) -> str:
+def torch_modules(model: Any, task: str) -> dict[str, Any]:
+    """The torch modules holding the weights: the model, or a pipeline's components."""
+    from bench.workloads import WORKLOADS
+
+    return WORKLOADS[task].weight_modules(model)
+
+
+def weights_fingerprint(modules: dict[str, Any], samples: int = 1024) -> str:
     """Name, shape, dtype and up to `samples` evenly spaced values of every tensor: cheap even for 7B
     models, and it changes when the weights do (another seed, another initialiser, other files)."""
     h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    tensors = ((f"{part}.{name}", t) for part, m in modules.items() for name, t in m.state_dict().items())
+    for name, tensor in tensors:
         flat = tensor.detach().reshape(-1)
         step = max(1, flat.numel() // samples)
         h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
@@ -170,12 +191,16 @@ def weights_fingerprint(model: Any, samples: int = 1024) -> str:
 
 def export_key(model: Any, run: Any, device: Any, opset: int | None) -> dict[str, Any]:
     """What the exported files depend on (session options are not part of it: they change no file)."""
+    modules = torch_modules(model, run.task)
     weights = {"kind": run.weights, "source": run.model_kind,
                "model": run.model if run.model_kind == "bundled" else run.model_location,
                "seed": run.measure.seed if run.weights == "random" else None,
-               "fingerprint": weights_fingerprint(model)}
-    return {"format": CACHE_FORMAT, "task": TASKS[run.task][0], "config": model.config.to_dict(),
-            "weights": weights, "dtype": str(next(model.parameters()).dtype), "export_device": device.type,
+               "fingerprint": weights_fingerprint(modules)}
+    config = {part: dict(m.config.to_dict() if hasattr(m.config, "to_dict") else m.config)
+              for part, m in modules.items()}
+    first = next(p for m in modules.values() for p in m.parameters())
+    return {"format": CACHE_FORMAT, "task": TASKS[run.task][0], "config": config,
+            "weights": weights, "dtype": str(first.dtype), "export_device": device.type,
             "opset": opset, "versions": versions()}
 
 
@@ -423,12 +448,14 @@ GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     Options = OnnxRuntimeOptions
-    capabilities = {task: dict(PRECISIONS) for task in TASKS}
+    capabilities = {task: dict(TASK_PRECISIONS.get(task, PRECISIONS)) for task in TASKS}
 
     @classmethod
     def unsupported_reason(cls, task: str, precision: str, device_type: str) -> str | None:
         reason = super().unsupported_reason(task, precision, device_type)
         why = WHY_UNSUPPORTED.get((device_type, precision))
+        if precision in PRECISIONS.get(device_type, ()):
+            why = WHY_UNSUPPORTED_TASK.get((task, precision))
         return f"{reason}: {why}" if reason and why and task in TASKS else reason
 
     def load_dtype(self, precision: str, device_type: str):
@@ -444,12 +471,14 @@ class OnnxRuntimeBackend(Backend):
         opts: OnnxRuntimeOptions = self.options
         build = runtime_build()
         check_runtime(device, ort.get_available_providers(), build)
-        parameters, _ = weight_stats(model)
+        modules = torch_modules(model, run.task)
+        parameters = sum(weight_stats(m)[0] for m in modules.values())
 
         onnx_dir, export_status, export_meta = export(model, run, device, opts.opset)
         # The torch weights are not used again (the ONNX graph holds its own copy): free them, so the
         # measured memory is onnxruntime's.
-        model.to("meta")
+        for module in modules.values():
+            module.to("meta")
         cold = {"export_s": export_meta["export_s"] if export_status == "miss" else 0.0}
         details: dict[str, Any] = {"export_cache": export_status, "export_cache_key": export_meta["key"],
                                    "compute_dtype": export_meta["inputs"]["dtype"].removeprefix("torch.")}
@@ -469,22 +498,30 @@ class OnnxRuntimeBackend(Backend):
         requested = requested_providers(device)
         io_binding = opts.io_binding if opts.io_binding is not None else device.type == "cuda"
         model_class = getattr(optimum.onnxruntime, TASKS[run.task][1])
+        graph_files = GRAPHS.get(run.task, ("model.onnx",))
+        single = {"file_name": "model.onnx"} if graph_files == ("model.onnx",) else {}
         t0 = time.perf_counter()
         runnable = model_class.from_pretrained(
-            onnx_dir, file_name="model.onnx", providers=[name for name, _ in requested],
+            onnx_dir, providers=[name for name, _ in requested],
             provider_options=[options for _, options in requested], session_options=session_options,
-            use_io_binding=io_binding, local_files_only=True)
+            use_io_binding=io_binding, local_files_only=True, **single)
         cold["session_s"] = time.perf_counter() - t0
-        session = runnable.session
-        check_providers(requested, session.get_providers(), session.get_provider_options(), build)
-        session.disable_fallback()  # a CUDA error must fail the run, not retry it on the CPU
+        sessions = [runnable.session] if single else [
+            getattr(runnable, f.split("/")[0]).session for f in graph_files]
+        for session in sessions:
+            check_providers(requested, session.get_providers(), session.get_provider_options(), build)
+            session.disable_fallback()  # a CUDA error must fail the run, not retry it on the CPU
+        session = sessions[0]
 
-        graph = onnx.load(onnx_dir / "model.onnx", load_external_data=False)
+        graphs = [onnx.load(onnx_dir / f, load_external_data=False) for f in graph_files]
+        graph = graphs[0] if single else graphs[1]  # the model, or the UNet
         details.update({
             "onnx_dir": str(onnx_dir),
-            "onnx_files": sorted(f.name for f in onnx_dir.iterdir() if "onnx" in f.name and f.name != META_FILE),
+            "onnx_files": sorted(str(f.relative_to(onnx_dir)) for f in onnx_dir.rglob("*")
+                                 if f.is_file() and "onnx" in f.name and f.name != META_FILE),
+            "onnx_graphs_run": list(graph_files),
             "providers": session.get_providers(),
-            "io_binding": bool(runnable.use_io_binding),
+            "io_binding": bool(getattr(runnable, "use_io_binding", io_binding)),
             "graph_optimization_level": opts.graph_optimization_level,
             # 0 = onnxruntime's default: one intra-op thread per physical core
             "intra_op_num_threads": session.get_session_options().intra_op_num_threads,
@@ -494,5 +531,5 @@ class OnnxRuntimeBackend(Backend):
         })
         return Prepared(runnable=runnable, cold_metrics=cold, details=details,
                         uses_foreign_streams=device.type == "cuda", parameters=parameters,
-                        weight_bytes=initializer_bytes(graph), quantization=quantization,
-                        monitor=ProviderMonitor(session, requested, build))
+                        weight_bytes=sum(initializer_bytes(g) for g in graphs), quantization=quantization,
+                        monitor=ProviderMonitor(sessions, requested, build))
