@@ -102,12 +102,16 @@ def busy_cores(seconds: float = 2.0) -> float:
     return (1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1)
 
 
-def wait_for_a_free_core(max_wait: float) -> tuple[float, float]:
-    """(seconds waited, busy cores when the group started). A shared machine: the worker needs one free core."""
+def wait_for_a_free_core(max_wait: float, settle: int = 3) -> tuple[float, float]:
+    """(seconds waited, busy cores when the group started). A shared machine: the worker needs one free core,
+    seen free in `settle` consecutive 5-second samples (other test suites start processes in bursts)."""
     t0 = time.monotonic()
+    limit = (os.cpu_count() or 1) - 1 + 0.25
     busy = busy_cores()
-    while busy > (os.cpu_count() or 1) - 1 + 0.25 and time.monotonic() - t0 < max_wait:
+    quiet = 1 if busy <= limit else 0
+    while quiet < settle and time.monotonic() - t0 < max_wait:
         busy = busy_cores(5.0)
+        quiet = quiet + 1 if busy <= limit else 0
     return time.monotonic() - t0, busy
 
 
@@ -180,16 +184,29 @@ def gate(out: Path, config, base: str, cur: str):
     return compare(load_side(str(groups / base)), load_side(str(groups / cur)), config)
 
 
+def outcome(c) -> str:
+    """A comparison's verdict, with inconclusive split by why: the interval straddles a threshold, or the
+    repeats were too noisy (fewer than min_repeats valid), or too few."""
+    if c.verdict != "inconclusive":
+        return c.verdict
+    for prefix, name in (("too noisy", "too noisy"), ("insufficient", "too few repeats/samples")):
+        if c.reason.startswith(prefix):
+            return f"inconclusive ({name})"
+    return "inconclusive (straddles)"
+
+
 def summarize(results) -> dict:
     verdicts = Counter()
     per_metric: dict[str, Counter] = {}
     for r in results:
         for c in r.comparisons:
-            verdicts[c.verdict] += 1
-            per_metric.setdefault(c.metric.name, Counter())[c.verdict] += 1
+            verdicts[outcome(c)] += 1
+            per_metric.setdefault(c.metric.name, Counter())[outcome(c)] += 1
     return {"comparisons": len(results),
             "gate_failed": sum(r.exit_code == 1 for r in results),
             "with_improvement": sum(any(c.verdict == "improvement" for c in r.comparisons) for r in results),
+            "latency_judged": sum(any(c.metric.name == "latency_s" and c.estimate is not None for c in r.comparisons)
+                                  for r in results),
             "verdicts": dict(verdicts), "per_metric": {m: dict(v) for m, v in per_metric.items()}}
 
 
@@ -271,13 +288,17 @@ def to_markdown(rep: dict) -> str:
              f"repeats valid (latency CV ≤ max_cv). Waited {rep['waited_s'] / 60:.1f} min in all for a free core "
              f"before groups; {rep['started_busy']} of {rep['groups']} groups started with no core free anyway.", "",
              _session_line(rep["session_noise_estimate"]), "",
-             "| test | comparisons | gate failed | verdicts over all metrics |", "|---|---|---|---|",
-             f"| A/A, neighbours (a-i vs a-(i+1)) | {aa['comparisons']} | {aa['gate_failed']} | {_verdicts(aa)} |",
+             "| test | comparisons | gate failed | latency judged | verdicts over all metrics |",
+             "|---|---|---|---|---|",
+             f"| A/A, neighbours (a-i vs a-(i+1)) | {aa['comparisons']} | {aa['gate_failed']} | {aa['latency_judged']} "
+             f"| {_verdicts(aa)} |",
              f"| A/A, all pairs (correlated) | {aa_all['comparisons']} | {aa_all['gate_failed']} | "
-             f"{_verdicts(aa_all)} |"]
+             f"{aa_all['latency_judged']} | {_verdicts(aa_all)} |"]
     for level, p in rep["power"].items():
         lines.append(f"| {float(level):.1%} slowdown | {p['comparisons']} | {p['gate_failed']} "
-                     f"({p['gate_failed'] / p['comparisons']:.0%}) | {_verdicts(p)} |")
+                     f"({p['gate_failed'] / p['comparisons']:.0%}) | {p['latency_judged']} | {_verdicts(p)} |")
+    lines += ["", "\"latency judged\": comparisons in which latency_s got a verdict (enough valid repeats on both "
+              "sides)."]
     small = rep["smallest_reliably_detected"]
     lines += ["", f"Smallest slowdown tested that failed the gate in ≥ 95% of trials: "
               f"{f'{small:.1%}' if small is not None else 'none of those tested'}.", "",

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""The gate on synthetic runs with known noise: what it does on a runner with a given run-to-run noise.
+
+    .venv/bin/python scripts/gate_simulate.py [--repeats 5] [--trials 100]
+
+A simulation, not a measurement: each side is R repeats of `calls` calls of one text-generation point,
+log(latency) = log(20 ms · slowdown) + N(0, between) per repeat + N(0, within) per call, TTFT a fixed tenth
+of each call; every comparison goes through bench.compare with the default gate settings (all 7 CPU
+metrics, Benjamini–Hochberg over them). For each run-to-run noise level: how often A/A comparisons fail
+the gate, and how often a 5% (exactly the threshold), 7.5%, 10% and 15% slowdown does.
+scripts/gate_quality.py measures the same on real runs of this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.compare import Side, compare  # noqa: E402
+from bench.gate.config import load_config  # noqa: E402
+from bench.measure.memory import MemoryMetrics  # noqa: E402
+from bench.measure.stats import Stats  # noqa: E402
+from bench.results import Metrics, Record, Throughput  # noqa: E402
+
+ENV = {"cpu": {"model": "synthetic", "torch_threads": 1}, "libraries": {"torch": "synthetic"}}
+PROMPT, NEW = 32, 32
+
+
+def record(repeat: int, latencies: np.ndarray) -> Record:
+    ttft = latencies * 0.1
+    metrics = Metrics(
+        latency_s=Stats.of(latencies), ttft_s=Stats.of(ttft), tpot_s=Stats.of((latencies - ttft) / (NEW - 1)),
+        throughput=Throughput(output_tokens_per_s=NEW / latencies.mean(), prefill_tokens_per_s=PROMPT / ttft.mean(),
+                              decode_tokens_per_s=(NEW - 1) / (latencies - ttft).mean()),
+        memory=MemoryMetrics(host_rss_peak_bytes=400_000_000), load_s=1.0, first_call_s=0.1, warmup_calls=1,
+        measured_time_s=float(latencies.sum()))
+    return Record(run_id=f"r{repeat}", point_id="p", scenario="sim", scenario_file="sim.yaml", model="tiny-gpt2",
+                  weights="random", task="text-generation", backend="eager", precision="fp32", batch_size=1,
+                  prompt_tokens=PROMPT, new_tokens=NEW, workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
+                  device="cpu", repeat=repeat, status="ok", valid=True, metrics=metrics)
+
+
+def side(rng: np.random.Generator, name: str, slowdown: float, repeats: int, calls: int, between: float,
+         within: float) -> Side:
+    records = [record(r, 0.020 * slowdown * np.exp(rng.normal(0, between) + rng.normal(0, within, calls)))
+               for r in range(repeats)]
+    return Side(name, Path(name), records, ENV, None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=30, help="measured calls per repeat")
+    ap.add_argument("--within", type=float, default=0.05, help="call-to-call noise (log sd)")
+    ap.add_argument("--between", default="0.005,0.01,0.015,0.02,0.03", help="run-to-run noise levels (log sd)")
+    ap.add_argument("--slowdowns", default="0,0.05,0.075,0.10,0.15")
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    config = load_config(None)
+    rng = np.random.default_rng(args.seed)
+    slowdowns = [float(x) for x in args.slowdowns.split(",")]
+    t0 = time.monotonic()
+    print(f"Simulated gate outcomes: {args.repeats} repeats a side, {args.calls} calls per repeat, call-to-call "
+          f"noise {args.within:.0%}, {args.trials} comparisons per cell, default gate settings.\n")
+    print("| run-to-run noise | " + " | ".join("A/A" if s == 0 else f"+{s:.1%}" for s in slowdowns) + " |")
+    print("|---|" + "---|" * len(slowdowns))
+    for between in (float(x) for x in args.between.split(",")):
+        cells = []
+        for slow in slowdowns:
+            failed = sum(compare(side(rng, "b", 1.0, args.repeats, args.calls, between, args.within),
+                                 side(rng, "c", 1 + slow, args.repeats, args.calls, between, args.within),
+                                 config).exit_code == 1 for _ in range(args.trials))
+            cells.append(f"{failed}/{args.trials}")
+        print(f"| {between:.1%} | " + " | ".join(cells) + " |", flush=True)
+    print(f"\n(cells: comparisons that failed the gate; {time.monotonic() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
