@@ -66,10 +66,10 @@ bench-ci: install
 	  echo "results: $(CI_OUT)"; exit $$rc
 
 validate: install
-	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/examples scenarios/ci
+	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/cuda-quick scenarios/examples scenarios/ci
 
 test: install
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) reports/bench-* reports/latest

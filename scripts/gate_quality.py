@@ -69,6 +69,10 @@ measure:
   min_iterations: 20
   min_time_s: 0.5
   timeout_s: 300
+  # This machine's call-to-call noise on a ~30 ms call is CV 6-21% (bursts of +50%), so the default
+  # max_cv (10%) would mark most repeats invalid and the gate would answer "too noisy" instead of being
+  # measured. The gate's statistics are what is measured here: every repeat counts.
+  max_cv: 0.5
 """
 
 
@@ -135,7 +139,7 @@ def run_group(out: Path, scenario: Path, name: str, repeats: int, threads: str, 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(scenario), "--repeats", str(repeats),
-                           "--out", str(group)], cwd=REPO, env=env, capture_output=True, text=True)
+                           "--out", str(group), "--no-fidelity"], cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
