@@ -342,8 +342,10 @@ def roofline_chart(g: ChartGroup):
             ax.plot(grid, [min(peak, bw * x) / scale for x in grid], color="0.25", linestyle=style, linewidth=1.2)
             ax.annotate(f"{d} {fmt_rate(peak / scale)} {unit} ({source})", (x_hi, peak / scale), fontsize=7,
                         ha="right", va="bottom", color="0.25")
-        ax.annotate(f"{bw / 1e9:,.1f} GB/s ({source})", (x_lo, bw * x_lo / scale), fontsize=7, rotation=0,
-                    ha="left", va="bottom", color="0.25", xytext=(2, 4), textcoords="offset points")
+        knee = min([v / bw for d, v in c.matmul_flops_per_s.items() if d in dtypes] or [x_hi])
+        x_label = (x_lo * min(knee, x_hi)) ** 0.5  # halfway up the bandwidth slope, inside the axes
+        ax.annotate(f"{bw / 1e9:,.1f} GB/s ({source})", (x_label, bw * x_label / scale), fontsize=7,
+                    ha="left", va="top", color="0.25", xytext=(6, -2), textcoords="offset points")
     for p, name, x, y, _ in marks:
         ax.scatter(x, y / scale, marker=_marker(p.key.backend, g), s=60, zorder=3, linewidths=1.5,
                    facecolors=_color(p.key.precision) if PHASE_FILL.get(name) == "full" else "none",
