@@ -10,16 +10,9 @@ TASKS = ("text-generation", "feature-extraction", "text-to-image")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
 
 
-def weights_of(modules: dict[str, Any]) -> tuple[int, int]:
-    from bench.backends.quantize import weight_stats
-
-    stats = [weight_stats(m) for m in modules.values()]
-    return sum(s[0] for s in stats), sum(s[1] for s in stats)
-
-
 def prepare_torch(model: Any, run: Any) -> Prepared:
     """What eager and compile share: quantize when asked (verified), then count what is run."""
-    from bench.backends.quantize import quantize_int8
+    from bench.backends.quantize import quantize_int8, weights_of
     from bench.workloads import WORKLOADS
 
     workload = WORKLOADS[run.task]

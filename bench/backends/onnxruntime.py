@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from bench.backends.base import Backend, Monitor, Prepared
 from bench.backends.compile import cache_root
-from bench.backends.quantize import QuantizationNotApplied, weight_stats
+from bench.backends.quantize import QuantizationNotApplied, weights_of
 from bench.results import Quantization
 
 # task -> (optimum export task, optimum ORTModel class)
@@ -472,7 +472,7 @@ class OnnxRuntimeBackend(Backend):
         build = runtime_build()
         check_runtime(device, ort.get_available_providers(), build)
         modules = torch_modules(model, run.task)
-        parameters = sum(weight_stats(m)[0] for m in modules.values())
+        parameters, _ = weights_of(modules)
 
         onnx_dir, export_status, export_meta = export(model, run, device, opts.opset)
         # The torch weights are not used again (the ONNX graph holds its own copy): free them, so the

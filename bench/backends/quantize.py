@@ -52,6 +52,12 @@ def weight_stats(model: Any) -> tuple[int, int]:
     return count, size
 
 
+def weights_of(modules: dict[str, Any]) -> tuple[int, int]:
+    """(parameter count, weight bytes) summed over a model's weight-holding modules (a pipeline's parts)."""
+    stats = [weight_stats(m) for m in modules.values()]
+    return sum(s[0] for s in stats), sum(s[1] for s in stats)
+
+
 def conv1d_to_linear(model: Any) -> int:
     """Replace transformers' Conv1D (y = x @ W + b, W: [in, out]) by the equivalent nn.Linear
     (W^T stored [out, in]). Returns how many were replaced."""
