@@ -277,7 +277,8 @@ def _seed(config: GateConfig, key: PointKey, side: str) -> np.random.Generator:
 def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricComparison]:
     metrics = [m for m in GATE_METRICS if config.enabled(b.key.scenario, m)]
     used = {"baseline": usable_repeats(b, config), "current": usable_repeats(c, config)}
-    every = {"baseline": [read_repeat(r, metrics) for r in b.ok], "current": [read_repeat(r, metrics) for r in c.ok]}
+    q = config.quantile
+    every = {side: [read_repeat(r, metrics, q) for r in point.ok] for side, point in (("baseline", b), ("current", c))}
     kept = {id(r) for records in used.values() for r in records}
     timing = {side: [rd for rd, r in zip(every[side], point.ok) if id(r) in kept]
               for side, point in (("baseline", b), ("current", c))}
@@ -288,7 +289,8 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         def having(rds: list[RepeatReading]) -> list[RepeatReading]:
             return [rd for rd in rds if rd.repeat.values.get(metric.name, 0) > 0]
 
-        if not having(every["baseline"]) and not having(every["current"]):
+        if not having(every["baseline"]) and not having(every["current"]) and not any(
+                _stored_only(rd, metric) for rds in every.values() for rd in rds):
             continue  # e.g. CUDA memory on a CPU run
         # `valid: false` is about timing noise: memory peaks of those repeats are as good as any
         readings = every if metric.kind == "memory" else timing
@@ -300,7 +302,7 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         for side in ("baseline", "current"):  # shown even without a verdict: all ok repeats when none is usable
             shown = have[side] or having(every[side])
             if shown:
-                setattr(comp, f"{side}_value", stats.side_estimate([rd.repeat for rd in shown], metric.rule))
+                setattr(comp, f"{side}_value", stats.side_estimate([rd.repeat for rd in shown], metric.rule_at(q)))
         why = _insufficient(metric, have, readings, left_out, config)
         if why:
             comp.reason = why
@@ -314,7 +316,7 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         members = [(comp, metric) for comp, metric, readings in rules if readings is group]
         if not members:
             continue
-        replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], [m.rule for _, m in members],
+        replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], [m.rule_at(q) for _, m in members],
                                                  config.bootstrap_resamples, _seed(config, b.key, side))
                       for side in ("baseline", "current")}
         for comp, metric in members:
@@ -341,6 +343,11 @@ def _insufficient(metric: GateMetric, have: dict[str, list[RepeatReading]], read
                     f"above max_cv); a verdict needs ≥ {config.min_repeats} valid repeats per side — rerun on a "
                     f"quieter machine or with more repeats")
     for side in ("baseline", "current"):
+        stored_only = [rd for rd in readings[side] if _stored_only(rd, metric)]
+        if stored_only:
+            return (f"no statistic: {len(stored_only)} {side} repeat(s) stored only a summary of "
+                    f"{metric.rule.source or metric.name}, not each call, and the gate's statistic "
+                    f"{config.statistic} is not in it (statistic: median works from summaries)")
         if not have[side]:
             return f"not measured in {side}"
         if len(have[side]) != len(readings[side]):
@@ -357,6 +364,11 @@ def _insufficient(metric: GateMetric, have: dict[str, list[RepeatReading]], read
                 return (f"insufficient samples: a {side} repeat has {few} measured call(s); a verdict needs "
                         f"≥ {config.min_samples} per repeat (raise measure.min_iterations)")
     return None
+
+
+def _stored_only(rd: RepeatReading, metric: GateMetric) -> bool:
+    """The record has this metric only as a summary that lacks the gate's statistic (no per-call samples)."""
+    return metric.name not in rd.repeat.values and bool({metric.name, metric.rule.source} & rd.summary_only)
 
 
 def _summary_only_note(comp: MetricComparison, have: dict[str, list[RepeatReading]]) -> None:

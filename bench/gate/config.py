@@ -8,6 +8,8 @@
     invalid_repeats: exclude   # repeats the worker marked `valid: false` (too noisy): exclude | include
     session_noise: 0           # sd of a whole run's shift that repeats inside it cannot show (calibrate with
                                # scripts/gate_quality.py); added to both sides' variance, time metrics only
+    statistic: p10             # which call of each repeat time metrics compare: p10 (default) or median, pNN;
+                               # rates follow it (tokens/s at that call time); see README "Regression gate"
     bootstrap_resamples: 2000
     seed: 0
     metrics:                   # per metric, every scenario
@@ -25,6 +27,7 @@ metrics.M, threshold (or memory_threshold). Unknown keys and unknown metric name
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -54,6 +57,23 @@ def parse_fraction(value: Any) -> Any:
 Fraction = Annotated[float, BeforeValidator(parse_fraction), Field(gt=0, lt=1)]
 
 
+def parse_statistic(value: Any) -> Any:
+    """"median" or "pNN" (1 ≤ NN ≤ 99; "p50" is the median): which call of each repeat the gate compares."""
+    text = str(value).strip().lower()
+    if text in ("median", "p50"):
+        return "median"
+    try:
+        percent = float(text[1:]) if text.startswith("p") else math.nan
+    except ValueError:
+        percent = math.nan
+    if not 1 <= percent <= 99:
+        raise ValueError(f"{value!r} is not median or a percentile p1 … p99 (e.g. p10)")
+    return f"p{percent:g}"
+
+
+Statistic = Annotated[str, BeforeValidator(parse_statistic)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -77,10 +97,16 @@ class GateConfig(Strict):
     min_samples: PositiveInt = 3
     invalid_repeats: Literal["exclude", "include"] = "exclude"
     session_noise: Annotated[float, BeforeValidator(parse_fraction), Field(ge=0, lt=1)] = 0.0
+    statistic: Statistic = "p10"
     bootstrap_resamples: int = Field(2000, ge=200, le=100_000)
     seed: NonNegativeInt = 0
     metrics: dict[str, MetricSettings] = {}
     scenarios: dict[str, ScenarioSettings] = {}
+
+    @property
+    def quantile(self) -> float:
+        """The per-repeat statistic of time metrics as a quantile of the calls: p10 → 0.1, median → 0.5."""
+        return 0.5 if self.statistic == "median" else float(self.statistic[1:]) / 100
 
     def enabled(self, scenario: str, metric: GateMetric) -> bool:
         for layer in self._layers(scenario):

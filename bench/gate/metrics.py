@@ -6,12 +6,12 @@ gated by adding one line to GATE_METRICS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from bench.gate.stats import MetricRule, Repeat
+from bench.gate.stats import MetricRule, Repeat, call_statistic
 from bench.results import Record
 
 
@@ -28,13 +28,17 @@ class GateMetric:
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
 
+    def rule_at(self, quantile: float) -> MetricRule:
+        """This metric's rule with the gate's per-repeat statistic (memory peaks have none)."""
+        return self.rule if self.rule.statistic == "value" else replace(self.rule, quantile=quantile)
+
 
 def _time(name: str, what: str) -> GateMetric:
-    return GateMetric(name, "time", False, "s", MetricRule(name, "median", name), what)
+    return GateMetric(name, "time", False, "s", MetricRule(name, "quantile", name), what)
 
 
 def _rate(name: str, source: str, what: str) -> GateMetric:
-    return GateMetric(name, "rate", True, "tokens/s", MetricRule(name, "inverse-mean", source), what)
+    return GateMetric(name, "rate", True, "tokens/s", MetricRule(name, "rate", source), what)
 
 
 def _memory(name: str, what: str) -> GateMetric:
@@ -42,12 +46,12 @@ def _memory(name: str, what: str) -> GateMetric:
 
 
 GATE_METRICS: tuple[GateMetric, ...] = (
-    _time("latency_s", "median latency of a call, mean over repeats"),
-    _time("ttft_s", "median time to first token, mean over repeats"),
-    _time("tpot_s", "median time per output token, mean over repeats"),
-    _rate("throughput.output_tokens_per_s", "latency_s", "output tokens/s (batch × new tokens / mean latency)"),
-    _rate("throughput.prefill_tokens_per_s", "ttft_s", "prefill tokens/s (batch × prompt tokens / mean TTFT)"),
-    _rate("throughput.decode_tokens_per_s", "tpot_s", "decode tokens/s (batch / mean TPOT)"),
+    _time("latency_s", "latency of a call at the gate's statistic (p10 by default), mean over repeats"),
+    _time("ttft_s", "time to first token at the gate's statistic, mean over repeats"),
+    _time("tpot_s", "time per output token at the gate's statistic, mean over repeats"),
+    _rate("throughput.output_tokens_per_s", "latency_s", "output tokens/s at that latency (batch × new tokens / it)"),
+    _rate("throughput.prefill_tokens_per_s", "ttft_s", "prefill tokens/s at that TTFT (batch × prompt tokens / it)"),
+    _rate("throughput.decode_tokens_per_s", "tpot_s", "decode tokens/s at that TPOT (batch / it)"),
     _memory("memory.host_rss_peak_bytes", "peak RSS of the run's process"),
     _memory("memory.cuda_allocated_peak_bytes", "torch's peak allocated CUDA memory"),
     _memory("memory.cuda_reserved_peak_bytes", "torch's peak reserved CUDA memory"),
@@ -72,37 +76,51 @@ class RepeatReading:
 
     repeat: Repeat
     sample_counts: dict[str, int]  # per time metric: calls measured (Stats.count)
-    summary_only: set[str]  # time metrics whose raw samples were not stored: no within-run resampling
+    summary_only: set[str]  # time metrics (and rate sources) whose raw samples were not stored
 
 
-def read_repeat(record: Record, metrics: list[GateMetric]) -> RepeatReading:
-    """Per-repeat values of every metric this record has (a metric it lacks is simply absent)."""
+def summary_statistic(stats: Any, quantile: float) -> float | None:
+    """The statistic from a stored summary when the raw samples were not kept: only the quantiles it has."""
+    stored = {0.0: stats.min, 0.5: stats.p50, 0.9: stats.p90, 0.95: stats.p95, 0.99: stats.p99, 1.0: stats.max}
+    return stored.get(round(quantile, 6))
+
+
+def read_repeat(record: Record, metrics: list[GateMetric], quantile: float = 0.5) -> RepeatReading:
+    """Per-repeat values of every metric this record has, time metrics at `quantile` of the calls and rates
+    at that same quantile of their source (a metric it lacks, or cannot give at that statistic, is absent)."""
     m = record.metrics
     calls: dict[str, np.ndarray] = {}
     values: dict[str, float] = {}
     counts: dict[str, int] = {}
     summary_only: set[str] = set()
+
+    def source_statistic(name: str) -> float | None:
+        stats = lookup(m, name)
+        if stats is None:
+            return None
+        if stats.samples and len(stats.samples) == stats.count:
+            calls[name] = np.asarray(stats.samples, dtype=float)
+            return float(call_statistic(calls[name], quantile))
+        summary_only.add(name)
+        return summary_statistic(stats, quantile)
+
     for metric in metrics:
         if metric.kind == "time":
             stats = lookup(m, metric.name)
             if stats is None:
                 continue
             counts[metric.name] = stats.count
-            if stats.samples and len(stats.samples) == stats.count:
-                calls[metric.name] = np.asarray(stats.samples, dtype=float)
-                values[metric.name] = float(np.median(calls[metric.name]))
-            else:
-                summary_only.add(metric.name)
-                values[metric.name] = float(stats.p50)
+            value = source_statistic(metric.name)
+            if value is not None:
+                values[metric.name] = value
+        elif metric.kind == "rate":
+            recorded, source = lookup(m, metric.name), metric.rule.source
+            source_stats = lookup(m, source) if source else None
+            at = source_statistic(source) if source_stats is not None else None
+            if isinstance(recorded, (int, float)) and recorded > 0 and at:  # batch × tokens / statistic
+                values[metric.name] = float(recorded) * source_stats.mean / at
         else:
             value = lookup(m, metric.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values[metric.name] = float(value)
-    # sources of rates (their samples) even when the time metric itself is disabled
-    for metric in metrics:
-        source = metric.rule.source
-        if metric.kind == "rate" and source and source not in calls:
-            stats = lookup(m, source)
-            if stats is not None and stats.samples and len(stats.samples) == stats.count:
-                calls[source] = np.asarray(stats.samples, dtype=float)
     return RepeatReading(Repeat(calls=calls, values=values), counts, summary_only)

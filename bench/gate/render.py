@@ -169,8 +169,9 @@ def to_markdown(result: GateResult) -> str:
               f"- Multiple comparisons: Benjamini–Hochberg at false discovery rate {cfg.alpha:g} over the "
               f"{result.family_size} comparisons with a verdict; {result.discoveries} change(s) found, so every "
               f"interval is shown at level 1 − {cfg.alpha:g}·max(k, 1)/m = {fmt_level(level)}.",
-              "- Latency, TTFT, TPOT: the median call of each repeat, averaged over repeats. Throughput: each "
-              "repeat's value, averaged. Memory: each repeat's peak, averaged.",
+              f"- Latency, TTFT, TPOT: the {cfg.statistic} call of each repeat (statistic: {cfg.statistic}), averaged "
+              f"over repeats. Throughput: batch × tokens / that {cfg.statistic} time of its source, averaged. Memory: "
+              f"each repeat's peak, averaged.",
               "", "</details>", ""]
     return "\n".join(lines)
 

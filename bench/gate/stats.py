@@ -2,10 +2,10 @@
 interval for the log ratio current/baseline, Benjamini–Hochberg across the family, verdicts.
 
 Model. A side (baseline or current) of one point is R repeats, each a separate process with its own
-per-call samples. The side's statistic is the mean over repeats of a per-repeat statistic (the median of
-that repeat's latencies, its throughput, its peak memory). Run-to-run (between-process) noise is usually
-larger than within-run noise on shared machines, so the uncertainty of that mean must come from the
-repeats, not from the pooled samples.
+per-call samples. The side's statistic is the mean over repeats of a per-repeat statistic (a quantile of
+that repeat's latencies — p10 by default, see GateConfig.statistic —, the throughput at it, its peak
+memory). Run-to-run (between-process) noise is usually larger than within-run noise on shared machines,
+so the uncertainty of that mean must come from the repeats, not from the pooled samples.
 
 1. Hierarchical bootstrap, per side: draw R repeats with replacement, and for each drawn repeat a
    resample (with replacement) of its calls; recompute every metric. `B` replicates per side. The
@@ -132,16 +132,25 @@ class Repeat:
 class MetricRule:
     """How one metric is recomputed from a resample of one repeat's calls.
 
-    statistic "median" / "mean": of the per-call samples named `source`.
-    statistic "inverse-mean": the repeat's recorded value × mean(source) / mean(resampled source):
-      a throughput (batch × tokens / mean latency) moves inversely with the mean of its source.
+    statistic "quantile": the `quantile` of the per-call samples named `source` (0.5: the median call; the
+      gate's default 0.1: the p10 call, which interference from other processes moves least).
+    statistic "rate": a throughput at that same statistic of its source. The repeat's value is batch × tokens
+      / quantile(source) (the record's own value is over the mean: bench.gate.metrics.read_repeat converts
+      it); a resample's is that value × quantile(source) / quantile(resampled source).
     statistic "value": the recorded value; no within-run resampling (memory peaks, one per process).
-    A rule whose source is missing in a repeat falls back to "value" for that repeat.
+    A rule whose source samples are missing in a repeat falls back to "value" for that repeat (the reader of
+    the records has put the value at the right statistic there, from the stored summary).
     """
 
     name: str
-    statistic: Literal["median", "mean", "inverse-mean", "value"]
+    statistic: Literal["quantile", "rate", "value"]
     source: str | None = None
+    quantile: float = 0.5
+
+
+def call_statistic(samples: np.ndarray, quantile: float, axis: int | None = None) -> np.ndarray | float:
+    """The per-repeat statistic of per-call samples (linear interpolation, as the records' percentiles)."""
+    return np.quantile(samples, quantile, axis=axis)
 
 
 def side_estimate(repeats: list[Repeat], rule: MetricRule) -> float:
@@ -199,11 +208,9 @@ def _inner_pool(rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inn
         return np.full(inner, value)
     idx = draws[len(samples)]
     resampled = samples[idx]  # (rows, n)
-    if rule.statistic == "median":
-        stats = np.median(resampled, axis=1)
-    else:
-        means = resampled.mean(axis=1)
-        stats = means if rule.statistic == "mean" else value * samples.mean() / means
+    stats = call_statistic(resampled, rule.quantile, axis=1)
+    if rule.statistic == "rate":
+        stats = value * call_statistic(samples, rule.quantile) / stats
     if len(stats) < inner:  # a large repeat got fewer distinct inner resamples: draw among them
         stats = stats[rng.integers(0, len(stats), size=inner)]
     return stats
