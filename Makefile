@@ -66,7 +66,7 @@ bench-ci: install
 	  echo "results: $(CI_OUT)"; exit $$rc
 
 validate: install
-	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/cuda-quick scenarios/examples scenarios/ci
+	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/cuda-quick scenarios/examples scenarios/ci scenarios/ci-cuda
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15

@@ -241,18 +241,20 @@ def test_memory_has_its_own_tolerance(tmp_path):
     assert verdicts(big)["latency_s"] != "regression"
 
 
-def test_invalid_repeats_are_left_out_and_said(tmp_path):
+def test_invalid_repeats_are_kept_by_default_or_left_out_and_said(tmp_path):
     noisy = side(seed=2, factor=1.5)
     for r in noisy[1:]:
         r.valid, r.invalid_reasons = False, ["latency_s coefficient of variation 30.0% exceeds max_cv 10%"]
-    result = gate(tmp_path, side(seed=1), noisy)
+    kept = gate(tmp_path / "kept", side(seed=1), noisy)  # default: include (the p10 statistic copes with them)
+    assert verdicts(kept)["latency_s"] == "regression"
+    assert any("current: 4 of 5 repeat(s) marked invalid" in text for _, text in kept.noisy)
+    assert "compared all the same" in to_markdown(kept)
+    exclude = load_config(_config(tmp_path, "invalid_repeats: exclude"))
+    result = gate(tmp_path, side(seed=1), noisy, config=exclude)
     lat = next(c for c in result.comparisons if c.metric.name == "latency_s")
     assert lat.verdict == "inconclusive" and lat.reason.startswith("too noisy: current has 1 valid repeat")
     assert verdicts(result)["memory.host_rss_peak_bytes"] == "unchanged"  # memory is not a timing-noise question
-    assert any("current: 4 of 5 repeat(s) marked invalid" in text for _, text in result.noisy)
-    include = load_config(_config(tmp_path, "invalid_repeats: include"))
-    kept = gate(tmp_path / "kept", side(seed=1), noisy, config=include)
-    assert verdicts(kept)["latency_s"] == "regression"
+    assert "The statistics leave them out" in to_markdown(result)
 
 
 def test_failure_is_worse_than_a_regression(tmp_path):

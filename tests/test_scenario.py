@@ -86,7 +86,7 @@ def test_directory_lists_yaml_files_sorted(tmp_path):
     assert [f.name for f in scenario_files([tmp_path])] == ["a.yml", "b.yaml"]
 
 
-@pytest.mark.parametrize("suite", ["cpu", "cuda", "cuda-quick", "examples", "ci"])
+@pytest.mark.parametrize("suite", ["cpu", "cuda", "cuda-quick", "examples", "ci", "ci-cuda"])
 def test_bundled_scenarios_are_valid(suite):
     for f in scenario_files([REPO / "scenarios" / suite]):
         load_scenario(f)
