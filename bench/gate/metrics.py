@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.gate.stats import MetricRule, Repeat, call_statistic
+from bench.measure.stats import PERCENTILES
 from bench.results import Record
 
 
@@ -80,9 +81,9 @@ class RepeatReading:
 
 
 def summary_statistic(stats: Any, quantile: float) -> float | None:
-    """The statistic from a stored summary when the raw samples were not kept: only the quantiles it has."""
-    stored = {0.0: stats.min, 0.5: stats.p50, 0.9: stats.p90, 0.95: stats.p95, 0.99: stats.p99, 1.0: stats.max}
-    return stored.get(round(quantile, 6))
+    """The statistic from a stored summary when the raw samples were not kept: only the percentiles it has."""
+    name = next((k for k, pct in PERCENTILES.items() if pct == round(quantile * 100, 6)), None)
+    return getattr(stats, name) if name else None
 
 
 def read_repeat(record: Record, metrics: list[GateMetric], quantile: float = 0.5) -> RepeatReading:
