@@ -65,6 +65,19 @@ bench-ci: install
 	  fi; \
 	  echo "results: $(CI_OUT)"; exit $$rc
 
+# The gate interleaved (README "Interleaved A/B"): BASE_REF's bench (a git worktree in .ab/) and this checkout's
+# run the CI suite in alternating rounds, so a slow period of the machine hits both; then the paired gate.
+# 8 rounds, not 5: a paired comparison has rounds − 1 degrees of freedom (README, "Measured quality of the gate").
+BASE_REF  ?= origin/main
+AB_ROUNDS ?= 8
+.PHONY: bench-ab
+bench-ab: install
+	rm -rf .ab/base && git worktree prune && git worktree add --detach .ab/base $(BASE_REF)
+	$(BENCH) ab $(CI_SUITE) --repeats $(AB_ROUNDS) --baseline-code .ab/base --out $(CI_OUT); rc=$$?; \
+	  $(BENCH) export $(CI_OUT)/current --format pytest-benchmark --out $(CI_OUT)/pytest-benchmark.json || exit $$?; \
+	  $(BENCH) compare $(CI_OUT)/baseline $(CI_OUT)/current --config $(GATE_CONFIG) --out $(CI_OUT)/gate || rc=$$?; \
+	  echo "results: $(CI_OUT)"; exit $$rc
+
 validate: install
 	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/cuda-quick scenarios/examples scenarios/ci scenarios/ci-cuda
 
@@ -72,4 +85,4 @@ test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
 clean:
-	rm -rf $(VENV) reports/bench-* reports/latest
+	rm -rf $(VENV) reports/bench-* reports/latest .ab

@@ -53,6 +53,62 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
+def _env_pairs(values: list[str], option: str) -> dict[str, str]:
+    env = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise BenchInputError(option, f"{value!r} is not KEY=VALUE")
+        env[key] = val
+    return env
+
+
+@app.command()
+def ab(
+    paths: list[str] = typer.Argument(..., help="scenario files or directories of them"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="directory of both run directories "
+                                           "(default reports/ab-<UTC time>)"),
+    repeats: int = typer.Option(8, min=2, help="rounds: repeats per arm and point, alternating arms (a paired "
+                                "comparison has rounds − 1 degrees of freedom)"),
+    device: Optional[str] = typer.Option(None, help="override every scenario's device: auto | cpu | cuda[:N]"),
+    baseline_code: Optional[Path] = typer.Option(None, "--baseline-code",
+                                                 help="checkout whose bench the baseline's workers import"),
+    current_code: Optional[Path] = typer.Option(None, "--current-code",
+                                                help="checkout whose bench the current side's workers import"),
+    baseline_env: list[str] = typer.Option([], "--baseline-env", help="KEY=VALUE for the baseline's workers"),
+    current_env: list[str] = typer.Option([], "--current-env", help="KEY=VALUE for the current side's workers"),
+    seed: int = typer.Option(0, help="seed of the order of the two arms within each round"),
+    fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity",
+                                  help="compare both arms' outputs with the baseline's fp32 eager reference"),
+) -> None:
+    """Interleaved A/B: baseline and current repeats alternate (OUT/baseline, OUT/current), so slow periods of
+    the machine hit both; then `bench compare OUT/baseline OUT/current` compares them round by round."""
+    import re
+
+    from bench.results import RESULTS_FILE, read_records
+    from bench.runner import Arm, run_interleaved
+    from bench.scenario import DEVICE_PATTERN, load_all
+    from bench.summary import markdown
+
+    if device is not None and not re.match(DEVICE_PATTERN, device):
+        raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
+    arms = [Arm("baseline", _env_pairs(baseline_env, "--baseline-env"), baseline_code),
+            Arm("current", _env_pairs(current_env, "--current-env"), current_code)]
+    scenarios = load_all(paths)
+    if out_dir is None:
+        out_dir = Path("reports") / f"ab-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
+                              seed=seed)
+    for arm in arms:
+        arm_dir = out_dir / arm.name
+        (arm_dir / "summary.md").write_text(f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE)))
+        done = results[arm.name].records
+        bad = sum(r.status in ("failed", "timeout") for r in done)
+        out.print(f"{arm.name}: {len(done)} run(s), {bad} failed: {out_dir / arm.name}")
+    out.print(f"compare: bench compare {out_dir / 'baseline'} {out_dir / 'current'}")
+    raise typer.Exit(max(r.exit_code for r in results.values()))
+
+
 @app.command()
 def validate(paths: list[str] = typer.Argument(..., help="scenario files or directories of them")) -> None:
     """Check scenario files without running them (the model config and sequence limits included)."""

@@ -8,8 +8,8 @@
 3. Point status first: a point measured in the baseline that now fails, times out or is unsupported in
    any repeat is a failure (worse than a regression; it fails the gate).
 4. Every gated metric (bench/gate/metrics.py) of every matched point: hierarchical bootstrap of both
-   sides, Student-t interval of the ratio, Benjamini–Hochberg over the whole family, verdict
-   (bench/gate/stats.py). Exit code: 0 pass (improvements included), 1 regression or failure.
+   sides (of rounds, paired, when both sides are arms of one interleaved `bench ab` sweep), Student-t
+   interval of the ratio, Benjamini–Hochberg over the whole family, verdict (bench/gate/stats.py). Exit code: 0 pass (improvements included), 1 regression or failure.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def _seed(config: GateConfig, key: PointKey, side: str) -> np.random.Generator:
 def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricComparison]:
     metrics = [m for m in GATE_METRICS if config.enabled(b.key.scenario, m)]
     used = {"baseline": usable_repeats(b, config), "current": usable_repeats(c, config)}
-    q = config.quantile
+    q, pooled = config.quantile, config.combine == "pooled"
     every = {side: [read_repeat(r, metrics, q) for r in point.ok] for side, point in (("baseline", b), ("current", c))}
     kept = {id(r) for records in used.values() for r in records}
     timing = {side: [rd for rd, r in zip(every[side], point.ok) if id(r) in kept]
@@ -302,7 +302,7 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         for side in ("baseline", "current"):  # shown even without a verdict: all ok repeats when none is usable
             shown = have[side] or having(every[side])
             if shown:
-                setattr(comp, f"{side}_value", stats.side_estimate([rd.repeat for rd in shown], metric.rule_at(q)))
+                setattr(comp, f"{side}_value", stats.side_estimate([rd.repeat for rd in shown], metric.rule_at(q, pooled)))
         why = _insufficient(metric, have, readings, left_out, config)
         if why:
             comp.reason = why
@@ -311,12 +311,26 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         _summary_only_note(comp, have)
 
     # One bootstrap per side and set of repeats, all its metrics together (a repeat drawn once counts for
-    # every metric): the timing metrics over the valid repeats, memory over all ok repeats.
+    # every metric): the timing metrics over the valid repeats, memory over all ok repeats. Sides measured in
+    # rounds of one interleaved sweep (bench ab) are bootstrapped as pairs.
     for group in (timing, every):
         members = [(comp, metric) for comp, metric, readings in rules if readings is group]
         if not members:
             continue
-        replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], [m.rule_at(q) for _, m in members],
+        group_rules = [m.rule_at(q, pooled) for _, m in members]
+        rounds = paired_rounds(group["baseline"], group["current"], config.min_repeats)
+        if rounds is not None:
+            pairs = stats.bootstrap_pairs([rd.repeat for rd, _ in rounds], [rd.repeat for _, rd in rounds],
+                                          group_rules, config.bootstrap_resamples, _seed(config, b.key, "pairs"))
+            for comp, metric in members:  # the values compared are those of the rounds both sides have
+                rule = metric.rule_at(q, pooled)
+                comp.baseline_value = stats.side_estimate([rd.repeat for rd, _ in rounds], rule)
+                comp.current_value = stats.side_estimate([rd.repeat for _, rd in rounds], rule)
+                comp.estimate = stats.paired_ratio_estimate(comp.baseline_value, comp.current_value,
+                                                            pairs[metric.name])
+                comp.notes.append(f"paired: {len(rounds)} interleaved rounds (bench ab)")
+            continue
+        replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], group_rules,
                                                  config.bootstrap_resamples, _seed(config, b.key, side))
                       for side in ("baseline", "current")}
         for comp, metric in members:
@@ -324,6 +338,23 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
                                                  comp.current_value, replicates["current"][metric.name],
                                                  session_noise=0.0 if metric.kind == "memory" else config.session_noise)
     return comparisons
+
+
+def paired_rounds(baseline: list[RepeatReading], current: list[RepeatReading],
+                  min_repeats: int) -> list[tuple[RepeatReading, RepeatReading]] | None:
+    """The (baseline, current) repeats of the same rounds, when both sides were measured interleaved in one
+    sweep (every repeat carries a `pair` of the same session) and at least `min_repeats` rounds have both;
+    None otherwise (independent samples). A round with one side missing (failed, or left out as invalid)
+    is dropped whole, so the pairs stay pairs."""
+    pairs_b = {rd.pair: rd for rd in baseline}
+    pairs_c = {rd.pair: rd for rd in current}
+    if None in pairs_b or None in pairs_c or len(pairs_b) != len(baseline) or len(pairs_c) != len(current):
+        return None
+    sessions = {p.split(":", 1)[0] for p in (*pairs_b, *pairs_c)}
+    shared = [p for p in pairs_b if p in pairs_c]
+    if len(sessions) != 1 or len(shared) < min_repeats:
+        return None
+    return [(pairs_b[p], pairs_c[p]) for p in shared]
 
 
 def usable_repeats(point: Point, config: GateConfig) -> list[Record]:

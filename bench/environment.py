@@ -8,6 +8,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from bench.results import now_iso
@@ -27,10 +28,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+                             cwd=cwd or Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -53,7 +54,9 @@ def _gpus() -> tuple[list[dict[str, Any]], str | None]:
     return gpus, driver.decode() if isinstance(driver, bytes) else driver
 
 
-def collect() -> dict[str, Any]:
+def collect(environ: Mapping[str, str] | None = None, code: Path | None = None) -> dict[str, Any]:
+    """This machine and software. `environ`: the workers' environment when it is not this process's (an arm
+    of `bench ab`); `code`: the directory the workers import `bench` from when it is not this checkout."""
     import psutil
     import torch
 
@@ -64,7 +67,8 @@ def collect() -> dict[str, Any]:
             versions[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             pass
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    environ = os.environ if environ is None else environ
+    dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=code)
     return {
         "timestamp": now_iso(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -82,8 +86,8 @@ def collect() -> dict[str, Any]:
         "cuda_available": torch.cuda.is_available(),
         "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "libraries": versions,
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": _git("rev-parse", "HEAD", cwd=code),
         "git_dirty": bool(dirty) if dirty is not None else None,
-        "env": {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                           "CUDA_VISIBLE_DEVICES", "BENCH_INJECT_SLOWDOWN") if k in os.environ},
+        "env": {k: environ[k] for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                        "CUDA_VISIBLE_DEVICES", "BENCH_INJECT_SLOWDOWN") if k in environ},
     }

@@ -130,6 +130,9 @@ class Record(BaseModel):
     device: str  # resolved: cpu | cuda:N
     device_name: str | None = None
     repeat: int = 0
+    # "<session>:<point>:<round>" when measured interleaved with other arms (bench ab): repeats of two arms
+    # with the same pair ran back to back, and bench compare compares them as pairs.
+    pair: str | None = None
     status: Status
     error: str | None = None
     valid: bool | None = None  # False when the measurement is too noisy to trust (reasons say why)

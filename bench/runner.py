@@ -75,8 +75,13 @@ def _tail(path: Path, n: int = 1) -> str:
     return " | ".join(lines[-n:])[:500]
 
 
-def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
+def worker_env(extra: dict[str, str] | None = None, code: Path | None = None) -> dict[str, str]:
+    """The workers' environment: this process's, offline by default, plus an arm's `extra` variables; with
+    `code`, `bench` is imported from that directory (PYTHONPATH) instead of this checkout."""
+    env = dict(os.environ, **(extra or {}))
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), *filter(None, [env.get("PYTHONPATH")])])
+        env["PYTHONSAFEPATH"] = "1"  # `python -m` would put the working directory (this checkout) first
     if not downloads_allowed():
         env.setdefault("HF_HUB_OFFLINE", "1")  # offline by default
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -85,7 +90,8 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def make_reference(run: RunSpec, references: Path, logs: Path) -> tuple[str | None, str | None]:
+def make_reference(run: RunSpec, references: Path, logs: Path,
+                   env: dict[str, str] | None = None) -> tuple[str | None, str | None]:
     """(path, error): the fp32 eager reference outputs for `run`'s model and inputs, computed in a process
     of its own the first time a sweep needs them and reused by every later run (resume included)."""
     ref = run.reference_spec()
@@ -98,7 +104,7 @@ def make_reference(run: RunSpec, references: Path, logs: Path) -> tuple[str | No
     spec_path.write_text(ref.model_dump_json(indent=2))
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bench.worker", "--reference", str(spec_path), str(path)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=worker_env())
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env or worker_env())
         try:
             rc = proc.wait(timeout=run.measure.timeout_s)
         except subprocess.TimeoutExpired:
@@ -112,8 +118,8 @@ def make_reference(run: RunSpec, references: Path, logs: Path) -> tuple[str | No
     return str(path), None
 
 
-def run_one(run: RunSpec, logs: Path) -> Record:
-    """Run one spec in its own process; always returns a record."""
+def run_one(run: RunSpec, logs: Path, env: dict[str, str] | None = None) -> Record:
+    """Run one spec in its own process (environment `env`, default worker_env()); always returns a record."""
 
     device_type = run.device.split(":")[0]
     reason = BACKENDS[run.backend].unsupported_reason(run.task, run.precision, device_type)
@@ -126,7 +132,7 @@ def run_one(run: RunSpec, logs: Path) -> Record:
     log_path = logs / f"{run.run_id}.log"
     result_path.unlink(missing_ok=True)
     spec_path.write_text(run.model_dump_json(indent=2))
-    env = worker_env()
+    env = env or worker_env()
     started, t0 = now_iso(), time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path), str(result_path)],
@@ -203,3 +209,97 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
             progress.advance(bar)
         progress.update(bar, description="sweep done")
     return result
+
+
+# --- interleaved A/B --------------------------------------------------------------------------------------
+
+@dataclass
+class Arm:
+    """One side of an interleaved comparison: a name (its run directory under the sweep's), the environment
+    variables its workers get on top of the runner's, and optionally the directory they import `bench` from."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    code: Path | None = None
+
+    def worker_env(self) -> dict[str, str]:
+        return worker_env(self.env, self.code)
+
+
+def check_arm_code(arm: Arm) -> None:
+    """Refuse a code directory that is not a `bench` source tree, or that the workers would not import."""
+    if arm.code is None:
+        return
+    source = f"--{arm.name}-code"
+    if not (arm.code / "bench" / "worker.py").is_file():
+        raise BenchInputError(source, f"{arm.code} has no bench/worker.py (give the root of an aigc-bench checkout)")
+    probe = subprocess.run([sys.executable, "-c", "import bench, sys; sys.stdout.write(bench.__file__)"],
+                           capture_output=True, text=True, env=arm.worker_env(), timeout=60)
+    imported = Path(probe.stdout.strip() or ".").resolve()
+    if probe.returncode != 0 or not imported.is_relative_to(arm.code.resolve()):
+        raise BenchInputError(source, f"workers would import bench from {probe.stdout.strip() or probe.stderr.strip()!r}, "
+                              f"not from {arm.code}")
+
+
+def run_interleaved(scenarios: list[LoadedScenario], out_dir: Path, arms: list[Arm], repeats: int,
+                    device: str | None = None, console: Console | None = None, fidelity: bool = True,
+                    seed: int = 0) -> dict[str, SweepResult]:
+    """Measure every point `repeats` times per arm, alternating arms repeat by repeat (in a seeded random order
+    within each round), so that whatever slows this machine for seconds to minutes — other tenants of the
+    host, clocks, heat — falls on every arm alike. Arm A's run directory is OUT/A, a normal run directory;
+    each record of round k carries `pair` = "<session>:<point>:<k>", which `bench compare` uses to compare
+    the arms round by round (a paired bootstrap) instead of as two independent samples.
+
+    Fidelity compares every arm with one fp32 eager reference (OUT/references), made with the first arm's
+    environment and code: a change that alters the outputs shows as lost fidelity in the other arm."""
+    import random
+    import uuid
+
+    console = console or Console(stderr=True)
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names) or len(arms) < 2:
+        raise BenchInputError("arms", f"need two or more differently named arms, got {names}")
+    specs = plan(scenarios, repeats, device)
+    out_dir = out_dir.resolve()  # workers of a code arm run elsewhere on sys.path, not in another directory
+    for arm in arms:
+        check_arm_code(arm)
+        results = out_dir / arm.name / RESULTS_FILE
+        if results.exists() and results.stat().st_size > 0:
+            raise BenchInputError("--out", f"{results} exists; choose another directory (an interleaved sweep "
+                                  "is not resumed: its rounds would no longer be adjacent in time)")
+    session = uuid.uuid4().hex[:12]
+    envs = {a.name: a.worker_env() for a in arms}
+    for arm in arms:
+        (out_dir / arm.name / "logs").mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / arm.name / ENVIRONMENT_FILE, environment.collect(envs[arm.name], arm.code))
+    rng = random.Random(seed)
+    results = {a.name: SweepResult(out_dir=out_dir / a.name) for a in arms}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("interleaved", total=len(specs) * len(arms))
+        reference_errors: dict[str, str] = {}
+        for spec in specs:
+            if fidelity and BACKENDS[spec.backend].unsupported_reason(spec.task, spec.precision,
+                                                                       spec.device.split(":")[0]) is None:
+                if spec.reference_key in reference_errors:
+                    spec.reference_error = reference_errors[spec.reference_key]
+                else:
+                    progress.update(bar, description=f"fp32 eager reference for {spec.model}")
+                    spec.reference_path, spec.reference_error = make_reference(
+                        spec, out_dir / "references", out_dir / arms[0].name / "logs", envs[arms[0].name])
+                    if spec.reference_error:
+                        reference_errors[spec.reference_key] = spec.reference_error
+                        progress.console.print(f"[yellow]fidelity[/]: {spec.reference_error}")
+            order = list(arms)
+            rng.shuffle(order)
+            for arm in order:
+                progress.update(bar, description=f"{arm.name}: {spec.label()}")
+                record = run_one(spec, out_dir / arm.name / "logs", envs[arm.name])
+                record.pair = f"{session}:{spec.point_id}:{spec.repeat}"
+                append_record(out_dir / arm.name / RESULTS_FILE, record)
+                results[arm.name].records.append(record)
+                if record.status != "ok":
+                    progress.console.print(f"[yellow]{record.status}[/]: {arm.name}: {spec.label()}: {record.error}")
+                progress.advance(bar)
+        progress.update(bar, description="interleaved sweep done")
+    return results

@@ -1,27 +1,37 @@
 #!/usr/bin/env python3
 """Measure the regression gate on this machine: false alarms (A/A) and power (injected slowdowns).
 
-    .venv/bin/python scripts/gate_quality.py --out reports/gate-quality
+    .venv/bin/python scripts/gate_quality.py --out reports/gate-quality --max-wait 0
 
-Every "group" is one `bench run SCENARIO --repeats R` (R separate worker processes) of a tiny-gpt2
-decode scenario this script writes: one group is what one side of a CI comparison measures. Groups run
-in blocks, block i = [a-i, then trial i of every slowdown], so every comparison below pairs groups
-measured a minute or two apart, as a CI run's two sides would be on a runner that does nothing else.
+Both designs run a tiny-gpt2 decode scenario this script writes, R repeats (default 5, the CI default) a side.
 
+--design interleaved (default): every trial is one interleaved sweep (bench.runner.run_interleaved, what
+`bench ab` runs) over the arms a, a2 (same code) and s<L> (the test-only knob BENCH_INJECT_SLOWDOWN=L,
+bench/inject.py), round by round in random order. Then:
+- A/A paired: a vs a2 of the same trial, default gate settings; a false alarm is a failed gate.
+- Power paired: a vs s<L> of the same trial; detected when the gate fails.
+- The same data unpaired, as `bench run` + `bench compare` against a baseline from another session would
+  see it: a of trial i vs a (A/A) or s<L> (power) of trial i+1.
+- Noise: the spread of single repeats, of trial means (sessions), and of the per-round difference a2 − a.
+
+--design sequential: every "group" is one `bench run SCENARIO --repeats R`: one side of a CI comparison.
+Groups run in blocks, block i = [a-i, then trial i of every slowdown] in random order, so comparisons pair
+groups measured a minute or two apart.
 - A/A: a-i vs a-(i+1) (a chain: each group is in at most two comparisons), same code, default gate
   settings; a false alarm is a comparison the gate fails (any `regression`). "All pairs" compares every
   i < j too: many more comparisons, up to the whole session apart in time, not independent of each other.
-- Power: trial i of slowdown L compares a-i (baseline) with group s<L>-i, measured with the test-only
-  knob BENCH_INJECT_SLOWDOWN=L (bench/inject.py) right after it; detected when the gate fails.
+- Power: trial i of slowdown L compares a-i (baseline) with group s<L>-i, measured with the knob right
+  after it; detected when the gate fails.
 - Session noise: how much whole groups move beyond what their own repeats show (one-way random-effects
-  estimate on the log median latency of the A/A groups): the value to calibrate `session_noise` with.
+  estimate on the log latency at the gate's statistic of the A/A groups): the value to calibrate
+  `session_noise` with.
 
 On a shared machine each group first waits (up to --max-wait s) until other processes leave a core free:
 the worker needs one (OMP_NUM_THREADS=1). The report says how long it waited, how busy the cores were
 when each group started, the CPU share the benchmark processes got, and how many repeats were valid.
 
-Re-running with the same --out reuses every complete group, so only the comparisons are redone (e.g. with
---session-noise). Results: OUT/gate-quality.json and OUT/gate-quality.md (also printed).
+Re-running with the same --out reuses every complete group or trial, so only the comparisons are redone
+(e.g. with --statistic, --combine or --session-noise). Results: OUT/gate-quality.json and OUT/gate-quality.md (also printed).
 """
 
 from __future__ import annotations
@@ -86,15 +96,21 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "gate-quality")
     ap.add_argument("--repeats", type=int, default=5, help="bench run --repeats per group (default 5, the CI default)")
     ap.add_argument("--aa-pairs", type=int, default=20, help="A/A comparisons (a chain of aa-pairs + 1 groups)")
-    ap.add_argument("--levels", default="0.075,0.10", help="slowdowns with --trials trials each (comma-separated)")
+    ap.add_argument("--levels", default="0.05,0.10", help="slowdowns with --trials trials each (comma-separated)")
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--extra-levels", default="0.05", help="slowdowns with --extra-trials trials each")
+    ap.add_argument("--extra-levels", default="", help="slowdowns with --extra-trials trials each")
     ap.add_argument("--extra-trials", type=int, default=10)
     ap.add_argument("--threads", default="1", help="OMP_NUM_THREADS for the workers ('' keeps torch's default)")
     ap.add_argument("--threshold", default=None, help="gate threshold (default: the gate's, 5%%)")
     ap.add_argument("--statistic", default=None, help="gate statistic (default: the gate's, p10)")
+    ap.add_argument("--combine", choices=("pooled", "mean"), default=None,
+                    help="how the gate combines a side's repeats (default: the gate's, pooled)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the group order within blocks")
     ap.add_argument("--session-noise", default=None, help="gate session_noise for the comparisons (default 0)")
+    ap.add_argument("--design", choices=("interleaved", "sequential"), default="interleaved",
+                    help="interleaved (default): every trial is one interleaved sweep (bench ab) of the arms "
+                    "a, a2 (same code) and one per slowdown, compared as pairs; sequential: separate groups, "
+                    "a baseline measured a minute or two before the current side")
     ap.add_argument("--max-wait", type=float, default=600.0,
                     help="before each group, wait up to this many seconds for other processes to leave a core "
                     "free (0: never wait)")
@@ -159,6 +175,70 @@ def run_group(out: Path, scenario: Path, name: str, repeats: int, threads: str, 
     print(f"  {name}: {wall:.0f} s (waited {waited:.0f} s, {busy:.1f} cores busy at start), CPU share "
           f"{cpu / wall:.2f}, {timing['valid_repeats']}/{repeats} valid", flush=True)
     return timing
+
+
+def run_trial(out: Path, scenario: Path, index: int, arms: list[tuple[str, float | None]], repeats: int,
+              threads: str, max_wait: float) -> dict:
+    """One interleaved sweep (bench.runner.run_interleaved, what `bench ab` runs) of every arm: arm "a" is
+    the baseline, "a2" the same code again, "s<L>" the knob at L. Skipped when complete already."""
+    from rich.console import Console
+
+    from bench.runner import Arm, run_interleaved
+    from bench.scenario import load_all
+
+    trial = out / "trials" / f"t-{index:02d}"
+    timing_file = trial / "timing.json"
+    if timing_file.exists() and all(
+            len([r for r in read_records(trial / name / RESULTS_FILE) if r.status == "ok"]) == repeats
+            for name, _ in arms if (trial / name / RESULTS_FILE).exists()):
+        return json.loads(timing_file.read_text())
+    shutil.rmtree(trial, ignore_errors=True)
+    base = {"OMP_NUM_THREADS": threads} if threads else {}
+    arm_list = [Arm(name, dict(base, **({INJECT_ENV: f"{level:g}"} if level else {}))) for name, level in arms]
+    waited, busy = wait_for_a_free_core(max_wait) if max_wait > 0 else (0.0, float("nan"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    results = run_interleaved(load_all([str(scenario)]), trial, arm_list, repeats, console=Console(quiet=True),
+                              fidelity=False, seed=index)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    for name, res in results.items():
+        bad = [r for r in res.records if r.status != "ok"]
+        if bad:
+            raise SystemExit(f"trial {index} arm {name} failed: {bad[0].error}")
+    valid = sum(r.valid is not False for res in results.values() for r in res.records)
+    timing = {"wall_s": wall, "cpu_s": cpu, "cpu_share": cpu / wall, "load_1min": os.getloadavg()[0],
+              "waited_s": waited, "busy_cores_at_start": busy, "valid_repeats": valid}
+    timing_file.write_text(json.dumps(timing) + "\n")
+    print(f"  t-{index:02d} ({', '.join(n for n, _ in arms)}): {wall:.0f} s, CPU share {cpu / wall:.2f}, "
+          f"{valid}/{repeats * len(arms)} valid", flush=True)
+    return timing
+
+
+def trial_arms(i: int, levels: dict[float, int], aa_trials: int) -> list[tuple[str, float | None]]:
+    arms: list[tuple[str, float | None]] = [("a", None)] + ([("a2", None)] if i < aa_trials else [])
+    return arms + [(f"s{level:g}", level) for level, trials in sorted(levels.items()) if i < trials]
+
+
+def paired_noise(out: Path, trials: int, quantile: float) -> dict:
+    """What pairing removes: the sd (log, p-statistic latency) of single repeats of arm a across all rounds
+    of all trials, the sd of trial means of a (sessions), and the sd of the per-round log ratio a2/a."""
+    def stat(rec):
+        return math.log(float(np.quantile(rec.metrics.latency_s.samples, quantile)))
+    singles, means, diffs = [], [], []
+    for i in range(trials):
+        trial = out / "trials" / f"t-{i:02d}"
+        a = {r.pair: stat(r) for r in read_records(trial / "a" / RESULTS_FILE) if r.status == "ok"}
+        singles += list(a.values())
+        if a:
+            means.append(statistics.fmean(a.values()))
+        if (trial / "a2" / RESULTS_FILE).exists():
+            a2 = {r.pair: stat(r) for r in read_records(trial / "a2" / RESULTS_FILE) if r.status == "ok"}
+            diffs += [a2[p] - a[p] for p in a if p in a2]
+    sd = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else None)
+    return {"repeat_sd": sd(singles), "trial_mean_sd": sd(means), "round_diff_sd": sd(diffs),
+            "rounds": len(diffs)}
 
 
 def schedule(pairs: int, levels: dict[float, int], seed: int = 0) -> list[tuple[str, float | None]]:
@@ -291,6 +371,8 @@ def main() -> None:
     config = load_config(None, args.threshold)
     if args.statistic is not None:
         config = config.model_copy(update={"statistic": parse_statistic(args.statistic)})
+    if args.combine is not None:
+        config = config.model_copy(update={"combine": args.combine})
     if args.session_noise is not None:
         config = config.model_copy(update={"session_noise": float(args.session_noise.rstrip("%")) / 100
                                            if args.session_noise.endswith("%") else float(args.session_noise)})
@@ -303,6 +385,8 @@ def main() -> None:
         print("knob check (in one process, interleaved calls) ...", flush=True)
         knob_file.write_text(json.dumps(knob_check(sorted(levels), args.threads)) + "\n")
     knob = json.loads(knob_file.read_text())
+    if args.design == "interleaved":
+        return main_interleaved(args, out, scenario, levels, config, knob, started, load_before, t0)
     order = schedule(args.aa_pairs, levels, args.seed)
     print(f"{len(order)} groups of {args.repeats} repeats ({out / 'groups'})", flush=True)
     timings = {name: run_group(out, scenario, name, args.repeats, args.threads, level, args.max_wait)
@@ -324,7 +408,7 @@ def main() -> None:
         "started_at": started.isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "settings": {"repeats": args.repeats, "threads": args.threads or "torch default",
+        "settings": {"design": "sequential", "repeats": args.repeats, "threads": args.threads or "torch default",
                      "threshold": config.threshold, "statistic": config.statistic, "order_seed": args.seed, "memory_threshold": config.memory_threshold,
                      "alpha": config.alpha, "session_noise": config.session_noise, "scenario": SCENARIO},
         "groups": len(order),
@@ -348,6 +432,109 @@ def main() -> None:
     md = to_markdown(report)
     (out / "gate-quality.md").write_text(md)
     print(md)
+
+
+def main_interleaved(args, out: Path, scenario: Path, levels: dict[float, int], config, knob: dict,
+                     started: datetime, load_before, t0: float) -> None:
+    n_trials = max([args.aa_pairs] + list(levels.values()))
+    print(f"{n_trials} interleaved trials of {args.repeats} rounds ({out / 'trials'})", flush=True)
+    timings = {f"t-{i:02d}": run_trial(out, scenario, i, trial_arms(i, levels, args.aa_pairs), args.repeats,
+                                       args.threads, args.max_wait) for i in range(n_trials)}
+    wall_this_run = time.monotonic() - t0
+
+    def side(i: int, arm: str):
+        return load_side(str(out / "trials" / f"t-{i:02d}" / arm))
+
+    t1 = time.monotonic()
+    aa = [compare(side(i, "a"), side(i, "a2"), config) for i in range(args.aa_pairs)]
+    power = {level: [compare(side(i, "a"), side(i, f"s{level:g}"), config) for i in range(trials)]
+             for level, trials in sorted(levels.items())}
+    # The same data as a baseline measured in another session (the previous trial): unpaired, as `bench run`
+    # then `bench compare` against a saved baseline would see it.
+    aa_unpaired = [compare(side(i, "a"), side(i + 1, "a"), config) for i in range(n_trials - 1)]
+    power_unpaired = {level: [compare(side(i, "a"), side(i + 1, f"s{level:g}"), config) for i in range(trials - 1)]
+                      for level, trials in sorted(levels.items())}
+    compare_wall = time.monotonic() - t1
+
+    reliable = [lvl for lvl, rs in sorted(power.items()) if sum(r.exit_code == 1 for r in rs) >= 0.95 * len(rs)]
+    shares = [t["cpu_share"] for t in timings.values()]
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "settings": {"design": "interleaved", "repeats": args.repeats, "threads": args.threads or "torch default",
+                     "threshold": config.threshold, "statistic": config.statistic, "combine": config.combine,
+                     "memory_threshold":
+                     config.memory_threshold, "alpha": config.alpha, "session_noise": config.session_noise,
+                     "scenario": SCENARIO},
+        "trials": n_trials, "runs": sum(len(trial_arms(i, levels, args.aa_pairs)) for i in range(n_trials)),
+        "bench_wall_s": sum(t["wall_s"] for t in timings.values()), "wall_s_this_invocation": wall_this_run,
+        "compare_wall_s": compare_wall,
+        "cpu_share": {"min": min(shares), "median": statistics.median(shares), "max": max(shares)},
+        "valid_repeats": {"valid": sum(t["valid_repeats"] for t in timings.values()),
+                          "total": args.repeats * sum(len(trial_arms(i, levels, args.aa_pairs))
+                                                      for i in range(n_trials))},
+        "noise": paired_noise(out, n_trials, config.quantile),
+        "knob_check": knob,
+        "aa_paired": summarize(aa),
+        "aa_unpaired": summarize(aa_unpaired),
+        "power": {f"{level:g}": summarize(rs) for level, rs in power.items()},
+        "power_unpaired": {f"{level:g}": summarize(rs) for level, rs in power_unpaired.items()},
+        "smallest_reliably_detected": min(reliable) if reliable else None,
+        "timings": timings,
+    }
+    (out / "gate-quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = interleaved_markdown(report)
+    (out / "gate-quality.md").write_text(md)
+    print(md)
+
+
+def interleaved_markdown(rep: dict) -> str:
+    s, noise, knob = rep["settings"], rep["noise"], rep.get("knob_check", {})
+    row = "| {} | {} | {} | {} ({:.0%}) | {} | {} |"
+
+    def line(test: str, knob_effect: str, summary: dict) -> str:
+        n = summary["comparisons"]
+        return row.format(test, f"{knob_effect} / {_change(summary['latency_ratio_median'])}", n,
+                          summary["gate_failed"], summary["gate_failed"] / n if n else 0, summary["latency_judged"],
+                          _verdicts(summary))
+
+    lines = [f"# Gate quality, interleaved ({rep['started_at']})", "", f"`{rep['command']}`", "",
+             f"{rep['trials']} trials, each one interleaved sweep of {s['repeats']} rounds over its arms ({rep['runs']} "
+             f"arm runs in all; tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS={s['threads']}); statistic {s['statistic']} "
+             f"({s['combine']}), "
+             f"threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} "
+             f"min, comparisons {rep['compare_wall_s']:.0f} s.", "",
+             f"Machine: CPU share of the benchmark processes per trial min {rep['cpu_share']['min']:.2f}, median "
+             f"{rep['cpu_share']['median']:.2f}, max {rep['cpu_share']['max']:.2f}; {rep['valid_repeats']['valid']} of "
+             f"{rep['valid_repeats']['total']} repeats valid (latency CV ≤ max_cv).", "",
+             "Noise (log latency at the gate's statistic): single repeats of arm a spread "
+             f"{_pct(noise['repeat_sd'])}, trial means of a {_pct(noise['trial_mean_sd'])}, the per-round difference "
+             f"a2 − a {_pct(noise['round_diff_sd'])} ({noise['rounds']} rounds).", "",
+             "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
+             "latency judged | verdicts over all metrics |", "|---|---|---|---|---|---|",
+             line("A/A paired (a vs a2, same trial)", "-", rep["aa_paired"])]
+    for level, p in rep["power"].items():
+        lines.append(line(f"{float(level):.1%} knob, paired", _change(knob.get(level)), p))
+    lines.append(line("A/A unpaired (a of trial i vs a of trial i+1)", "-", rep["aa_unpaired"]))
+    for level, p in rep["power_unpaired"].items():
+        lines.append(line(f"{float(level):.1%} knob, unpaired (baseline from the previous trial)",
+                          _change(knob.get(level)), p))
+    small = rep["smallest_reliably_detected"]
+    lines += ["", f"Smallest slowdown tested that failed the gate in ≥ 95% of paired trials: "
+              f"{f'{small:.1%}' if small is not None else 'none of those tested'}.", "",
+              "Per metric, regression verdicts / comparisons (paired):", "",
+              "| metric | A/A | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
+              "|---|---|" + "---|" * len(rep["power"])]
+    for metric in rep["aa_paired"]["per_metric"]:
+        cells = [_rate(rep["aa_paired"], metric)] + [_rate(p, metric) for p in rep["power"].values()]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def to_markdown(rep: dict) -> str:

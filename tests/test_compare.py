@@ -198,11 +198,11 @@ def test_p10_statistic_sees_through_interference_bursts(tmp_path):
     assert tput.ratio == pytest.approx(1 / lat.ratio, rel=0.005) and tput.verdict == "regression"  # the same call
     same = gate(tmp_path / "aa", base, _bursty(1.0, 3, burst_repeats=()))
     assert verdicts(same)["latency_s"] == "unchanged"
-    median = load_config(_config(tmp_path, "statistic: median\n"))
+    median = load_config(_config(tmp_path, "statistic: median\ncombine: mean\n"))  # each repeat's median, averaged
     with_median = gate(tmp_path / "median", base, _bursty(1.10, 2, burst_repeats=()), config=median)
     lat_median = next(c for c in with_median.comparisons if c.metric.name == "latency_s")
     assert lat_median.verdict == "inconclusive" and lat_median.ratio < 1.0  # the bursts hide the slowdown
-    assert "(statistic: median)" in to_markdown(with_median) and "(statistic: p10)" in to_markdown(p10)
+    assert "(statistic: median)" in to_markdown(with_median) and "(statistic: p10, combine: pooled)" in to_markdown(p10)
 
 
 def test_summaries_without_samples_need_a_stored_statistic(tmp_path):
@@ -485,3 +485,80 @@ def test_cli_refuses_a_different_environment_on_real_records():
 def test_missing_run_directory_is_exit_2(tmp_path):
     proc = run_cli("compare", str(tmp_path / "nope"), str(tmp_path / "nope2"))
     assert proc.returncode == 2 and "no such run directory, nor a saved baseline" in proc.stderr
+
+
+# --- pooled repeats, interleaved rounds ----------------------------------------------------------------------
+
+def _whole_repeat_slowed(factor: float, seed: int, slowed: tuple[int, ...] = ()) -> list:
+    """5 repeats of 60 calls, 1% noise; a slow period of the machine covers every call of the `slowed` repeats
+    (+60%): what a 2-s repeat on a busy host shows (README, "Measured quality of the gate")."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in range(5):
+        lat = 0.02 * factor * np.exp(rng.normal(0, 0.005) + rng.normal(0, 0.01, 60))
+        out.append(record("synth", r, lat * (1.6 if r in slowed else 1.0)))
+    return out
+
+
+def test_pooled_calls_are_not_moved_by_a_repeat_slowed_whole(tmp_path):
+    """One baseline repeat slowed end to end moves the mean of per-repeat p10s by 12%; pooled, its calls sit
+    at the slow end, where p10 does not look: same code is unchanged and +10% is a regression."""
+    base = _whole_repeat_slowed(1.0, 1, slowed=(2,))
+    same = gate(tmp_path / "aa", base, _whole_repeat_slowed(1.0, 2))
+    assert verdicts(same)["latency_s"] == "unchanged" and same.exit_code == 0
+    slower = gate(tmp_path / "slow", base, _whole_repeat_slowed(1.10, 3))
+    lat = next(c for c in slower.comparisons if c.metric.name == "latency_s")
+    assert lat.ratio == pytest.approx(1.10, rel=0.02) and lat.verdict == "regression"
+    mean = load_config(_config(tmp_path, "combine: mean\n"))
+    averaged = gate(tmp_path / "mean", base, _whole_repeat_slowed(1.0, 2), config=mean)
+    lat_mean = next(c for c in averaged.comparisons if c.metric.name == "latency_s")
+    assert lat_mean.ratio < 0.92 and lat_mean.verdict != "unchanged"
+
+
+ROUND_LEVELS = [1.0, 1.4, 0.9, 1.25, 1.1]  # what the machine did to each round: both arms alike
+
+
+def _rounds(factor: float, seed: int, session: str | None = "s1") -> list:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, level in enumerate(ROUND_LEVELS):
+        rec = record("synth", k, 0.02 * factor * level * np.exp(rng.normal(0, 0.01, 60)))
+        rec.pair = f"{session}:synth:{k}" if session else None
+        out.append(rec)
+    return out
+
+
+def test_interleaved_rounds_are_compared_as_pairs(tmp_path):
+    """Slow periods that last a round (±40% from round to round) hit both arms of an interleaved sweep alike:
+    compared round by round, +10% is a regression and same code unchanged; the same records without their
+    rounds are two independent samples whose spread hides the +10%."""
+    paired = gate(tmp_path / "paired", _rounds(1.0, 1), _rounds(1.10, 2))
+    lat = next(c for c in paired.comparisons if c.metric.name == "latency_s")
+    assert lat.estimate.paired and lat.estimate.df == 4
+    assert lat.ratio == pytest.approx(1.10, rel=0.01) and lat.verdict == "regression" and paired.exit_code == 1
+    assert any("paired: 5 interleaved rounds" in n for n in lat.notes)
+    assert "resample rounds" in to_markdown(paired)
+    same = gate(tmp_path / "aa", _rounds(1.0, 1), _rounds(1.0, 3))
+    assert {verdicts(same)[m] for m in TIME_METRICS} == {"unchanged"}
+    unpaired = gate(tmp_path / "unpaired", _rounds(1.0, 1, None), _rounds(1.10, 2, None))
+    lat_u = next(c for c in unpaired.comparisons if c.metric.name == "latency_s")
+    assert not lat_u.estimate.paired and lat_u.verdict == "inconclusive"
+    other_session = gate(tmp_path / "other", _rounds(1.0, 1, "s1"), _rounds(1.10, 2, "s2"))
+    assert not next(c for c in other_session.comparisons if c.metric.name == "latency_s").estimate.paired
+
+
+def test_paired_rounds_drop_a_round_missing_on_one_side():
+    from bench.compare import paired_rounds
+    from bench.gate.metrics import RepeatReading
+
+    def reading(pair):
+        return RepeatReading(stats.Repeat({}, {}), {}, set(), pair)
+
+    base = [reading(f"s:p:{k}") for k in range(5)]
+    cur = [reading(f"s:p:{k}") for k in (0, 1, 3, 4)]  # round 2 failed on the current side
+    rounds = paired_rounds(base, cur, min_repeats=2)
+    assert [b.pair for b, _ in rounds] == ["s:p:0", "s:p:1", "s:p:3", "s:p:4"]
+    assert all(b.pair == c.pair for b, c in rounds)
+    assert paired_rounds(base, cur[:1], min_repeats=2) is None  # too few rounds left: independent samples
+    assert paired_rounds(base, [reading(None)] + cur[1:], min_repeats=2) is None  # one side not interleaved
+    assert paired_rounds(base, [reading(f"t:p:{k}") for k in range(5)], min_repeats=2) is None  # two sessions

@@ -204,7 +204,20 @@ def test_perf_workflow_and_gate_config_parse():
     steps = [s.get("run", "") for s in workflow["jobs"]["perf"]["steps"]]
     assert "self-hosted" in workflow["jobs"]["perf"]["runs-on"]
     assert any("make install GPU=1" in s for s in steps) and any("make bench-ci" in s for s in steps)
+    assert any("make bench-ab" in s and "BASE_REF" in s for s in steps)  # pull requests: interleaved with the base
     assert any("GITHUB_STEP_SUMMARY" in s for s in steps)
     config = load_config(REPO / "gate.yaml")
     assert config.threshold == 0.05
     assert run_cli("validate", "scenarios/ci").returncode == 0
+
+
+def test_make_bench_ab_runs_the_base_in_a_worktree_then_the_paired_gate():
+    import subprocess
+
+    proc = subprocess.run(["make", "-n", "bench-ab", "BASE_REF=abc123", "CI_SUITE=scenarios/ci", "CI_OUT=out/x"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "git worktree add --detach .ab/base abc123" in text
+    assert "ab scenarios/ci --repeats 8 --baseline-code .ab/base --out out/x" in text
+    assert "compare out/x/baseline out/x/current --config gate.yaml --out out/x/gate" in text

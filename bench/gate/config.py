@@ -8,8 +8,10 @@
     invalid_repeats: include   # repeats the worker marked `valid: false` (latency CV above max_cv): include | exclude
     session_noise: 0           # sd of a whole run's shift that repeats inside it cannot show (calibrate with
                                # scripts/gate_quality.py); added to both sides' variance, time metrics only
-    statistic: p10             # which call of each repeat time metrics compare: p10 (default) or median, pNN;
-                               # rates follow it (tokens/s at that call time); see README "Regression gate"
+    statistic: p10             # which call time metrics compare: p10 (default) or median, pNN; rates follow
+                               # it (tokens/s at that call time); see README "Regression gate"
+    combine: pooled            # pooled: the statistic of all calls of a side's repeats together (default);
+                               # mean: the mean over repeats of each repeat's statistic
     bootstrap_resamples: 2000
     seed: 0
     metrics:                   # per metric, every scenario
@@ -100,6 +102,9 @@ class GateConfig(Strict):
     invalid_repeats: Literal["exclude", "include"] = "include"
     session_noise: Annotated[float, BeforeValidator(parse_fraction), Field(ge=0, lt=1)] = 0.0
     statistic: Statistic = "p10"
+    # Pooled, a repeat that a slow period of the machine covered whole adds its calls to the slow end, where a
+    # low quantile does not look; averaged, it moves the side by 1/R of its slowdown (measured: README).
+    combine: Literal["pooled", "mean"] = "pooled"
     bootstrap_resamples: int = Field(2000, ge=200, le=100_000)
     seed: NonNegativeInt = 0
     metrics: dict[str, MetricSettings] = {}

@@ -29,9 +29,10 @@ class GateMetric:
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
 
-    def rule_at(self, quantile: float) -> MetricRule:
-        """This metric's rule with the gate's per-repeat statistic (memory peaks have none)."""
-        return self.rule if self.rule.statistic == "value" else replace(self.rule, quantile=quantile)
+    def rule_at(self, quantile: float, pooled: bool = False) -> MetricRule:
+        """This metric's rule with the gate's statistic (memory peaks have none): the `quantile` of each repeat's
+        calls, or of all the side's calls together when `pooled`."""
+        return self.rule if self.rule.statistic == "value" else replace(self.rule, quantile=quantile, pooled=pooled)
 
 
 def _time(name: str, what: str) -> GateMetric:
@@ -47,9 +48,9 @@ def _memory(name: str, what: str) -> GateMetric:
 
 
 GATE_METRICS: tuple[GateMetric, ...] = (
-    _time("latency_s", "latency of a call at the gate's statistic (p10 by default), mean over repeats"),
-    _time("ttft_s", "time to first token at the gate's statistic, mean over repeats"),
-    _time("tpot_s", "time per output token at the gate's statistic, mean over repeats"),
+    _time("latency_s", "latency of a call at the gate's statistic (p10 of all calls of all repeats by default)"),
+    _time("ttft_s", "time to first token at the gate's statistic"),
+    _time("tpot_s", "time per output token at the gate's statistic"),
     _rate("throughput.output_tokens_per_s", "latency_s", "output tokens/s at that latency (batch × new tokens / it)"),
     _rate("throughput.prefill_tokens_per_s", "ttft_s", "prefill tokens/s at that TTFT (batch × prompt tokens / it)"),
     _rate("throughput.decode_tokens_per_s", "tpot_s", "decode tokens/s at that TPOT (batch / it)"),
@@ -78,6 +79,7 @@ class RepeatReading:
     repeat: Repeat
     sample_counts: dict[str, int]  # per time metric: calls measured (Stats.count)
     summary_only: set[str]  # time metrics (and rate sources) whose raw samples were not stored
+    pair: str | None = None  # the record's round of an interleaved sweep (bench ab), if it was one
 
 
 def summary_statistic(stats: Any, quantile: float) -> float | None:
@@ -124,4 +126,4 @@ def read_repeat(record: Record, metrics: list[GateMetric], quantile: float = 0.5
             value = lookup(m, metric.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values[metric.name] = float(value)
-    return RepeatReading(Repeat(calls=calls, values=values), counts, summary_only)
+    return RepeatReading(Repeat(calls=calls, values=values), counts, summary_only, record.pair)

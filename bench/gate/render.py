@@ -165,13 +165,19 @@ def to_markdown(result: GateResult) -> str:
               f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
               f"within each, seed {cfg.seed}), degrees of freedom from the repeats (Welch)"
               + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise
-                 else "."),
+                 else ".")
+              + (" Points measured interleaved (`bench ab`, noted \"paired\") resample rounds, the same for both "
+                 "sides, with rounds − 1 degrees of freedom and no session noise." if any(
+                     c.estimate and c.estimate.paired for c in result.comparisons) else ""),
               f"- Multiple comparisons: Benjamini–Hochberg at false discovery rate {cfg.alpha:g} over the "
               f"{result.family_size} comparisons with a verdict; {result.discoveries} change(s) found, so every "
               f"interval is shown at level 1 − {cfg.alpha:g}·max(k, 1)/m = {fmt_level(level)}.",
-              f"- Latency, TTFT, TPOT: the {cfg.statistic} call of each repeat (statistic: {cfg.statistic}), averaged "
-              f"over repeats. Throughput: batch × tokens / that {cfg.statistic} time of its source, averaged. Memory: "
-              f"each repeat's peak, averaged.",
+              (f"- Latency, TTFT, TPOT: the {cfg.statistic} of all calls of a side's repeats together (statistic: "
+               f"{cfg.statistic}, combine: pooled). Throughput: batch × tokens / that {cfg.statistic} time of its "
+               f"source. Memory: each repeat's peak, averaged." if cfg.combine == "pooled" else
+               f"- Latency, TTFT, TPOT: the {cfg.statistic} call of each repeat (statistic: {cfg.statistic}), averaged "
+               f"over repeats (combine: mean). Throughput: batch × tokens / that {cfg.statistic} time of its source, "
+               f"averaged. Memory: each repeat's peak, averaged."),
               "", "</details>", ""]
     return "\n".join(lines)
 
@@ -217,6 +223,7 @@ def _comparison_json(c: MetricComparison) -> dict[str, Any]:
         "p_value": _num(c.p_value),
         "log_ratio_se": _num(est.se) if est else None,
         "df": _num(est.df) if est else None,
+        "paired": est.paired if est else None,
         "repeats": {"baseline": c.repeats[0], "current": c.repeats[1]},
         "repeats_needed": c.repeats_needed,
         "notes": c.notes,
@@ -241,7 +248,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "settings": {
             "threshold": cfg.threshold, "memory_threshold": cfg.memory_threshold, "alpha": cfg.alpha,
             "min_repeats": cfg.min_repeats, "min_samples": cfg.min_samples, "invalid_repeats": cfg.invalid_repeats,
-            "session_noise": cfg.session_noise,
+            "session_noise": cfg.session_noise, "statistic": cfg.statistic, "combine": cfg.combine,
             "bootstrap_resamples": cfg.bootstrap_resamples, "seed": cfg.seed,
             "family_size": result.family_size, "discoveries": result.discoveries,
             "interval_level": 1 - result.gamma,

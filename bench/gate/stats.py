@@ -2,20 +2,25 @@
 interval for the log ratio current/baseline, Benjamini–Hochberg across the family, verdicts.
 
 Model. A side (baseline or current) of one point is R repeats, each a separate process with its own
-per-call samples. The side's statistic is the mean over repeats of a per-repeat statistic (a quantile of
-that repeat's latencies — p10 by default, see GateConfig.statistic —, the throughput at it, its peak
-memory). Run-to-run (between-process) noise is usually larger than within-run noise on shared machines,
-so the uncertainty of that mean must come from the repeats, not from the pooled samples.
+per-call samples. The side's statistic of a time metric is, by default, a low quantile (p10) of all its
+calls pooled over repeats (MetricRule.pooled; GateConfig.combine "pooled"), its throughput is batch × tokens
+over it; memory is the mean over repeats of each repeat's peak, and with combine "mean" time metrics are
+too (the mean over repeats of each repeat's quantile). Interference from other work only adds time, and a
+slow period of the machine can cover a whole repeat: pooled, that repeat's calls land at the slow end,
+where a low quantile does not look; averaged, it would move the side by 1/R of its slowdown. Run-to-run
+(between-process) noise is usually larger than within-run noise on shared machines, so the uncertainty of
+the side statistic must come from the repeats, not from the calls alone.
 
 1. Hierarchical bootstrap, per side: draw R repeats with replacement, and for each drawn repeat a
-   resample (with replacement) of its calls; recompute every metric. `B` replicates per side. The
-   calls of one repeat are resampled jointly for all metrics (latency, TTFT and TPOT of one call stay
-   together). Each drawn repeat takes a fresh inner resample from a pool of `inner` precomputed ones.
+   resample (with replacement) of its calls; recompute every metric (pooled: over the drawn repeats'
+   calls). `B` replicates per side. The calls of one repeat are resampled jointly for all metrics
+   (latency, TTFT and TPOT of one call stay together). Each drawn repeat takes a fresh inner resample from a pool of `inner` precomputed ones.
 2. Variance of log(side statistic) from the replicates, corrected for what resampling both levels does
    (Davison & Hinkley 1997, §3.8): it counts the within-run noise twice (once inside every repeat's
    statistic, once more by resampling the calls) and the repeats with the plug-in factor (R−1)/R. The
    corrected value is the unbiased variance of a mean of R repeat statistics, and never less than the
-   within-run part alone (SideBootstrap.log_variance).
+   within-run part alone (SideBootstrap.log_variance). A pooled statistic is no mean of per-repeat values:
+   its variance is the replicates' times R/(R−1), which keeps the within-run part twice (errs wide).
 3. log ratio l = log(current) − log(baseline), se² = var_b + var_c (+ 2·session_noise², a calibrated
    shift of whole sessions that no number of repeats inside one session reveals; 0 unless configured),
    degrees of freedom by Welch–Satterthwaite with R_b − 1 and R_c − 1: with 3 repeats a side a normal
@@ -26,6 +31,10 @@ so the uncertainty of that mean must come from the repeats, not from the pooled 
    family gives k discoveries; every interval is then reported at level 1 − γ with γ = alpha·max(k,1)/m
    (the false-coverage-rate adjustment of Benjamini & Yekutieli, 2005), so "the whole interval lies
    beyond the threshold" and "BH rejected it" are the same statement.
+5. Paired (interleaved) sides: when both were measured in rounds of one `bench ab` sweep (repeat k of each
+   ran back to back), the bootstrap draws the same rounds for both sides and takes the variance of the log
+   ratio's replicates (PairedBootstrap), with rounds − 1 degrees of freedom and no session term: what slowed
+   the machine during a round slowed both sides and cancels in the ratio.
 """
 
 from __future__ import annotations
@@ -146,6 +155,12 @@ class MetricRule:
     statistic: Literal["quantile", "rate", "value"]
     source: str | None = None
     quantile: float = 0.5
+    pooled: bool = False  # the side's statistic is the quantile of all its repeats' calls together (see pooled_ok)
+
+    def pooled_ok(self, repeats: list[Repeat]) -> bool:
+        """Pooled when asked for and every repeat kept its calls of the source (else: mean over repeats)."""
+        return (self.pooled and self.statistic != "value" and bool(repeats)
+                and all(len(r.calls.get(self.source, ())) for r in repeats))
 
 
 def call_statistic(samples: np.ndarray, quantile: float, axis: int | None = None) -> np.ndarray | float:
@@ -154,8 +169,60 @@ def call_statistic(samples: np.ndarray, quantile: float, axis: int | None = None
 
 
 def side_estimate(repeats: list[Repeat], rule: MetricRule) -> float:
-    """The side's statistic: mean over repeats of each repeat's value."""
+    """The side's statistic: the quantile of all calls of all repeats together (pooled rules), else the mean
+    over repeats of each repeat's value."""
+    if rule.pooled_ok(repeats):
+        q = float(call_statistic(np.concatenate([r.calls[rule.source] for r in repeats]), rule.quantile))
+        return _rate_work(repeats, rule) / q if rule.statistic == "rate" else q
     return float(np.mean([r.values[rule.name] for r in repeats]))
+
+
+def _rate_work(repeats: list[Repeat], rule: MetricRule) -> float:
+    """batch × tokens of a rate: each repeat's value × its own statistic of the source (the same in every repeat)."""
+    return float(np.mean([r.values[rule.name] * call_statistic(r.calls[rule.source], rule.quantile) for r in repeats]))
+
+
+def pooled_replicates(repeats: list[Repeat], rules: list[MetricRule], outer: np.ndarray, rng: np.random.Generator,
+                      chunk_values: int = 2_000_000) -> dict[str, np.ndarray]:
+    """Per pooled rule, one replicate per row of `outer` (indices of the drawn repeats): every drawn repeat's
+    calls resampled with replacement (one uniform draw per call slot, so latency, TTFT and TPOT of one call
+    stay together when they have the same count), all drawn repeats pooled, the rule's quantile taken."""
+    sources = sorted({r.source for r in rules})
+    counts = {s: np.array([len(rep.calls[s]) for rep in repeats]) for s in sources}
+    width = max(int(c.max()) for c in counts.values())
+    padded = {s: np.full((len(repeats), width), np.inf) for s in sources}
+    for s in sources:
+        for k, rep in enumerate(repeats):
+            padded[s][k, :counts[s][k]] = rep.calls[s]
+    n_rep_drawn = outer.shape[1]
+    step = max(1, chunk_values // (n_rep_drawn * width))
+    quantiles: dict[tuple[str, float], np.ndarray] = {}
+    wanted = {(r.source, r.quantile) for r in rules}
+    out = {key: np.empty(len(outer)) for key in wanted}
+    for start in range(0, len(outer), step):
+        rows = outer[start:start + step]  # (b, R)
+        u = rng.random((len(rows), n_rep_drawn, width))
+        for s in sources:
+            n = counts[s][rows]  # (b, R)
+            idx = np.minimum((u * n[..., None]).astype(int), width - 1)
+            vals = np.take_along_axis(padded[s][rows], idx, axis=2)  # (b, R, width)
+            vals = np.where(np.arange(width) < n[..., None], vals, np.inf).reshape(len(rows), -1)
+            vals.sort(axis=1)
+            total = n.sum(axis=1)
+            for source, q in wanted:
+                if source != s:
+                    continue
+                pos = q * (total - 1)
+                lo = np.floor(pos).astype(int)
+                hi = np.minimum(lo + 1, total - 1)
+                frac = pos - lo
+                r = np.arange(len(rows))
+                out[(s, q)][start:start + len(rows)] = vals[r, lo] + frac * (vals[r, hi] - vals[r, lo])
+    for rule in rules:
+        quantiles[rule.name] = out[(rule.source, rule.quantile)]
+        if rule.statistic == "rate":
+            quantiles[rule.name] = _rate_work(repeats, rule) / quantiles[rule.name]
+    return quantiles
 
 
 @dataclass
@@ -165,6 +232,10 @@ class SideBootstrap:
     replicates: np.ndarray  # of the side statistic (mean over drawn repeats of each one's resampled statistic)
     within_var: float  # mean over repeats of var(log repeat statistic) when only its calls are resampled
     repeats: int
+    # Pooled statistics are not means of per-repeat values: their variance is the replicates' robust spread
+    # (replicate_variance) times R/(R−1); the within-run noise, counted once by the pooled quantile and once
+    # more by resampling the calls, stays in (errs wide).
+    pooled: bool = False
 
     def log_variance(self) -> float:
         """Variance of log(side statistic).
@@ -175,16 +246,29 @@ class SideBootstrap:
         unbiased S²/R is (V − w/R) · R/(R−1); it is never taken below w/R, the part no repeat can avoid
         (guards against a few repeats that agree by chance)."""
         n = self.repeats
-        total = float(np.var(np.log(self.replicates), ddof=1))
+        total = replicate_variance(np.log(self.replicates), robust=self.pooled)
         within = self.within_var / n
         return max((total - within) * n / (n - 1), within)
 
 
-def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: int, rng: np.random.Generator,
-                   inner: int = 1000, max_draws: int = 4_000_000) -> dict[str, SideBootstrap]:
-    """Hierarchical bootstrap of every rule's side statistic: `resamples` replicates each."""
-    n_rep = len(repeats)
-    pools = {rule.name: np.empty((n_rep, inner)) for rule in rules}
+ROBUST_SPREAD = True  # pooled statistics: the replicates' spread from their central 68%, not their variance
+
+
+def replicate_variance(x: np.ndarray, robust: bool) -> float:
+    """Variance of bootstrap replicates. `robust`: the square of half their central 68.27% range (a normal's
+    sd for a normal bulk). A pooled low quantile jumps when a resample draws a repeat that a slow period
+    covered 4 or 5 times out of 5 (0.7% of resamples for one such repeat in 5): those few replicates would
+    dominate the variance and hide a change the other 99% of resamples agree on."""
+    if not (robust and ROBUST_SPREAD):
+        return float(np.var(x, ddof=1))
+    lo, hi = np.quantile(x, [0.158655, 0.841345])
+    return float(((hi - lo) / 2) ** 2)
+
+
+def _pools(repeats: list[Repeat], rules: list[MetricRule], inner: int, rng: np.random.Generator,
+           max_draws: int) -> dict[str, np.ndarray]:
+    """Per rule, an (R, inner) array: `inner` resampled statistics of each repeat's own calls."""
+    pools = {rule.name: np.empty((len(repeats), inner)) for rule in rules}
     for k, rep in enumerate(repeats):
         lengths = {len(v) for v in rep.calls.values()}
         draws: dict[int, np.ndarray] = {}
@@ -193,11 +277,70 @@ def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: in
             draws[n] = rng.integers(0, n, size=(rows, n)) if n else np.empty((rows, 0), dtype=int)
         for rule in rules:
             pools[rule.name][k] = _inner_pool(rep, rule, draws, inner, rng)
-    outer = rng.integers(0, n_rep, size=(resamples, n_rep))
-    pick = rng.integers(0, inner, size=(resamples, n_rep))
-    return {name: SideBootstrap(replicates=pool[outer, pick].mean(axis=1),
-                                within_var=float(np.mean(np.var(np.log(pool), axis=1, ddof=1))), repeats=n_rep)
-            for name, pool in pools.items()}
+    return pools
+
+
+def _within_var(pool: np.ndarray) -> float:
+    return float(np.mean(np.var(np.log(pool), axis=1, ddof=1)))
+
+
+def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: int, rng: np.random.Generator,
+                   inner: int = 1000, max_draws: int = 4_000_000,
+                   outer: np.ndarray | None = None) -> dict[str, SideBootstrap]:
+    """Hierarchical bootstrap of every rule's side statistic: `resamples` replicates each (rows of `outer`,
+    the drawn repeats, when given: a paired bootstrap draws the same rounds on both sides)."""
+    n_rep = len(repeats)
+    if outer is None:
+        outer = rng.integers(0, n_rep, size=(resamples, n_rep))
+    pooled = [rule for rule in rules if rule.pooled_ok(repeats)]
+    means = [rule for rule in rules if rule not in pooled]
+    result: dict[str, SideBootstrap] = {}
+    if pooled:
+        for name, reps in pooled_replicates(repeats, pooled, outer, rng).items():
+            result[name] = SideBootstrap(replicates=reps, within_var=0.0, repeats=n_rep, pooled=True)
+    if means:
+        pools = _pools(repeats, means, inner, rng, max_draws)
+        pick = rng.integers(0, inner, size=outer.shape)
+        for name, pool in pools.items():
+            result[name] = SideBootstrap(replicates=pool[outer, pick].mean(axis=1), within_var=_within_var(pool),
+                                         repeats=n_rep)
+    return result
+
+
+@dataclass
+class PairedBootstrap:
+    """Both sides of one metric, measured in rounds (bench ab): replicates of log(current / baseline) that
+    draw the same rounds on both sides, so what a round's slow period did to both cancels."""
+
+    log_ratios: np.ndarray
+    within_var: float  # within-run part: mean var(log statistic) of one repeat, both sides summed
+    rounds: int
+    pooled: bool = False  # robust spread, as SideBootstrap
+
+    def log_variance(self) -> float:
+        """As SideBootstrap.log_variance, over rounds: the unbiased variance of the mean of the rounds'
+        linearised log ratios, never below the within-run part."""
+        n = self.rounds
+        total = replicate_variance(self.log_ratios, robust=self.pooled)
+        within = self.within_var / n
+        return max((total - within) * n / (n - 1), within)
+
+
+def bootstrap_pairs(baseline: list[Repeat], current: list[Repeat], rules: list[MetricRule], resamples: int,
+                    rng: np.random.Generator, inner: int = 1000,
+                    max_draws: int = 4_000_000) -> dict[str, PairedBootstrap]:
+    """Paired hierarchical bootstrap: baseline[k] and current[k] ran in the same round k. Rounds are drawn
+    with replacement (the same draw for both sides), each drawn repeat's calls resampled on its own."""
+    n = len(baseline)
+    if n != len(current):
+        raise ValueError(f"paired sides need the same number of rounds, got {n} and {len(current)}")
+    outer = rng.integers(0, n, size=(resamples, n))
+    sides = [bootstrap_side(reps, rules, resamples, rng, inner, max_draws, outer=outer) for reps in (baseline, current)]
+    return {rule.name: PairedBootstrap(log_ratios=np.log(sides[1][rule.name].replicates)
+                                       - np.log(sides[0][rule.name].replicates),
+                                       within_var=sides[0][rule.name].within_var + sides[1][rule.name].within_var,
+                                       rounds=n, pooled=sides[0][rule.name].pooled and sides[1][rule.name].pooled)
+            for rule in rules}
 
 
 def _inner_pool(rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inner: int,
@@ -230,6 +373,7 @@ class RatioEstimate:
     repeats_baseline: int
     repeats_current: int
     session_var: float = 0.0  # 2 · session_noise², part of se² that more repeats do not reduce
+    paired: bool = False  # rounds of bench ab: df = rounds − 1, no session term (both sides shared it)
 
     @property
     def ratio(self) -> float:
@@ -265,7 +409,8 @@ class RatioEstimate:
         start = max(self.repeats_baseline, self.repeats_current) + 1
         for n in range(start, limit + 1):
             var_n = per_repeat / n
-            df_n = welch_df(var_n / 2, n - 1, var_n / 2, n - 1, known=self.session_var)
+            df_n = (n - 1 if self.paired
+                    else welch_df(var_n / 2, n - 1, var_n / 2, n - 1, known=self.session_var))
             if t_ppf(1 - gamma / 2, df_n) * math.sqrt(var_n + self.session_var) < margin:
                 return n
         return limit + 1
@@ -284,6 +429,16 @@ def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: fl
                          df=welch_df(var_b, n_baseline - 1, var_c, n_current - 1, known=session),
                          var_baseline=var_b, var_current=var_c, repeats_baseline=n_baseline,
                          repeats_current=n_current, session_var=session)
+
+
+def paired_ratio_estimate(baseline_est: float, current_est: float, pairs: PairedBootstrap) -> RatioEstimate:
+    """The log ratio of the sides' statistics with the variance of the paired bootstrap: Student t with
+    rounds − 1 degrees of freedom. No session term: the rounds of both sides ran in the same session."""
+    var = pairs.log_variance()
+    n = pairs.rounds
+    return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est), se=math.sqrt(var), df=n - 1,
+                         var_baseline=var / 2, var_current=var / 2, repeats_baseline=n, repeats_current=n,
+                         paired=True)
 
 
 def welch_df(var_a: float, df_a: int, var_b: float, df_b: int, known: float = 0.0) -> float:
