@@ -118,6 +118,22 @@ def make_reference(run: RunSpec, references: Path, logs: Path,
     return str(path), None
 
 
+def attach_reference(spec: RunSpec, references: Path, logs: Path, env: dict[str, str] | None,
+                     failed: dict[str, str], progress: Progress, bar) -> None:
+    """Give `spec` its fp32 eager reference (made once per reference key; a key that failed once is not tried
+    again: `failed` holds its error). Points the backend cannot run get none."""
+    if BACKENDS[spec.backend].unsupported_reason(spec.task, spec.precision, spec.device.split(":")[0]) is not None:
+        return
+    if spec.reference_key in failed:
+        spec.reference_error = failed[spec.reference_key]
+        return
+    progress.update(bar, description=f"fp32 eager reference for {spec.model}")
+    spec.reference_path, spec.reference_error = make_reference(spec, references, logs, env)
+    if spec.reference_error:
+        failed[spec.reference_key] = spec.reference_error
+        progress.console.print(f"[yellow]fidelity[/]: {spec.reference_error}")
+
+
 def run_one(run: RunSpec, logs: Path, env: dict[str, str] | None = None) -> Record:
     """Run one spec in its own process (environment `env`, default worker_env()); always returns a record."""
 
@@ -190,16 +206,8 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
         reference_errors: dict[str, str] = {}  # a reference that failed once is not tried again
         for spec in todo:
             progress.update(bar, description=spec.label())
-            if fidelity and BACKENDS[spec.backend].unsupported_reason(spec.task, spec.precision,
-                                                                       spec.device.split(":")[0]) is None:
-                if spec.reference_key in reference_errors:
-                    spec.reference_error = reference_errors[spec.reference_key]
-                else:
-                    progress.update(bar, description=f"fp32 eager reference for {spec.model}")
-                    spec.reference_path, spec.reference_error = make_reference(spec, out_dir / "references", logs)
-                    if spec.reference_error:
-                        reference_errors[spec.reference_key] = spec.reference_error
-                        progress.console.print(f"[yellow]fidelity[/]: {spec.reference_error}")
+            if fidelity:
+                attach_reference(spec, out_dir / "references", logs, None, reference_errors, progress, bar)
                 progress.update(bar, description=spec.label())
             record = run_one(spec, logs)
             append_record(results_path, record)
@@ -279,17 +287,9 @@ def run_interleaved(scenarios: list[LoadedScenario], out_dir: Path, arms: list[A
         bar = progress.add_task("interleaved", total=len(specs) * len(arms))
         reference_errors: dict[str, str] = {}
         for spec in specs:
-            if fidelity and BACKENDS[spec.backend].unsupported_reason(spec.task, spec.precision,
-                                                                       spec.device.split(":")[0]) is None:
-                if spec.reference_key in reference_errors:
-                    spec.reference_error = reference_errors[spec.reference_key]
-                else:
-                    progress.update(bar, description=f"fp32 eager reference for {spec.model}")
-                    spec.reference_path, spec.reference_error = make_reference(
-                        spec, out_dir / "references", out_dir / arms[0].name / "logs", envs[arms[0].name])
-                    if spec.reference_error:
-                        reference_errors[spec.reference_key] = spec.reference_error
-                        progress.console.print(f"[yellow]fidelity[/]: {spec.reference_error}")
+            if fidelity:
+                attach_reference(spec, out_dir / "references", out_dir / arms[0].name / "logs", envs[arms[0].name],
+                                 reference_errors, progress, bar)
             order = list(arms)
             rng.shuffle(order)
             for arm in order:

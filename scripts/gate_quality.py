@@ -325,6 +325,14 @@ def session_noise(out: Path, names: list[str], quantile: float) -> dict:
             "session_sd": math.sqrt(max(0.0, between - within))}
 
 
+def report_head(started: datetime, load_before) -> dict:
+    """What every report starts with: the command, when, and the machine's load around it."""
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "started_at": started.isoformat(timespec="seconds"),
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                        "load_average_before": load_before, "load_average_after": os.getloadavg()}}
+
+
 def gate(out: Path, config, base: str, cur: str):
     groups = out / "groups"
     return compare(load_side(str(groups / base)), load_side(str(groups / cur)), config)
@@ -404,10 +412,7 @@ def main() -> None:
     reliable = [lvl for lvl, rs in sorted(power.items()) if sum(r.exit_code == 1 for r in rs) >= 0.95 * len(rs)]
     shares = [t["cpu_share"] for t in timings.values()]
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started_at": started.isoformat(timespec="seconds"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        **report_head(started, load_before),
         "settings": {"design": "sequential", "repeats": args.repeats, "threads": args.threads or "torch default",
                      "threshold": config.threshold, "statistic": config.statistic, "order_seed": args.seed, "memory_threshold": config.memory_threshold,
                      "alpha": config.alpha, "session_noise": config.session_noise, "scenario": SCENARIO},
@@ -459,10 +464,7 @@ def main_interleaved(args, out: Path, scenario: Path, levels: dict[float, int], 
     reliable = [lvl for lvl, rs in sorted(power.items()) if sum(r.exit_code == 1 for r in rs) >= 0.95 * len(rs)]
     shares = [t["cpu_share"] for t in timings.values()]
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started_at": started.isoformat(timespec="seconds"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        **report_head(started, load_before),
         "settings": {"design": "interleaved", "repeats": args.repeats, "threads": args.threads or "torch default",
                      "threshold": config.threshold, "statistic": config.statistic, "combine": config.combine,
                      "memory_threshold":
