@@ -26,9 +26,8 @@ from pydantic import (
 )
 
 from bench.errors import BenchInputError
+from bench.precisions import PRECISIONS, Precision  # noqa: F401 (PRECISIONS re-exported)
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
-Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-dyn"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 MATRIX_KEYS = ("backend", "precision", "batch_size")
 
