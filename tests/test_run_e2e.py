@@ -34,9 +34,9 @@ def test_tiny_sweep_records(tmp_path):
         for lat, ttft, tpot in zip(m.latency_s.samples, m.ttft_s.samples, m.tpot_s.samples):
             assert abs(tpot - (lat - ttft) / 3) < 1e-12
         assert m.itl_s.count == 3 * m.latency_s.count  # new_tokens - 1 gaps per call
-        assert abs(m.throughput.output_tokens_per_s - r.batch_size * 4 / m.latency_s.mean) < 1e-6
-        assert m.memory.host_rss_peak_bytes > 0 and m.memory.host_rss_measured_peak_bytes > 0
-        assert m.load_s > 0 and m.first_call_s > 0 and m.warmup_calls == 1
+        assert abs(m.output_tokens_per_s - r.batch_size * 4 / m.latency_s.mean) < 1e-6
+        assert r.memory.host_rss_peak_bytes > 0 and r.memory.host_rss_measured_peak_bytes > 0
+        assert r.cold_costs["load_s"] > 0 and r.cold_costs["first_call_s"] > 0 and r.warmup_calls == 1
         assert r.details["compute_dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[r.precision]
         assert r.fidelity is not None and r.fidelity.cosine_min > 0.99
         assert r.valid is not None
