@@ -44,7 +44,8 @@ def record(repeat: int, latencies: np.ndarray) -> Record:
                   weights="random", task="text-generation", backend="eager", precision="fp32", batch_size=1,
                   workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
                   device="cpu", repeat=repeat, status="ok", valid=True, metrics=metrics,
-                  memory=MemoryMetrics(host_rss_peak_bytes=400_000_000), cold_costs={"load_s": 1.0, "first_call_s": 0.1},
+                  memory=MemoryMetrics(host_rss_peak_bytes=400_000_000),
+                  cold_costs={"load_s": 1.0, "first_call_s": 0.1},
                   warmup_calls=1, measured_time_s=float(latencies.sum()))
 
 

@@ -138,7 +138,8 @@ def _record(model: str, precision: str = "fp32", batch: int = 1, prompt: int = 8
                   task=task, backend="eager", precision=precision, batch_size=batch,
                   workload=workload, device="cpu", memory=MemoryMetrics(), warmup_calls=0, measured_time_s=1,
                   cold_costs={"load_s": 1, "first_call_s": 1},
-                  device_name="Test CPU", status="ok", details=details or {"torch_threads": 2}, weight_bytes=weight_bytes,
+                  device_name="Test CPU", status="ok", details=details or {"torch_threads": 2},
+                  weight_bytes=weight_bytes,
                   metrics=metrics, **extra)
 
 

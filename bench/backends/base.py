@@ -67,7 +67,9 @@ class Backend:
         from bench.workloads import WORKLOADS
 
         workload = WORKLOADS.get(task)
-        return next((cls.capabilities[k] for k in workload.__mro__ if k in cls.capabilities), None) if workload else None
+        if workload is None:
+            return None
+        return next((cls.capabilities[k] for k in workload.__mro__ if k in cls.capabilities), None)
 
     @classmethod
     def unsupported_reason(cls, task: str, precision: str, device_type: str) -> str | None:

@@ -1,6 +1,12 @@
 """The onnxruntime backend: export (export_cache), quantize (quantize), create the sessions on the requested
-provider (providers) and hand optimum's ORTModel to the workload. Which workloads it runs, on which devices and
-precisions, is keyed by workload class (RECIPES); the rationale is in the package docstring."""
+provider (providers) and hand optimum's ORTModel to the workload. Which workloads it runs, on which devices
+and precisions, is keyed by workload class (RECIPES).
+
+Export runs optimum's `onnx_export_from_model` on the built model itself, so the graph carries exactly the
+weights every other backend runs (seeded random weights included); fidelity checks it against fp32 eager.
+The model is built in fp32, except fp16 on CUDA (optimum exports fp16 from a model already fp16 on the GPU).
+The torch weights are freed after export, so the measured memory is onnxruntime's.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ class Recipe:
 
 
 SUPPORTED = {"cpu": ("fp32", "int8", "int8-dyn"), "cuda": ("fp32", "fp16")}
+# Keys are workload classes; the strings are optimum's exporter task names (its vocabulary, not ours).
 RECIPES: dict[type, Recipe] = {
     TextGeneration: Recipe("text-generation-with-past", "ORTModelForCausalLM"),
     FeatureExtraction: Recipe("feature-extraction", "ORTModelForFeatureExtraction"),
