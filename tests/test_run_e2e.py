@@ -25,7 +25,7 @@ def test_tiny_sweep_records(tmp_path):
     assert len(ok) == 4
     for r in ok:
         m = r.metrics
-        assert r.prompt_tokens == 8 and r.new_tokens == 4 and r.device == "cpu"
+        assert r.workload == {"prompt_tokens": 8, "new_tokens": 4} and r.device == "cpu"
         assert m.latency_s.count >= 5 and len(m.latency_s.samples) == m.latency_s.count
         assert m.latency_s.p50 <= m.latency_s.p99 <= m.latency_s.max
         assert all(t < lat for t, lat in zip(m.ttft_s.samples, m.latency_s.samples))
