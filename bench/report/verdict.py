@@ -107,7 +107,8 @@ def verdict(points: list[Point], baselines: Baselines, min_cosine: float = DEFAU
         k = p.key
         groups.setdefault((k.model, k.weights, k.task, k.workload, k.device), []).append(p)
     several_runs = len({p.run for p in points}) > 1
-    return [_card(group, baselines, min_cosine, several_runs) for group in groups.values()]
+    cards = [_card(group, baselines, min_cosine, several_runs) for group in groups.values()]
+    return sorted(cards, key=lambda c: c.fastest is None)  # groups where nothing measured last
 
 
 def _card(points: list[Point], baselines: Baselines, min_cosine: float, several_runs: bool) -> Card:
@@ -208,22 +209,20 @@ def card_lines(card: Card) -> list[str]:
     else:
         lines.append(f"**Fastest with {bound}**: none of the valid points.")
     if card.unchecked:
-        lines.append(f"No fidelity measured (not ranked by the bound): "
-                     + ", ".join(point_label(p, card.several_runs) for p in card.unchecked) + ".")
+        lines.append(f"{len(card.unchecked)} valid point{'s' if len(card.unchecked) > 1 else ''} without a fidelity "
+                     "measurement (not ranked by the bound).")
     if card.invalid:
-        lines.append("**Invalid** ⚠ (not ranked): " + "; ".join(
-            f"{point_label(p, card.several_runs)} — {_short(p.invalid_reasons[0])}"
-            + (f" (+{len(p.invalid_reasons) - 1} more)" if len(p.invalid_reasons) > 1 else "") for p in card.invalid))
+        lines.append(f"**Invalid** ⚠ (not ranked; reasons in the points table): "
+                     + ", ".join(point_label(p, card.several_runs) for p in card.invalid))
     failed: dict[tuple, list[Point]] = {}  # one line per reason: an unsupported precision at every batch size
     for p in card.failed:
         reason = re.sub(r"\s*\(log: [^)]*\)", "", p.errors[0]) if p.errors else p.status
-        failed.setdefault((p.status, p.key.backend, p.key.precision, p.key.backend_options, p.run, reason),
-                          []).append(p)
-    for (status, backend, precision, options, run, reason), group in failed.items():
-        label = point_label(group[0], card.several_runs).split(" · batch ")[0]
-        batches = ", ".join(str(p.key.batch_size) for p in group)
-        where = f"{label} · batch {batches}" + (f" · {options}" if options not in ("{}", "") else "")
-        where += f" ({run})" if card.several_runs and run else ""
+        failed.setdefault((p.status, p.key.backend, p.key.precision, p.key.backend_options, reason), []).append(p)
+    for (status, backend, precision, options, reason), group in failed.items():
+        batches = ", ".join(dict.fromkeys(str(p.key.batch_size) for p in group))
+        where = f"{backend} {precision} · batch {batches}" + (f" · {options}" if options not in ("{}", "") else "")
+        runs = list(dict.fromkeys(p.run for p in group))
+        where += f" ({', '.join(runs)})" if card.several_runs and any(runs) else ""
         lines.append(f"**{status.capitalize()}** {where}: {_short(reason)}")
     return [" ".join(line.split()) for line in lines]
 
