@@ -75,8 +75,9 @@ def test_card_picks_fastest_least_memory_and_within_bound():
     assert lines[0] == ("**Fastest**: onnxruntime int8 · batch 4 — 410.0 sequences/s, 3.90× the baseline's "
                         "throughput (95% interval 2.82–5.41×, 2 vs 2 repeats)")
     # measured-phase peaks (not the 1.2 GiB whole-life peak with the export): 205 MiB / 402 MiB = 0.51
-    assert lines[1] == ("**Least memory**: onnxruntime int8 · batch 4 — 205.00 MiB measured-phase peak, 0.51× the "
-                        "baseline's peak (95% interval 0.39–0.66×, 2 vs 2 repeats)")
+    assert lines[1] == ("**Least memory**: onnxruntime int8 · batch 4 — 205.00 MiB measured-phase peak (whole-life "
+                        "peak 1.17 GiB: loading, export, compile or quantization included), 0.51× the baseline's peak "
+                        "(95% interval 0.39–0.66×, 2 vs 2 repeats)")
     # int8's worst cosine 0.998 is under the bound: fp32 ONNX Runtime is the fastest within it; 255 / 105 = 2.43
     assert lines[2] == ("**Fastest with cosine ≥ 0.999**: onnxruntime fp32 · batch 4 — 255.0 sequences/s, "
                         "1 − cosine 1.0e-07, 2.43× the baseline's throughput (95% interval 1.67–3.53×, 2 vs 2 repeats)")
@@ -148,3 +149,22 @@ def test_points_across_runs_directly():
     assert baselines.of(a[0]) is a[0]
     text = markdown_verdict(verdict(a + b, baselines))
     assert re.search(r"onnxruntime fp32 · batch 4 \(b\) — 200\.0 sequences/s, 4\.00× the baseline's", text)
+
+
+def test_details_table_cold_costs_memory_and_fidelity_digits():
+    from bench.report.tables import points_table
+
+    records = [record("eager", "fp32", 0, 100.0, 400),
+               record("onnxruntime", "fp32", 0, 250.0, 300, lifetime_mib=1000, cosine=0.9999996,
+                      cold={"export_s": 0.0, "session_s": 0.5}, details={"export_cache": "hit"}),
+               record("onnxruntime", "int8", 0, 400.0, 200, lifetime_mib=1200, cosine=1.0,
+                      cold={"export_s": 12.5, "session_s": 0.5, "quantize_s": 3.0}, details={"export_cache": "miss"})]
+    points = group_points(records, by_scenario=False)
+    table = points_table(points, Baselines(points, dict(DEFAULT_BASELINE)))
+    rows = {(r[0], r[1]): dict(zip(table.columns, r)) for r in table.rows}
+    hit, miss = rows[("onnxruntime", "fp32")], rows[("onnxruntime", "int8")]
+    assert hit["export"] == "cached" and miss["export"] == "12.50 s"  # a cache hit is not "0 us"
+    assert hit["peak memory"] == "300.00 MiB" and hit["whole-life peak"] == "1000.00 MiB"
+    assert hit["1 − cosine"] == "4.0e-07" and miss["1 − cosine"] == "0"  # cosine 0.9999996 no longer prints as 1
+    assert hit["speedup"] == "2.50×" and hit["memory ratio"] == "0.75×"
+    assert any("whole-life peak also holds" in n for n in table.notes)

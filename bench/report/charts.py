@@ -326,8 +326,11 @@ def fidelity_chart(g: ChartGroup):
     for p, v, s in marks:
         y = v if v > 0 else floor
         exact |= v <= 0
-        ax.scatter(s, y, color=_color(p.key.precision), marker=_marker(p.key.backend, g) if v > 0 else "_", s=70,
-                   edgecolors="red" if p.invalid_reasons else "black", linewidths=0.8, zorder=3)
+        if v > 0:
+            ax.scatter(s, y, color=_color(p.key.precision), marker=_marker(p.key.backend, g), s=70,
+                       edgecolors="red" if p.invalid_reasons else "black", linewidths=0.8, zorder=3)
+        else:  # an unfilled marker takes no edge colour
+            ax.scatter(s, y, color=_color(p.key.precision), marker="_", s=120, linewidths=2, zorder=3)
         if len(marks) <= LABEL_LIMIT:
             ax.annotate(f"bs{p.key.batch_size} {fmt_gap(v)}", (s, y), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")

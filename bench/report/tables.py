@@ -404,9 +404,12 @@ def roofline_table(points: list[Point]) -> Table | None:
         for ceiling in dict.fromkeys(c.model_dump_json() for r in records if (c := r.roofline.ceilings.get(source))):
             notes.append(describe_ceiling(ceiling))
     notes += list(dict.fromkeys(n for r in records for n in r.roofline.notes))
+    if any(r.roofline.computed_at == "run" for r in records):
+        notes.append("Ceilings as stored with each record by its run (the calibration of the machine that ran it), "
+                     "not this machine's.")
     if any(r.roofline.computed_at == "report" for r in records):
         notes.append("Records written before the roofline section existed: computed by bench report from the "
-                     "record and the model's config.")
+                     "record and the model's config, with the calibration store of the machine building the report.")
     return Table(header, rows, notes)
 
 

@@ -198,8 +198,11 @@ def card_lines(card: Card) -> list[str]:
                      f"{fmt_ratio_text(f.ratio, f, card, 'throughput')}")
     if card.least_memory is not None:
         m = card.least_memory
+        life = m.point.lifetime_peak_bytes
+        whole = (f" (whole-life peak {fmt_bytes(round(life))}: loading, export, compile or quantization included)"
+                 if life and life > 1.05 * m.value else "")
         lines.append(f"**Least memory**: {point_label(m.point, card.several_runs)} — {fmt_bytes(round(m.value))} "
-                     f"measured-phase peak, {fmt_ratio_text(m.ratio, m, card, 'peak')}")
+                     f"measured-phase peak{whole}, {fmt_ratio_text(m.ratio, m, card, 'peak')}")
     bound = f"cosine ≥ {card.min_cosine:g}"
     if card.within is not None:
         w = card.within
