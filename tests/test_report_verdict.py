@@ -24,7 +24,8 @@ def record(backend: str, precision: str, repeat: int, tps: float | None, measure
            lifetime_mib: float | None = None, cosine: float | None = None, status: str = "ok", valid: bool = True,
            reasons: tuple[str, ...] = (), error: str | None = None, scenario: str = "s", batch: int = 4,
            cold: dict | None = None, details: dict | None = None) -> Record:
-    data = dict(run_id=f"{scenario}-{backend}-{precision}-{repeat}", point_id=f"{backend}-{precision}", scenario=scenario,
+    data = dict(run_id=f"{scenario}-{backend}-{precision}-{repeat}", point_id=f"{backend}-{precision}",
+                scenario=scenario,
                 scenario_file=f"{scenario}.yaml", model="tiny-bert", weights="random", task="feature-extraction",
                 backend=backend, precision=precision, batch_size=batch, workload={"sequence_length": 32},
                 device="cpu", device_name="Test CPU", repeat=repeat, status=status, error=error)
@@ -80,7 +81,8 @@ def test_card_picks_fastest_least_memory_and_within_bound():
                         "(95% interval 0.39–0.66×, 2 vs 2 repeats)")
     # int8's worst cosine 0.998 is under the bound: fp32 ONNX Runtime is the fastest within it; 255 / 105 = 2.43
     assert lines[2] == ("**Fastest with cosine ≥ 0.999**: onnxruntime fp32 · batch 4 — 255.0 sequences/s, "
-                        "1 − cosine 1.0e-07, 2.43× the baseline's throughput (95% interval 1.67–3.53×, 2 vs 2 repeats)")
+                        "1 − cosine 1.0e-07, 2.43× the baseline's throughput (95% interval 1.67–3.53×, "
+                        "2 vs 2 repeats)")
     assert lines[3] == "**Invalid** ⚠ (not ranked; reasons in the points table): eager fp16 · batch 4"
     assert lines[4] == ("**Unsupported** eager int8 · batch 4: unsupported: backend eager on cpu does not support "
                         "int8 for feature-extraction")
@@ -135,7 +137,8 @@ def test_points_of_two_scenario_files_and_run_dirs_line_up(tmp_path):
     # the main table: one row per point of either run, speedup against the other run's baseline
     table = md[md.index("| run | backend"):]
     rows = [ln for ln in table.splitlines() if ln.startswith("| ")][1:3]  # after the header
-    assert [r.split(" | ")[:3] for r in rows] == [["| eager-run", "eager", "fp32"], ["| ort-run", "onnxruntime", "fp32"]]
+    assert [r.split(" | ")[:3] for r in rows] == [["| eager-run", "eager", "fp32"],
+                                                  ["| ort-run", "onnxruntime", "fp32"]]
     assert "| baseline |" in rows[0] and "| 2.43× |" in rows[1] and "| 0.75× |" in rows[1]  # 300 / 400 MiB
 
 
@@ -168,3 +171,14 @@ def test_details_table_cold_costs_memory_and_fidelity_digits():
     assert hit["1 − cosine"] == "4.0e-07" and miss["1 − cosine"] == "0"  # cosine 0.9999996 no longer prints as 1
     assert hit["speedup"] == "2.50×" and hit["memory ratio"] == "0.75×"
     assert any("whole-life peak also holds" in n for n in table.notes)
+
+
+def test_cli_min_cosine(tmp_path):
+    from conftest import run_cli
+
+    run = write_run(tmp_path / "run", sweep())
+    proc = run_cli("report", str(run), "--out", str(tmp_path / "out"), "--min-cosine", "0.99")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "fidelity bound: cosine ≥ 0.99." in md
+    assert "**Fastest with cosine ≥ 0.99**: onnxruntime int8 · batch 4 — 410.0 sequences/s, 1 − cosine 2.0e-03" in md

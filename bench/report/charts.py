@@ -156,7 +156,8 @@ def quantization_chart(g: ChartGroup):
                     drawn["baseline point"] |= is_base
                     bars = ax.bar(x, v / scale, bar * 0.9, color=_color(precision), edgecolor="black",
                                   linewidth=1.8 if is_base else 0.5, hatch="xx" if p.invalid_reasons else None)
-                    text = fmt_rate(v) if scale == 1.0 else f"{v / scale:.0f}" if v / scale >= 100 else f"{v / scale:.3g}"
+                    shown = v / scale
+                    text = fmt_rate(v) if scale == 1.0 else f"{shown:.0f}" if shown >= 100 else f"{shown:.3g}"
                     ax.bar_label(bars, labels=[text], fontsize=7, padding=2, rotation=90 if len(precisions) > 3
                                  else 0)
             for b, backend in enumerate(backends):  # each arm's own baseline (run directories differ)

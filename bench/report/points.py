@@ -41,7 +41,8 @@ class PointKey:
     @classmethod
     def of(cls, r: Record, by_scenario: bool = True) -> "PointKey":
         """`by_scenario=False`: what the point measures, whatever scenario file named it (scenario "")."""
-        return cls(scenario=r.scenario if by_scenario else "", model=r.model, weights=r.weights, task=r.task, device=r.device,
+        return cls(scenario=r.scenario if by_scenario else "", model=r.model, weights=r.weights, task=r.task,
+                   device=r.device,
                    backend=r.backend, precision=r.precision, batch_size=r.batch_size,
                    workload=_canonical(r.workload), backend_options=_canonical(r.backend_options))
 

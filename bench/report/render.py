@@ -181,7 +181,8 @@ SCRIPT = r"""
     img.addEventListener("click", function () { img.parentNode.classList.toggle("big"); });
   });
   document.addEventListener("keydown", function (e) {
-    if (e.key === "Escape") document.querySelectorAll("figure.big").forEach(function (f) { f.classList.remove("big"); });
+    if (e.key !== "Escape") return;
+    document.querySelectorAll("figure.big").forEach(function (f) { f.classList.remove("big"); });
   });
   // Hover values: each chart's values are inline JSON; the entry nearest the pointer's x is highlighted
   // and shown as the image's title.
@@ -291,7 +292,8 @@ def _html_table(t: Table) -> str:
             cells.append(f"<td class=\"{cls}\">{html.escape(c)}</td>" if cls else f"<td>{html.escape(c)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     notes = "".join(f"<p class=\"note\">{_inline(n)}</p>" for n in t.notes)
-    return (f"<div class=\"scroll\"><table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<div class=\"scroll\"><table class=\"sortable\"><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
             f"</div>{notes}")
 
 

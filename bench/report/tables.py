@@ -212,7 +212,8 @@ COMMON_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("whole-life peak", lambda p: p.lifetime_peak_bytes, lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("weights", lambda p: p.value(lambda r: r.weight_bytes), lambda b: fmt_bytes(round(b) if b else None)),
 )
-FIDELITY_COLUMNS = (ONE_MINUS_COSINE, FIDELITY, MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number))
+FIDELITY_COLUMNS = (ONE_MINUS_COSINE, FIDELITY,
+                    MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number))
 
 
 def metric_columns(points: list[Point]) -> list[MetricColumn]:
@@ -295,7 +296,8 @@ def _baseline_notes(points: list[Point], baselines: Baselines) -> list[str]:
     missing = _missing_baselines(points, baselines)
     if missing:
         notes.append("No measured baseline point for: " + ", ".join(missing) + " (ratios shown as -).")
-    elsewhere = sorted({f"{p.run} → {b.run}" for p in points if (b := baselines.of(p)) is not None and b.run != p.run})
+    elsewhere = sorted({f"{p.run} → {b.run}" for p in points
+                        if (b := baselines.of(p)) is not None and b.run != p.run})
     if elsewhere:
         notes.append("Baseline taken from another run directory (none measured in the point's own): "
                      + ", ".join(elsewhere) + ".")
@@ -315,7 +317,8 @@ def _sorted(points: list[Point]) -> list[Point]:
 def main_columns(points: list[Point]) -> list[MetricColumn]:
     """The decision columns: throughput, the workload's p50/p99 columns (latency p50/p99 where it declares
     none), measured-phase peak memory."""
-    own = [c for c in workload_columns(points) if c.header.endswith(("p50", "p99"))]
+    declared = workload_columns(points)
+    own = [c for c in declared if c.header.endswith(("p50", "p99"))] or declared
     latency = [c for c in COMMON_COLUMNS if c.header in ("latency p50", "latency p99")]
     peak = [c for c in COMMON_COLUMNS if c.header == "peak memory"]
     return [throughput_column(points), *(own or latency), *peak]
@@ -333,7 +336,8 @@ def main_table(points: list[Point], baselines: Baselines) -> Table:
     rows = []
     for p in points:
         rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.fmt(c.value(p)) for c in columns],
-                     *ratio_cells(p, baselines), *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
+                     *ratio_cells(p, baselines),
+                     *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
                      *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
     return Table(header, rows, _baseline_notes(points, baselines))
 

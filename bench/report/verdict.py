@@ -215,7 +215,7 @@ def card_lines(card: Card) -> list[str]:
         lines.append(f"{len(card.unchecked)} valid point{'s' if len(card.unchecked) > 1 else ''} without a fidelity "
                      "measurement (not ranked by the bound).")
     if card.invalid:
-        lines.append(f"**Invalid** ⚠ (not ranked; reasons in the points table): "
+        lines.append("**Invalid** ⚠ (not ranked; reasons in the points table): "
                      + ", ".join(point_label(p, card.several_runs) for p in card.invalid))
     failed: dict[tuple, list[Point]] = {}  # one line per reason: an unsupported precision at every batch size
     for p in card.failed:
