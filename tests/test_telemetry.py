@@ -8,6 +8,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import pynvml
 import pytest
 from pydantic import ValidationError
@@ -322,3 +323,58 @@ def test_cpu_sweep_record_has_telemetry(tmp_path, cli):
         assert e["available"] is readable and (e["unavailable_reason"] is None) is readable
         if readable:
             assert e["source"] == "rapl" and e["energy_j"] > 0
+
+
+# --- the gate and the report read it ------------------------------------------------------------------------
+
+def with_energy(records, j_per_token: float, seed: int):
+    """Synthetic records (tests/gate_synth.py) given telemetry: j_per_token × N(1, 1%) per repeat."""
+    from bench.measure.telemetry import Energy, EnergyPerUnit, Telemetry
+
+    rng = np.random.default_rng(seed)
+    for r in records:
+        tokens = r.metrics.latency_s.count * r.batch_size * r.new_tokens
+        j = j_per_token * (1 + rng.normal(0, 0.01))
+        r.telemetry = Telemetry(device="cuda:0", sample_interval_s=0.05, energy=Energy(
+            available=True, source="nvml", method="energy-counter", energy_j=j * tokens,
+            units={"output_tokens": tokens}, per_unit=EnergyPerUnit(output_token_j=j)))
+    return records
+
+
+def test_gate_compares_energy_per_token(tmp_path):
+    from bench.compare import compare, load_side
+    from bench.gate.config import load_config
+    from gate_synth import side, write_run
+
+    name = "telemetry.energy.per_unit.output_token_j"
+    base = write_run(tmp_path / "base", with_energy(side(seed=1), 0.050, seed=1))
+    worse = write_run(tmp_path / "worse", with_energy(side(seed=2), 0.065, seed=2))  # +30% energy, same speed
+    same = write_run(tmp_path / "same", with_energy(side(seed=3), 0.050, seed=3))
+    verdicts = {c.metric.name: c for c in
+                compare(load_side(str(base)), load_side(str(worse)), load_config(None)).comparisons}
+    assert verdicts[name].verdict == "regression" and verdicts["latency_s"].verdict != "regression"
+    assert verdicts[name].current_value == pytest.approx(0.065, rel=0.03)
+    same_verdicts = {c.metric.name: c.verdict for c in
+                     compare(load_side(str(base)), load_side(str(same)), load_config(None)).comparisons}
+    assert same_verdicts[name] == "unchanged"
+
+
+def test_report_draws_energy_beside_quantization_or_says_why_not(tmp_path):
+    from bench.report import write_report
+    from gate_synth import record, write_run
+
+    lat = np.full(12, 0.02)
+    fp32 = with_energy([record("e", r, lat, precision="fp32") for r in range(2)], 0.05, seed=0)
+    int8 = with_energy([record("e", r, lat, precision="int8") for r in range(2)], 0.03, seed=0)
+    files = write_report([write_run(tmp_path / "run", fp32 + int8)], tmp_path / "report")
+    md = files.markdown.read_text()
+    assert "#### Energy per unit of work by precision and backend" in md
+    assert any(p.name.endswith("--energy.png") for p in files.charts)
+    assert md.index("#### Quantization gains") < md.index("#### Energy per unit of work")
+    # a run without figures: the reason its records give is the reason the chart is missing
+    none = [record("n", r, lat) for r in range(2)]
+    for r in none:
+        r.telemetry = summarize(None, None, SPEC, {}, "cpu", "/sys/class/powercap does not exist: no powercap")
+    md = write_report([write_run(tmp_path / "run2", none)], tmp_path / "report2").markdown.read_text()
+    assert "Energy per unit of work by precision and backend: skipped: no energy measured " \
+           "(/sys/class/powercap does not exist: no powercap)" in md

@@ -24,3 +24,13 @@ def energy_units(task: str, batch_size: int, workload: dict[str, Any], calls: in
     if task == "text-to-image":
         return {"images": sequences}
     return {}
+
+
+def primary_energy(telemetry: Any) -> tuple[str, float] | None:
+    """("J per output token", value) of a record's telemetry in its primary unit; None when not measured."""
+    e = getattr(telemetry, "energy", None)
+    if e is None or not e.available or e.per_unit is None or not e.units:
+        return None
+    unit = next(iter(e.units))
+    value = getattr(e.per_unit, PER_UNIT_FIELD.get(unit, ""), None)
+    return (f"J per {unit.removesuffix('s').replace('_', ' ')}", value) if value is not None else None
