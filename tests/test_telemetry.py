@@ -245,6 +245,15 @@ def test_tracker_samples_in_a_thread_between_synchronised_ends():
     assert (invalid, warnings) == ([], [])
 
 
+def test_serving_level_gets_energy_per_request():
+    """What a serving level calls: the tracker around the level, then finish() with its requests."""
+    window = play(FakeNvml(), [(0.0, {"energy_mj": 0}), (2.0, {"energy_mj": 40_000})])
+    tracker = TelemetryTracker(SPEC, window.source, None, "cuda:0")
+    tracker.window = window  # as `with tracker:` leaves it
+    t, _, _ = tracker.finish({"requests": 8, "output_tokens": 400})
+    assert t.energy.per_unit.request_j == pytest.approx(5.0) and t.energy.per_unit.output_token_j == pytest.approx(0.1)
+
+
 def test_energy_units_per_task():
     assert energy_units("text-generation", 2, {"new_tokens": 4, "prompt_tokens": 8}, 3) == \
         {"output_tokens": 24, "sequences": 6}
@@ -310,7 +319,7 @@ def test_cpu_sweep_record_has_telemetry(tmp_path, cli):
                           "sequences": record["metrics"]["latency_s"]["count"]}
     powercap = Path("/sys/class/powercap")
     if not powercap.is_dir():  # this machine (a container without powercap): unavailable, with the reason
-        assert e["available"] is False and e["energy_j"] is None and e["per_unit"] is None
+        assert e["available"] is False and e["energy_j"] is None and e["per_unit"] is None and e["source"] == "rapl"
         assert e["unavailable_reason"].startswith("/sys/class/powercap does not exist")
     elif not list(powercap.glob("intel-rapl:*/energy_uj")):
         assert e["available"] is False and e["unavailable_reason"]

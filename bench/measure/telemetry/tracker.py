@@ -57,10 +57,11 @@ def per_unit(energy_j: float, units: dict[str, int]) -> EnergyPerUnit:
 
 
 def energy_of(window: Window | None, idle: Window | None, spec: TelemetrySpec, units: dict[str, int],
-              unavailable: str | None = None) -> Energy:
+              unavailable: str | None = None, kind: str | None = None) -> Energy:
     """The phase's energy, its idle baseline and the energy per unit of work."""
     if window is None:
-        return Energy(available=False, unavailable_reason=unavailable or "telemetry not sampled", units=units)
+        return Energy(available=False, unavailable_reason=unavailable or "telemetry not sampled", source=kind,
+                      units=units)
     method, joules, why = window.energy()
     if method is None:
         return Energy(available=False, unavailable_reason=why, source=window.source.source,
@@ -80,9 +81,11 @@ def energy_of(window: Window | None, idle: Window | None, spec: TelemetrySpec, u
 
 
 def summarize(window: Window | None, idle: Window | None, spec: TelemetrySpec, units: dict[str, int],
-              device: str, unavailable: str | None = None) -> Telemetry:
+              device: str, unavailable: str | None = None, kind: str | None = None) -> Telemetry:
+    """The record's telemetry section; without a window, energy is unavailable for `unavailable` (the reason)
+    and `kind` names the source that was tried."""
     t = Telemetry(device=device, sample_interval_s=spec.sample_interval_s,
-                  energy=energy_of(window, idle, spec, units, unavailable))
+                  energy=energy_of(window, idle, spec, units, unavailable, kind))
     if window is None:
         return t
     t.samples = len(window.readings)
@@ -133,8 +136,10 @@ class TelemetryTracker:
     records why energy is unavailable and samples nothing."""
 
     def __init__(self, spec: TelemetrySpec, source: Any, unavailable: str | None, device: str,
-                 synchronize: Callable[[], None] = lambda: None, now: Callable[[], float] = time.perf_counter):
+                 synchronize: Callable[[], None] = lambda: None, now: Callable[[], float] = time.perf_counter,
+                 kind: str | None = None):
         self.spec, self.source, self.unavailable, self.device = spec, source, unavailable, device
+        self.kind = kind or getattr(source, "source", None)  # "nvml" | "rapl": what was, or would be, read
         self._sync, self._now = synchronize, now
         self.window: Window | None = None
         self.idle: Window | None = None
@@ -149,13 +154,15 @@ class TelemetryTracker:
             from bench.measure.telemetry.nvml import open_nvml
 
             source, why = open_nvml(device)
+            kind = "nvml"
             if source is not None:
                 label = f"{device} {source.domain}"
         else:
             from bench.measure.telemetry.rapl import open_rapl
 
             source, why = open_rapl()
-        return cls(spec, source, why, label, synchronize)
+            kind = "rapl"
+        return cls(spec, source, why, label, synchronize, kind=kind)
 
     def _open_window(self) -> Window:
         return Window(self.source, self._now())
@@ -184,5 +191,5 @@ class TelemetryTracker:
 
     def finish(self, units: dict[str, int]) -> tuple[Telemetry, list[str], list[str]]:
         """(telemetry, invalid_reasons, warnings) of the phase, energy divided by `units` of work."""
-        t = summarize(self.window, self.idle, self.spec, units, self.device, self.unavailable)
+        t = summarize(self.window, self.idle, self.spec, units, self.device, self.unavailable, self.kind)
         return (t, *verdict(t, self.spec))
