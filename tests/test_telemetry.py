@@ -223,7 +223,8 @@ def test_nvml_that_cannot_start_is_a_reason():
 
 
 def test_tracker_samples_in_a_thread_between_synchronised_ends():
-    """A counter that grows at 250 W of a second clock: the tracker's energy is 250 W × its interval."""
+    """A counter that grows at 250 W of a second clock: the tracker's energy is 250 W × its interval, and its
+    idle baseline 250 W."""
     nvml = FakeNvml()
     start = time.perf_counter()
     watts = 250.0
@@ -233,7 +234,8 @@ def test_tracker_samples_in_a_thread_between_synchronised_ends():
 
     nvml.nvmlDeviceGetTotalEnergyConsumption = counter
     syncs = []
-    tracker = TelemetryTracker(TelemetrySpec(sample_interval_s=0.01), NvmlSource(nvml, object(), "gpu 0 (fake)"),
+    tracker = TelemetryTracker(TelemetrySpec(sample_interval_s=0.01, idle_s=0.1),
+                               NvmlSource(nvml, object(), "gpu 0 (fake)"),
                                None, "cuda:0 fake", synchronize=lambda: syncs.append(time.perf_counter()))
     with tracker:
         time.sleep(0.2)
@@ -243,6 +245,9 @@ def test_tracker_samples_in_a_thread_between_synchronised_ends():
     assert 0.2 <= t.energy.interval_s <= syncs[1] - syncs[0] + 0.05
     assert t.energy.energy_j == pytest.approx(watts * t.energy.interval_s, abs=0.01 * watts)
     assert (invalid, warnings) == ([], [])
+    # the idle baseline came first, at the same 250 W: nothing of the phase is above it
+    assert 0.1 <= t.energy.idle_s <= 0.5 and t.energy.idle_power_w == pytest.approx(watts, rel=0.05)
+    assert t.energy.energy_above_idle_j == pytest.approx(0.0, abs=0.05 * watts * t.energy.interval_s)
 
 
 def test_serving_level_gets_energy_per_request():
