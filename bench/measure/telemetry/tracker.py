@@ -25,7 +25,7 @@ from bench.measure.telemetry.window import Window
 
 SERIES = ("power_w", "sm_clock_mhz", "memory_clock_mhz", "temperature_c", "gpu_utilization_pct",
           "memory_utilization_pct")
-SHORT_INTEGRATION_S = 2.0  # NVML's power reading is a ~1 s average on recent GPUs: shorter phases blur
+SHORT_PHASE_S = 2.0  # NVML's power reading is a ~1 s average on recent GPUs, its counter steps coarsely
 
 
 class _Sampler:
@@ -63,6 +63,8 @@ def energy_of(window: Window | None, idle: Window | None, spec: TelemetrySpec, u
         return Energy(available=False, unavailable_reason=unavailable or "telemetry not sampled", source=kind,
                       units=units)
     method, joules, why = window.energy()
+    if method is not None and window.duration_s <= 0:
+        method, why = None, "the measured phase took no time on the tracker's clock"
     if method is None:
         return Energy(available=False, unavailable_reason=why, source=window.source.source,
                       domain=window.source.domain, units=units)
@@ -70,7 +72,7 @@ def energy_of(window: Window | None, idle: Window | None, spec: TelemetrySpec, u
                interval_s=window.duration_s, energy_j=joules, mean_power_w=joules / window.duration_s, units=units,
                per_unit=per_unit(joules, units))
     if idle is not None:
-        idle_method, idle_j, idle_why = idle.energy()
+        idle_method, idle_j, _ = idle.energy()
         if idle_method is not None and idle.duration_s > 0:
             e.idle_s, e.idle_power_w = idle.duration_s, idle_j / idle.duration_s
             e.energy_above_idle_j = joules - e.idle_power_w * window.duration_s
@@ -125,9 +127,11 @@ def verdict(t: Telemetry, spec: TelemetrySpec) -> tuple[list[str], list[str]]:
         message = "device throttled during the measured phase: " + "; ".join(t.throttle_evidence)
         (invalid if spec.throttle == "invalid" else warnings).append(message)
     e = t.energy
-    if e.method == "power-integration" and e.interval_s is not None and e.interval_s < SHORT_INTEGRATION_S:
-        warnings.append(f"energy integrated from power samples over {e.interval_s:.2f} s: NVML's power reading "
-                        f"averages over about 1 s on recent GPUs, so so short a phase is poorly resolved")
+    if e.source == "nvml" and e.available and e.interval_s < SHORT_PHASE_S:
+        how = ("NVML's power reading averages over about 1 s on recent GPUs" if e.method == "power-integration"
+               else "NVML's energy counter updates every 10-100 ms depending on the GPU")
+        warnings.append(f"energy measured over {e.interval_s:.2f} s only: {how}, so the figure is coarse "
+                        f"(raise measure.min_time_s)")
     return invalid, warnings
 
 
