@@ -65,9 +65,9 @@ bench-ci: install
 	  fi; \
 	  echo "results: $(CI_OUT)"; exit $$rc
 
-# The gate interleaved (README "Interleaved A/B"): BASE_REF's bench (a git worktree in .ab/) and this checkout's
+# The gate interleaved (docs/gate.md, "Interleaved A/B"): BASE_REF's bench (a git worktree in .ab/) and this checkout's
 # run the CI suite in alternating rounds, so a slow period of the machine hits both; then the paired gate.
-# 8 rounds, not 5: a paired comparison has rounds − 1 degrees of freedom (README, "Measured quality of the gate").
+# 8 rounds, not 5: a paired comparison has rounds − 1 degrees of freedom (docs/measurements/2026-11-23-gate-quality.md).
 BASE_REF  ?= origin/main
 AB_ROUNDS ?= 8
 .PHONY: bench-ab
