@@ -7,9 +7,9 @@ BENCH  := $(VENV)/bin/bench
 GPU    ?= 0
 STAMP  := $(VENV)/.installed-$(GPU)
 
-# Which suite `make bench` runs: scenarios/cuda when torch sees a CUDA device, else scenarios/cpu.
+# Which bundled suite `make bench` runs (bench/suites/, also scenarios/): cuda when torch sees a CUDA device, else cpu.
 # Recursive (?=), so it is evaluated in the recipe, after `install` made the venv.
-SUITE  ?= $(shell $(PY) -c "import torch; print('scenarios/cuda' if torch.cuda.is_available() else 'scenarios/cpu')" 2>/dev/null)
+SUITE  ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
 # Evaluated once (:=), so every use in the recipe names the same directory.
 NOW    := $(shell date -u +%Y%m%d-%H%M%S)
 OUT    ?= reports/bench-$(NOW)
@@ -50,7 +50,7 @@ bench: install
 
 # The regression gate's CI suite: every point with repeats, a pytest-benchmark export, and, when BASELINE names
 # a run directory or a saved baseline, the gate itself (its exit code: 0 pass, 1 regression/failure, 2 refused).
-CI_SUITE    ?= scenarios/ci
+CI_SUITE    ?= ci
 CI_REPEATS  ?= 5
 CI_OUT      ?= reports/ci-$(NOW)
 GATE_CONFIG ?= gate.yaml
@@ -79,7 +79,7 @@ bench-ab: install
 	  echo "results: $(CI_OUT)"; exit $$rc
 
 validate: install
-	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/cuda-quick scenarios/examples scenarios/ci scenarios/ci-cuda
+	$(BENCH) validate cpu cuda cuda-quick examples ci ci-cuda
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15
