@@ -14,7 +14,7 @@ SUITE  ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_availabl
 NOW    := $(shell date -u +%Y%m%d-%H%M%S)
 OUT    ?= reports/bench-$(NOW)
 
-.PHONY: install bench test validate clean
+.PHONY: install bench test test-fast lint validate clean
 
 install: $(STAMP)
 
@@ -83,6 +83,15 @@ validate: install
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15
+
+# The unit tests only: no CLI process, no sweep, no worker subprocess (tests/markers.py marks them; docs/design.md, "Tests").
+test-fast: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not e2e" --durations=10
+
+# ruff's settings are in pyproject.toml (line length 120).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) reports/bench-* reports/latest .ab
