@@ -9,7 +9,7 @@ import textwrap
 
 from conftest import REPO
 
-SAMPLE = '''
+SAMPLE = """
 import subprocess
 
 import pytest
@@ -54,12 +54,17 @@ def test_marked_unit_wins():
 def test_parametrized_cli(n):
     run_cli = None  # a local name is not a call of the CLI
     assert n and run_cli is None
-'''
+"""
 
 
 def _collect(root, marker):
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           "-m", marker, "tests"], cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", marker, "tests"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode in (0, 5), proc.stdout + proc.stderr  # 5: nothing collected
     return sorted(line.split("::", 1)[1] for line in proc.stdout.splitlines() if "::" in line)
 
@@ -72,5 +77,10 @@ def test_markers_classify_by_what_a_test_runs(tmp_path):
     (tests / "test_sample.py").write_text(textwrap.dedent(SAMPLE))
     (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())  # registers the markers
     assert _collect(tmp_path, "e2e") == ["test_uses_a_fixture_that_sweeps", "test_uses_subprocess_through_two_helpers"]
-    assert _collect(tmp_path, "not e2e") == ["test_marked_unit_wins", "test_parametrized_cli[1]",
-                                             "test_parametrized_cli[2]", "test_plain", "test_uses_tmp_path_only"]
+    assert _collect(tmp_path, "not e2e") == [
+        "test_marked_unit_wins",
+        "test_parametrized_cli[1]",
+        "test_parametrized_cli[2]",
+        "test_plain",
+        "test_uses_tmp_path_only",
+    ]
