@@ -236,7 +236,7 @@ def compare(
     baseline: str = typer.Argument(..., metavar="BASELINE", help="run directory or saved baseline name"),
     current: str = typer.Argument(..., metavar="CURRENT", help="run directory or saved baseline name"),
     threshold: Optional[str] = typer.Option(None, help="unchanged zone, e.g. 5% (default 5%, or the config's)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see README, Regression gate)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see docs/gate.md)"),
     fmt: str = typer.Option("md", "--format", help="what to print: md | json"),
     allow_env_change: bool = typer.Option(False, "--allow-env-change",
                                           help="compare even when GPU, driver, CUDA, torch or ONNX Runtime differ"),
