@@ -37,8 +37,10 @@ class FakeNvml(types.ModuleType):
         for name in dir(pynvml):  # the library's own constants and exception classes
             if name.startswith(("NVML_", "nvmlClocks", "NVMLError")):
                 setattr(self, name, getattr(pynvml, name))
-        self.state = dict(dict(sm_max=2000, energy_mj=0, power_mw=100_000, sm=1900, mem=2600, temp=50,
-                               util=(90, 40), reasons=0), **state)
+        self.state = dict(
+            dict(sm_max=2000, energy_mj=0, power_mw=100_000, sm=1900, mem=2600, temp=50, util=(90, 40), reasons=0),
+            **state,
+        )
         self.shutdowns = 0
 
     def _get(self, key):
@@ -99,8 +101,9 @@ SPEC = TelemetrySpec()
 
 def test_energy_counter_delta_across_a_wrap_of_the_64_bit_counter():
     top = 2**64
-    window = play(FakeNvml(), [(10.0, {"energy_mj": top - 500}), (10.5, {"energy_mj": top - 100}),
-                               (11.0, {"energy_mj": 300})])
+    window = play(
+        FakeNvml(), [(10.0, {"energy_mj": top - 500}), (10.5, {"energy_mj": top - 100}), (11.0, {"energy_mj": 300})]
+    )
     t = summarize(window, None, SPEC, {"output_tokens": 8, "sequences": 2}, "cuda:0")
     e = t.energy
     assert (e.available, e.source, e.method) == (True, "nvml", "energy-counter")
@@ -112,9 +115,15 @@ def test_energy_counter_delta_across_a_wrap_of_the_64_bit_counter():
 
 
 def test_missing_counter_integrates_power_as_a_trapezoid():
-    window = play(FakeNvml(energy_mj=Err(NOT_SUPPORTED)),
-                  [(0.0, {"power_mw": 100_000}), (1.0, {"power_mw": 200_000}), (2.0, {"power_mw": 300_000}),
-                   (4.0, {"power_mw": 200_000})])
+    window = play(
+        FakeNvml(energy_mj=Err(NOT_SUPPORTED)),
+        [
+            (0.0, {"power_mw": 100_000}),
+            (1.0, {"power_mw": 200_000}),
+            (2.0, {"power_mw": 300_000}),
+            (4.0, {"power_mw": 200_000}),
+        ],
+    )
     t = summarize(window, None, SPEC, {"images": 3}, "cuda:0")
     # by hand: (100+200)/2·1 + (200+300)/2·1 + (300+200)/2·2 = 150 + 250 + 500 J
     assert t.energy.method == "power-integration" and t.energy.energy_j == pytest.approx(900.0)
@@ -133,9 +142,14 @@ def test_no_counter_and_no_power_is_unavailable_with_both_reasons_never_zero():
 
 
 def test_counter_lost_mid_phase_falls_back_to_power_and_errors_are_recorded_once():
-    window = play(FakeNvml(), [(0.0, {"energy_mj": 1000, "power_mw": 50_000}),
-                               (1.0, {"energy_mj": Err(GPU_IS_LOST), "temp": Err(GPU_IS_LOST)}),
-                               (2.0, {"energy_mj": 9000, "temp": 70})])
+    window = play(
+        FakeNvml(),
+        [
+            (0.0, {"energy_mj": 1000, "power_mw": 50_000}),
+            (1.0, {"energy_mj": Err(GPU_IS_LOST), "temp": Err(GPU_IS_LOST)}),
+            (2.0, {"energy_mj": 9000, "temp": 70}),
+        ],
+    )
     t = summarize(window, None, SPEC, {}, "cuda:0")
     assert t.energy.method == "power-integration" and t.energy.energy_j == pytest.approx(100.0)  # 50 W × 2 s
     assert "GPU is lost" in t.unsupported["temperature"]
@@ -143,8 +157,15 @@ def test_counter_lost_mid_phase_falls_back_to_power_and_errors_are_recorded_once
 
 
 def test_throttle_bits_give_fractions_and_a_warning_or_an_invalid_record():
-    window = play(FakeNvml(), [(0.0, {"reasons": GPU_IDLE}), (1.0, {"reasons": SW_POWER_CAP | HW_THERMAL}),
-                               (2.0, {"reasons": SW_POWER_CAP}), (3.0, {"reasons": 0})])
+    window = play(
+        FakeNvml(),
+        [
+            (0.0, {"reasons": GPU_IDLE}),
+            (1.0, {"reasons": SW_POWER_CAP | HW_THERMAL}),
+            (2.0, {"reasons": SW_POWER_CAP}),
+            (3.0, {"reasons": 0}),
+        ],
+    )
     t = summarize(window, None, SPEC, {}, "cuda:0")
     assert t.clock_event_reasons == {"gpu_idle": 0.25, "sw_power_cap": 0.5, "hw_thermal_slowdown": 0.25}
     assert t.throttled is True
@@ -157,12 +178,20 @@ def test_throttle_bits_give_fractions_and_a_warning_or_an_invalid_record():
 
 
 def test_sm_clock_well_below_its_maximum_over_busy_samples_is_throttling():
-    window = play(FakeNvml(sm_max=2000), [(0.0, {"sm": 300, "reasons": GPU_IDLE}), (1.0, {"sm": 1000, "reasons": 0}),
-                                          (2.0, {"sm": 1000}), (3.0, {"sm": 300, "reasons": GPU_IDLE})])
+    window = play(
+        FakeNvml(sm_max=2000),
+        [
+            (0.0, {"sm": 300, "reasons": GPU_IDLE}),
+            (1.0, {"sm": 1000, "reasons": 0}),
+            (2.0, {"sm": 1000}),
+            (3.0, {"sm": 300, "reasons": GPU_IDLE}),
+        ],
+    )
     t = summarize(window, None, SPEC, {}, "cuda:0")
     assert t.throttled is True and t.clock_event_reasons == {"gpu_idle": 0.5}
-    assert "SM clock mean 1000 MHz (min 1000) over 2 busy samples is 50% of its maximum 2000 MHz" in \
-        t.throttle_evidence[0]
+    assert (
+        "SM clock mean 1000 MHz (min 1000) over 2 busy samples is 50% of its maximum 2000 MHz" in t.throttle_evidence[0]
+    )
 
 
 def test_steady_full_clocks_are_not_throttled():
@@ -234,9 +263,13 @@ def test_tracker_samples_in_a_thread_between_synchronised_ends():
 
     nvml.nvmlDeviceGetTotalEnergyConsumption = counter
     syncs = []
-    tracker = TelemetryTracker(TelemetrySpec(sample_interval_s=0.01, idle_s=0.1),
-                               NvmlSource(nvml, object(), "gpu 0 (fake)"),
-                               None, "cuda:0 fake", synchronize=lambda: syncs.append(time.perf_counter()))
+    tracker = TelemetryTracker(
+        TelemetrySpec(sample_interval_s=0.01, idle_s=0.1),
+        NvmlSource(nvml, object(), "gpu 0 (fake)"),
+        None,
+        "cuda:0 fake",
+        synchronize=lambda: syncs.append(time.perf_counter()),
+    )
     with tracker:
         time.sleep(0.2)
     t, invalid, warnings = tracker.finish({"output_tokens": 10})
@@ -261,13 +294,16 @@ def test_serving_level_gets_energy_per_request():
 
 
 def test_energy_units_per_task():
-    assert energy_units("text-generation", 2, {"new_tokens": 4, "prompt_tokens": 8}, 3) == \
-        {"output_tokens": 24, "sequences": 6}
+    assert energy_units("text-generation", 2, {"new_tokens": 4, "prompt_tokens": 8}, 3) == {
+        "output_tokens": 24,
+        "sequences": 6,
+    }
     assert energy_units("feature-extraction", 4, {"sequence_length": 128}, 5) == {"sequences": 20}
     assert energy_units("text-to-image", 1, {"num_inference_steps": 2}, 7) == {"images": 7}
 
 
 # --- RAPL on a fake powercap tree ----------------------------------------------------------------------------
+
 
 def zone(root: Path, name: str, label: str, max_uj: int | None, energy_uj: int | None) -> Path:
     z = root / name
@@ -315,14 +351,17 @@ def test_rapl_unavailable_says_why(tmp_path):
 
 # --- a real tiny sweep ---------------------------------------------------------------------------------------
 
+
 def test_cpu_sweep_record_has_telemetry(tmp_path, cli):
     path = tiny_scenario(tmp_path / "tiny.yaml", iters=3)
     result = cli("run", str(path), "--out", str(tmp_path / "run"), "--no-fidelity")
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
     e = record["telemetry"]["energy"]
-    assert e["units"] == {"output_tokens": record["metrics"]["latency_s"]["count"] * 4,
-                          "sequences": record["metrics"]["latency_s"]["count"]}
+    assert e["units"] == {
+        "output_tokens": record["metrics"]["latency_s"]["count"] * 4,
+        "sequences": record["metrics"]["latency_s"]["count"],
+    }
     powercap = Path("/sys/class/powercap")
     if not powercap.is_dir():  # this machine (a container without powercap): unavailable, with the reason
         assert e["available"] is False and e["energy_j"] is None and e["per_unit"] is None and e["source"] == "rapl"
@@ -342,6 +381,7 @@ def test_cpu_sweep_record_has_telemetry(tmp_path, cli):
 
 # --- the gate and the report read it ------------------------------------------------------------------------
 
+
 def with_energy(records, j_per_token: float, seed: int):
     """Synthetic records (tests/gate_synth.py) given telemetry: j_per_token × N(1, 1%) per repeat."""
     from bench.measure.telemetry import Energy, EnergyPerUnit, Telemetry
@@ -350,32 +390,46 @@ def with_energy(records, j_per_token: float, seed: int):
     for r in records:
         tokens = r.metrics.latency_s.count * r.batch_size * r.new_tokens
         j = j_per_token * (1 + rng.normal(0, 0.01))
-        r.telemetry = Telemetry(device="cuda:0", sample_interval_s=0.05, energy=Energy(
-            available=True, source="nvml", method="energy-counter", energy_j=j * tokens,
-            units={"output_tokens": tokens}, per_unit=EnergyPerUnit(output_token_j=j)))
+        r.telemetry = Telemetry(
+            device="cuda:0",
+            sample_interval_s=0.05,
+            energy=Energy(
+                available=True,
+                source="nvml",
+                method="energy-counter",
+                energy_j=j * tokens,
+                units={"output_tokens": tokens},
+                per_unit=EnergyPerUnit(output_token_j=j),
+            ),
+        )
     return records
 
 
 def test_gate_compares_energy_per_token(tmp_path):
     from bench.compare import compare, load_side
     from bench.gate.config import load_config
+
     from gate_synth import side, write_run
 
     name = "telemetry.energy.per_unit.output_token_j"
     base = write_run(tmp_path / "base", with_energy(side(seed=1), 0.050, seed=1))
     worse = write_run(tmp_path / "worse", with_energy(side(seed=2), 0.065, seed=2))  # +30% energy, same speed
     same = write_run(tmp_path / "same", with_energy(side(seed=3), 0.050, seed=3))
-    verdicts = {c.metric.name: c for c in
-                compare(load_side(str(base)), load_side(str(worse)), load_config(None)).comparisons}
+    verdicts = {
+        c.metric.name: c for c in compare(load_side(str(base)), load_side(str(worse)), load_config(None)).comparisons
+    }
     assert verdicts[name].verdict == "regression" and verdicts["latency_s"].verdict != "regression"
     assert verdicts[name].current_value == pytest.approx(0.065, rel=0.03)
-    same_verdicts = {c.metric.name: c.verdict for c in
-                     compare(load_side(str(base)), load_side(str(same)), load_config(None)).comparisons}
+    same_verdicts = {
+        c.metric.name: c.verdict
+        for c in compare(load_side(str(base)), load_side(str(same)), load_config(None)).comparisons
+    }
     assert same_verdicts[name] == "unchanged"
 
 
 def test_report_draws_energy_beside_quantization_or_says_why_not(tmp_path):
     from bench.report import write_report
+
     from gate_synth import record, write_run
 
     lat = np.full(12, 0.02)
@@ -391,5 +445,7 @@ def test_report_draws_energy_beside_quantization_or_says_why_not(tmp_path):
     for r in none:
         r.telemetry = summarize(None, None, SPEC, {}, "cpu", "/sys/class/powercap does not exist: no powercap")
     md = write_report([write_run(tmp_path / "run2", none)], tmp_path / "report2").markdown.read_text()
-    assert "Energy per unit of work by precision and backend: skipped: no energy measured " \
-           "(/sys/class/powercap does not exist: no powercap)" in md
+    assert (
+        "Energy per unit of work by precision and backend: skipped: no energy measured "
+        "(/sys/class/powercap does not exist: no powercap)" in md
+    )

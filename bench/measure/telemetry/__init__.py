@@ -9,5 +9,13 @@ from bench.measure.telemetry.schema import Energy, EnergyPerUnit, Series, Teleme
 from bench.measure.telemetry.tracker import TelemetryTracker, per_unit
 from bench.measure.telemetry.units import energy_units
 
-__all__ = ["Energy", "EnergyPerUnit", "Series", "Telemetry", "TelemetrySpec", "TelemetryTracker", "energy_units",
-           "per_unit"]
+__all__ = [
+    "Energy",
+    "EnergyPerUnit",
+    "Series",
+    "Telemetry",
+    "TelemetrySpec",
+    "TelemetryTracker",
+    "energy_units",
+    "per_unit",
+]

@@ -25,8 +25,17 @@ CLOCK_EVENT_REASONS = (
     ("reliability", "Reliability"),
 )
 # The reasons that mean the clocks were held down by power or heat (not idling, not a user's setting).
-THROTTLING = frozenset({"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
-                        "hw_power_brake_slowdown", "board_limit", "reliability"})
+THROTTLING = frozenset(
+    {
+        "sw_power_cap",
+        "hw_slowdown",
+        "sw_thermal_slowdown",
+        "hw_thermal_slowdown",
+        "hw_power_brake_slowdown",
+        "board_limit",
+        "reliability",
+    }
+)
 MJ_COUNTER_MODULUS = 2**64  # nvmlDeviceGetTotalEnergyConsumption is an unsigned long long
 
 
@@ -34,8 +43,9 @@ def reason_bits(nvml: Any) -> dict[str, int]:
     """Record name → bit, from the constants of the NVML module in use."""
     bits = {}
     for name, suffix in CLOCK_EVENT_REASONS:
-        bit = (getattr(nvml, f"nvmlClocksEventReason{suffix}", None)
-               or getattr(nvml, f"nvmlClocksThrottleReason{suffix}", None))
+        bit = getattr(nvml, f"nvmlClocksEventReason{suffix}", None) or getattr(
+            nvml, f"nvmlClocksThrottleReason{suffix}", None
+        )
         if bit:
             bits[name] = int(bit)
     return bits
@@ -86,13 +96,15 @@ class NvmlSource:
         nv = self._nvml
         power_mw = self._ask("power", nv.nvmlDeviceGetPowerUsage)
         util = self._ask("utilization", nv.nvmlDeviceGetUtilizationRates)
-        return {"power_w": None if power_mw is None else power_mw / 1e3,
-                "sm_clock_mhz": self._ask("sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
-                "memory_clock_mhz": self._ask("memory_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
-                "temperature_c": self._ask("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
-                "gpu_utilization_pct": None if util is None else util.gpu,
-                "memory_utilization_pct": None if util is None else util.memory,
-                "reasons": self._reasons()}
+        return {
+            "power_w": None if power_mw is None else power_mw / 1e3,
+            "sm_clock_mhz": self._ask("sm_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
+            "memory_clock_mhz": self._ask("memory_clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
+            "temperature_c": self._ask("temperature", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
+            "gpu_utilization_pct": None if util is None else util.gpu,
+            "memory_utilization_pct": None if util is None else util.memory,
+            "reasons": self._reasons(),
+        }
 
     def close(self) -> None:
         try:

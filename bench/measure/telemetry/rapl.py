@@ -70,8 +70,11 @@ def open_rapl(root: Path = POWERCAP) -> tuple[Rapl | None, str | None]:
             continue
         zones.append(zone)
     if problems:  # part of the packages would be a figure for less than the CPU
-        hint = " (energy_uj is root-only since Linux 5.10, CVE-2020-8694)" if any(
-            "Permission" in p for p in problems) else ""
+        hint = (
+            " (energy_uj is root-only since Linux 5.10, CVE-2020-8694)"
+            if any("Permission" in p for p in problems)
+            else ""
+        )
         return None, f"RAPL counters not readable: {'; '.join(problems)}{hint}"
     if not zones:
         return None, f"{root} has no RAPL package zone (intel-rapl:N named package-*)"

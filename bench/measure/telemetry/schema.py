@@ -19,12 +19,16 @@ class TelemetrySpec(BaseModel):
     enabled: bool = True
     sample_interval_s: PositiveFloat = Field(0.05, le=10.0, description="time between two samples of the device")
     throttle: Literal["warn", "invalid"] = Field(
-        "warn", description="a phase the device throttled (or ran well below its SM clock maximum) in: a warning "
-                            "with the evidence, or an invalid record")
-    min_sm_clock_fraction: float = Field(0.8, gt=0, le=1, description="SM clock (busy samples) below this fraction "
-                                                                       "of its maximum counts as throttled")
-    idle_s: NonNegativeFloat = Field(0.0, le=60.0, description="seconds of idle power measured before the phase "
-                                                               "(0: none)")
+        "warn",
+        description="a phase the device throttled (or ran well below its SM clock maximum) in: a warning "
+        "with the evidence, or an invalid record",
+    )
+    min_sm_clock_fraction: float = Field(
+        0.8, gt=0, le=1, description="SM clock (busy samples) below this fraction of its maximum counts as throttled"
+    )
+    idle_s: NonNegativeFloat = Field(
+        0.0, le=60.0, description="seconds of idle power measured before the phase (0: none)"
+    )
     subtract_idle: bool = Field(False, description="per-unit energy above the idle baseline (both figures kept)")
 
     @model_validator(mode="after")

@@ -23,8 +23,14 @@ from bench.measure.telemetry.schema import Energy, EnergyPerUnit, Series, Teleme
 from bench.measure.telemetry.units import PER_UNIT_FIELD
 from bench.measure.telemetry.window import Window
 
-SERIES = ("power_w", "sm_clock_mhz", "memory_clock_mhz", "temperature_c", "gpu_utilization_pct",
-          "memory_utilization_pct")
+SERIES = (
+    "power_w",
+    "sm_clock_mhz",
+    "memory_clock_mhz",
+    "temperature_c",
+    "gpu_utilization_pct",
+    "memory_utilization_pct",
+)
 SHORT_PHASE_S = 2.0  # NVML's power reading is a ~1 s average on recent GPUs, its counter steps coarsely
 
 
@@ -56,21 +62,41 @@ def per_unit(energy_j: float, units: dict[str, int]) -> EnergyPerUnit:
     return EnergyPerUnit(**{PER_UNIT_FIELD[u]: energy_j / n for u, n in units.items() if u in PER_UNIT_FIELD and n > 0})
 
 
-def energy_of(window: Window | None, idle: Window | None, spec: TelemetrySpec, units: dict[str, int],
-              unavailable: str | None = None, kind: str | None = None) -> Energy:
+def energy_of(
+    window: Window | None,
+    idle: Window | None,
+    spec: TelemetrySpec,
+    units: dict[str, int],
+    unavailable: str | None = None,
+    kind: str | None = None,
+) -> Energy:
     """The phase's energy, its idle baseline and the energy per unit of work."""
     if window is None:
-        return Energy(available=False, unavailable_reason=unavailable or "telemetry not sampled", source=kind,
-                      units=units)
+        return Energy(
+            available=False, unavailable_reason=unavailable or "telemetry not sampled", source=kind, units=units
+        )
     method, joules, why = window.energy()
     if method is not None and window.duration_s <= 0:
         method, why = None, "the measured phase took no time on the tracker's clock"
     if method is None:
-        return Energy(available=False, unavailable_reason=why, source=window.source.source,
-                      domain=window.source.domain, units=units)
-    e = Energy(available=True, source=window.source.source, method=method, domain=window.source.domain,
-               interval_s=window.duration_s, energy_j=joules, mean_power_w=joules / window.duration_s, units=units,
-               per_unit=per_unit(joules, units))
+        return Energy(
+            available=False,
+            unavailable_reason=why,
+            source=window.source.source,
+            domain=window.source.domain,
+            units=units,
+        )
+    e = Energy(
+        available=True,
+        source=window.source.source,
+        method=method,
+        domain=window.source.domain,
+        interval_s=window.duration_s,
+        energy_j=joules,
+        mean_power_w=joules / window.duration_s,
+        units=units,
+        per_unit=per_unit(joules, units),
+    )
     if idle is not None:
         idle_method, idle_j, _ = idle.energy()
         if idle_method is not None and idle.duration_s > 0:
@@ -82,12 +108,22 @@ def energy_of(window: Window | None, idle: Window | None, spec: TelemetrySpec, u
     return e
 
 
-def summarize(window: Window | None, idle: Window | None, spec: TelemetrySpec, units: dict[str, int],
-              device: str, unavailable: str | None = None, kind: str | None = None) -> Telemetry:
+def summarize(
+    window: Window | None,
+    idle: Window | None,
+    spec: TelemetrySpec,
+    units: dict[str, int],
+    device: str,
+    unavailable: str | None = None,
+    kind: str | None = None,
+) -> Telemetry:
     """The record's telemetry section; without a window, energy is unavailable for `unavailable` (the reason)
     and `kind` names the source that was tried."""
-    t = Telemetry(device=device, sample_interval_s=spec.sample_interval_s,
-                  energy=energy_of(window, idle, spec, units, unavailable, kind))
+    t = Telemetry(
+        device=device,
+        sample_interval_s=spec.sample_interval_s,
+        energy=energy_of(window, idle, spec, units, unavailable, kind),
+    )
     if window is None:
         return t
     t.samples = len(window.readings)
@@ -103,18 +139,26 @@ def summarize(window: Window | None, idle: Window | None, spec: TelemetrySpec, u
         seen = sum(1 for r in reasons if r & bit)
         if seen:
             t.clock_event_reasons[name] = seen / len(reasons)
-    evidence = [f"{name} set in {frac:.0%} of {len(reasons)} samples" for name, frac in t.clock_event_reasons.items()
-                if name in THROTTLING]
+    evidence = [
+        f"{name} set in {frac:.0%} of {len(reasons)} samples"
+        for name, frac in t.clock_event_reasons.items()
+        if name in THROTTLING
+    ]
     # clocks of the samples where the GPU was busy: an idle GPU drops its clocks, which is no throttling
     idle_bit = bits.get("gpu_idle", 0)
-    busy = [c for c, r in zip(window.values("sm_clock_mhz"), window.values("reasons"))
-            if c is not None and not (r is not None and r & idle_bit)]
+    busy = [
+        c
+        for c, r in zip(window.values("sm_clock_mhz"), window.values("reasons"))
+        if c is not None and not (r is not None and r & idle_bit)
+    ]
     if busy and t.sm_clock_max_mhz:
         fraction = float(np.mean(busy)) / t.sm_clock_max_mhz
         if fraction < spec.min_sm_clock_fraction:
-            evidence.append(f"SM clock mean {np.mean(busy):.0f} MHz (min {min(busy):.0f}) over {len(busy)} busy "
-                            f"samples is {fraction:.0%} of its maximum {t.sm_clock_max_mhz:.0f} MHz "
-                            f"(limit {spec.min_sm_clock_fraction:.0%})")
+            evidence.append(
+                f"SM clock mean {np.mean(busy):.0f} MHz (min {min(busy):.0f}) over {len(busy)} busy "
+                f"samples is {fraction:.0%} of its maximum {t.sm_clock_max_mhz:.0f} MHz "
+                f"(limit {spec.min_sm_clock_fraction:.0%})"
+            )
     t.throttle_evidence = evidence
     t.throttled = True if evidence else (False if reasons or (busy and t.sm_clock_max_mhz) else None)
     return t
@@ -128,10 +172,14 @@ def verdict(t: Telemetry, spec: TelemetrySpec) -> tuple[list[str], list[str]]:
         (invalid if spec.throttle == "invalid" else warnings).append(message)
     e = t.energy
     if e.source == "nvml" and e.available and e.interval_s < SHORT_PHASE_S:
-        how = ("NVML's power reading averages over about 1 s on recent GPUs" if e.method == "power-integration"
-               else "NVML's energy counter updates every 10-100 ms depending on the GPU")
-        warnings.append(f"energy measured over {e.interval_s:.2f} s only: {how}, so the figure is coarse "
-                        f"(raise measure.min_time_s)")
+        how = (
+            "NVML's power reading averages over about 1 s on recent GPUs"
+            if e.method == "power-integration"
+            else "NVML's energy counter updates every 10-100 ms depending on the GPU"
+        )
+        warnings.append(
+            f"energy measured over {e.interval_s:.2f} s only: {how}, so the figure is coarse (raise measure.min_time_s)"
+        )
     return invalid, warnings
 
 
@@ -139,9 +187,16 @@ class TelemetryTracker:
     """`with tracker:` around the measured phase, then `finish(units)`. A disabled or sourceless tracker
     records why energy is unavailable and samples nothing."""
 
-    def __init__(self, spec: TelemetrySpec, source: Any, unavailable: str | None, device: str,
-                 synchronize: Callable[[], None] = lambda: None, now: Callable[[], float] = time.perf_counter,
-                 kind: str | None = None):
+    def __init__(
+        self,
+        spec: TelemetrySpec,
+        source: Any,
+        unavailable: str | None,
+        device: str,
+        synchronize: Callable[[], None] = lambda: None,
+        now: Callable[[], float] = time.perf_counter,
+        kind: str | None = None,
+    ):
         self.spec, self.source, self.unavailable, self.device = spec, source, unavailable, device
         self.kind = kind or getattr(source, "source", None)  # "nvml" | "rapl": what was, or would be, read
         self._sync, self._now = synchronize, now

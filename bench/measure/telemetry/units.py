@@ -10,8 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 # unit of work (a key of energy_units) → field of EnergyPerUnit
-PER_UNIT_FIELD = {"output_tokens": "output_token_j", "sequences": "sequence_j", "images": "image_j",
-                  "requests": "request_j"}
+PER_UNIT_FIELD = {
+    "output_tokens": "output_token_j",
+    "sequences": "sequence_j",
+    "images": "image_j",
+    "requests": "request_j",
+}
 
 
 def energy_units(task: str, batch_size: int, workload: dict[str, Any], calls: int) -> dict[str, int]:

@@ -55,5 +55,6 @@ class Window:
         if len(power) >= 2 and all(p is not None for p in power):
             return "power-integration", trapezoid_j(self.times, power), None
         why_no_power = self.source.unsupported.get("power") or (
-            "missing in some samples" if any(p is not None for p in power) else "no power readings")
+            "missing in some samples" if any(p is not None for p in power) else "no power readings"
+        )
         return None, None, f"{why_no_counter}; power: {why_no_power}"
