@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, SerializeAsAny, model_validator
 
 from bench.measure.memory import MemoryMetrics
+from bench.measure.telemetry.schema import Telemetry
 from bench.roofline.schema import Roofline
 from bench.workloads.metrics import MetricInfo, WorkloadMetrics
 
@@ -127,6 +128,7 @@ class Record(BaseModel):
     metrics: SerializeAsAny[WorkloadMetrics] | None = None  # the workload's own Metrics model (WORKLOADS[task])
     # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
     roofline: Roofline | None = None
+    telemetry: Telemetry | None = None  # energy, power, clocks, throttling of the measured phase (measure.telemetry)
 
     @model_validator(mode="before")
     @classmethod

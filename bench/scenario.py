@@ -27,6 +27,7 @@ from pydantic import (
 
 from bench.errors import BenchInputError
 from bench.precisions import PRECISIONS, Precision  # noqa: F401 (PRECISIONS re-exported)
+from bench.measure.telemetry.schema import TelemetrySpec
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 MATRIX_KEYS = ("backend", "precision", "batch_size")
@@ -70,6 +71,7 @@ class MeasureSpec(Strict):
     timeout_s: PositiveFloat = Field(600.0, description="wall-clock limit of one run's process")
     max_cv: PositiveFloat = Field(0.10, description="latency coefficient of variation above which a run is invalid")
     seed: int = 0
+    telemetry: TelemetrySpec = TelemetrySpec()  # energy, clocks, throttling: bench.measure.telemetry
 
 
 class Scenario(Strict):
@@ -296,8 +298,10 @@ def load_scenario(path: str | Path) -> LoadedScenario:
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:
     """Expand directories into the scenario files (*.yaml, *.yml) directly inside them, sorted."""
+    from bench.suites import resolve
+
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(resolve, paths):  # a bundled suite's name (`cpu`) resolves into the package
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
             if not found:

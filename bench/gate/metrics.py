@@ -19,9 +19,9 @@ from bench.results import Record
 @dataclass(frozen=True)
 class GateMetric:
     name: str  # a field of the record's `metrics`, or a dotted path from the record (memory.host_rss_peak_bytes)
-    kind: Literal["time", "rate", "memory"]  # memory has its own tolerance (memory_threshold)
+    kind: Literal["time", "rate", "memory", "energy"]  # memory has its own tolerance (memory_threshold)
     higher_is_better: bool
-    unit: str  # s, tokens/s, images/s, bytes
+    unit: str  # s, tokens/s, images/s, bytes, J/token
     rule: MetricRule
     what: str  # one line for the README and the report's legend
 
@@ -78,6 +78,8 @@ GATE_METRICS: tuple[GateMetric, ...] = (
     _memory("memory.cuda_allocated_peak_bytes", "torch's peak allocated CUDA memory"),
     _memory("memory.cuda_reserved_peak_bytes", "torch's peak reserved CUDA memory"),
     _memory("memory.nvml_process_peak_bytes", "NVML's peak device memory of the run's process"),
+    GateMetric("telemetry.energy.per_unit.output_token_j", "energy", False, "J/token",  # read from the record
+               MetricRule("telemetry.energy.per_unit.output_token_j", "value"), "energy per output token (telemetry)"),
 )
 METRICS_BY_NAME = {m.name: m for m in GATE_METRICS}
 

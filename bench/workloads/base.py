@@ -67,6 +67,12 @@ class Workload:
         None: this workload has no analytic model."""
         return None
 
+    @classmethod
+    def energy_units(cls, batch_size: int, spec: dict[str, Any], calls: int) -> dict[str, int]:
+        """Units of work `calls` measured calls did, which energy is divided by (keys of
+        bench.measure.telemetry.units.PER_UNIT_FIELD); the first is the primary one. {}: none."""
+        return {}
+
     def __init__(self, run: Any, device: Any, clock: Any):
         self.run = run
         self.spec = self.Spec.model_validate(run.workload)

@@ -1,9 +1,6 @@
-"""Text generation: greedy decoding of exactly `new_tokens` after a random prompt of `prompt_tokens`.
-
-One call = one `generate` for the whole batch. A streamer marks the clock when each new token of the
-batch exists (HF hands it over with `.cpu()`, so it exists on the device), which gives TTFT and every
-inter-token gap from the same call that gives the end-to-end latency.
-"""
+"""Text generation: greedy decoding of exactly `new_tokens` after a seeded random prompt of `prompt_tokens`.
+One call = one `generate` for the whole batch; a streamer marks TTFT and every inter-token gap on the clock
+that times the call."""
 
 from __future__ import annotations
 
@@ -98,6 +95,11 @@ class TextGeneration(Workload):
             return ("workload.prompt_tokens",
                     f"prompt_tokens + new_tokens = {total} exceeds the model's maximum positions ({limit})")
         return None
+
+    @classmethod
+    def energy_units(cls, batch_size: int, spec: dict[str, Any], calls: int) -> dict[str, int]:
+        sequences = calls * batch_size
+        return {"output_tokens": sequences * int(spec["new_tokens"]), "sequences": sequences}
 
     @classmethod
     def roofline(cls, record: Any, config: Any, ctx: Any):
