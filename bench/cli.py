@@ -242,8 +242,8 @@ def compare(
     """Regression gate: exit 0 pass (improvements included), 1 regression or failure, 2 invalid input."""
     import json
 
-    from bench.compare import compare as run_gate
-    from bench.compare import load_side
+    from bench.gate.compare import compare as run_gate
+    from bench.gate.compare import load_side
     from bench.gate.config import load_config
     from bench.gate.render import to_json, to_markdown
 
@@ -274,7 +274,7 @@ def baseline_save(
     force: bool = typer.Option(False, "--force", help="replace a baseline of the same name"),
 ) -> None:
     """Copy a run directory's records and environment into the baselines folder under NAME."""
-    from bench import baselines
+    from bench.gate import baselines
 
     saved = baselines.save(run_dir, name, directory, force)
     for warning in saved.warnings:
@@ -291,7 +291,7 @@ def baseline_list(
     """The saved baselines: name, when measured, commit, device, points, repeats."""
     from rich.table import Table
 
-    from bench import baselines
+    from bench.gate import baselines
 
     found = baselines.list_saved(directory)
     where = directory if directory is not None else baselines.default_dir()

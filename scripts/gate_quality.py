@@ -58,7 +58,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.compare import compare, load_side  # noqa: E402
+from bench.gate.compare import compare, load_side  # noqa: E402
 from bench.gate.config import load_config, parse_statistic  # noqa: E402
 from bench.inject import ENV as INJECT_ENV  # noqa: E402
 from bench.results import RESULTS_FILE, read_records  # noqa: E402

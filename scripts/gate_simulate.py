@@ -5,7 +5,7 @@
 
 A simulation, not a measurement: each side is R repeats of `calls` calls of one text-generation point,
 log(latency) = log(20 ms · slowdown) + N(0, between) per repeat + N(0, within) per call, TTFT a fixed tenth
-of each call; every comparison goes through bench.compare with the default gate settings (all 7 CPU
+of each call; every comparison goes through bench.gate.compare with the default gate settings (all 7 CPU
 metrics, Benjamini–Hochberg over them). For each run-to-run noise level: how often A/A comparisons fail
 the gate, and how often a 5% (exactly the threshold), 7.5%, 10% and 15% slowdown does.
 scripts/gate_quality.py measures the same on real runs of this machine.
@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.compare import Side, compare  # noqa: E402
+from bench.gate.compare import Side, compare  # noqa: E402
 from bench.gate.config import load_config  # noqa: E402
 from bench.measure.memory import MemoryMetrics  # noqa: E402
 from bench.measure.stats import Stats  # noqa: E402

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.compare import compare, load_side
+from bench.gate.compare import compare, load_side
 from bench.errors import BenchInputError
 from bench.gate import stats
 from bench.gate.config import load_config
@@ -548,7 +548,7 @@ def test_interleaved_rounds_are_compared_as_pairs(tmp_path):
 
 
 def test_paired_rounds_drop_a_round_missing_on_one_side():
-    from bench.compare import paired_rounds
+    from bench.gate.compare import paired_rounds
     from bench.gate.metrics import RepeatReading
 
     def reading(pair):

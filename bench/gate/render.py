@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from bench.compare import GateResult, MetricComparison, PointIssue, Side, pct
+from bench.gate.compare import GateResult, MetricComparison, PointIssue, Side, pct
 from bench.gate.metrics import GATE_METRICS
 from bench.report.points import PointKey, workload_label
 from bench.summary import fmt_bytes, fmt_seconds

@@ -7,9 +7,9 @@
    on the CPU, the CPU model and torch's thread count) are refused unless allow_env_change.
 3. Point status first: a point measured in the baseline that now fails, times out or is unsupported in
    any repeat is a failure (worse than a regression; it fails the gate).
-4. Every gated metric (bench/gate/metrics.py) of every matched point: hierarchical bootstrap of both
+4. Every gated metric (metrics.py) of every matched point: hierarchical bootstrap of both
    sides (of rounds, paired, when both sides are arms of one interleaved `bench ab` sweep), Student-t
-   interval of the ratio, Benjamini–Hochberg over the whole family, verdict (bench/gate/stats.py). Exit code: 0 pass (improvements included), 1 regression or failure.
+   interval of the ratio, Benjamini–Hochberg over the whole family, verdict (stats.py). Exit code: 0 pass (improvements included), 1 regression or failure.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench import baselines
 from bench.errors import BenchInputError
-from bench.gate import stats
+from bench.gate import baselines, stats
 from bench.gate.config import GateConfig
+from bench.gate.environment import EnvDifference, environment_differences
 from bench.gate.metrics import GATE_METRICS, GateMetric, RepeatReading, read_repeat
 from bench.report.points import Point, PointKey, group_points
 from bench.report.runs import load_runs
@@ -52,59 +52,6 @@ def load_side(arg: str, baseline_dir: Path | None = None) -> Side:
     path = baselines.resolve(arg, baseline_dir)
     run = load_runs([path])[0]
     return Side(arg, path, run.records, run.environment, baselines.read_meta(path))
-
-
-# --- environment ------------------------------------------------------------------------------------------
-
-@dataclass
-class EnvDifference:
-    what: str
-    baseline: Any
-    current: Any
-
-    def __str__(self) -> str:
-        return f"{self.what} {_show(self.baseline)} → {_show(self.current)}"
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
-    return str(value)
-
-
-def _libs(env: dict[str, Any]) -> dict[str, Any]:
-    return env.get("libraries") or {}
-
-
-def _gpu_models(env: dict[str, Any]) -> list[str] | None:
-    names = sorted({g.get("name") for g in env.get("gpus") or [] if g.get("name")})
-    return names or ([env["gpu_name"]] if env.get("gpu_name") else None)
-
-
-ENV_FIELDS = (
-    ("GPU", _gpu_models),
-    ("driver", lambda e: e.get("driver")),
-    ("CUDA", lambda e: e.get("cuda")),
-    ("torch", lambda e: _libs(e).get("torch")),
-    ("onnxruntime", lambda e: _libs(e).get("onnxruntime")),
-    ("onnxruntime-gpu", lambda e: _libs(e).get("onnxruntime-gpu")),
-)
-CPU_ENV_FIELDS = (  # the CPU path's "GPU model": only checked when a compared point ran on the CPU
-    ("CPU", lambda e: (e.get("cpu") or {}).get("model")),
-    ("torch threads", lambda e: (e.get("cpu") or {}).get("torch_threads")),
-)
-
-
-def environment_differences(baseline: dict[str, Any] | None, current: dict[str, Any] | None,
-                            cpu: bool) -> list[EnvDifference]:
-    if baseline is None or current is None:
-        return [EnvDifference("environment.json", "missing" if baseline is None else "present",
-                              "missing" if current is None else "present")]
-    checks = ENV_FIELDS + (CPU_ENV_FIELDS if cpu else ())
-    return [EnvDifference(what, get(baseline), get(current)) for what, get in checks
-            if get(baseline) != get(current)]
 
 
 # --- results ----------------------------------------------------------------------------------------------
