@@ -239,7 +239,8 @@ def compare(
     baseline_dir: Optional[Path] = typer.Option(None, "--baseline-dir",
                                                 help="where saved baselines live (default baselines/)"),
 ) -> None:
-    """Regression gate: exit 0 pass (improvements included), 1 regression or failure, 2 invalid input."""
+    """Regression gate: exit 0 pass (improvements included; inconclusive per gate.yaml), 1 regression, failure
+    or a result the gate could not judge that its `inconclusive` policy fails, 2 invalid input."""
     import json
 
     from bench.gate.compare import compare as run_gate
@@ -258,6 +259,8 @@ def compare(
         (out_dir / "compare.md").write_text(markdown, encoding="utf-8")
         (out_dir / "compare.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     sys.stdout.write(markdown if fmt == "md" else json.dumps(data, indent=2) + "\n")
+    if result.outcome != "pass":
+        sys.stderr.write(f"gate: {result.outcome}\n")
     raise typer.Exit(result.exit_code)
 
 

@@ -71,6 +71,13 @@ class MetricComparison:
     reason: str = ""  # why inconclusive, in words
     repeats_needed: int | None = None
     notes: list[str] = field(default_factory=list)
+    missing: bool = False  # measured in the baseline, not (or not in every repeat) in the current run
+    family: str = "calls"  # the point's metrics that derive from the same calls are one family; memory another
+    # inconclusive only: the smallest change in the bad direction this comparison would have called a regression
+    # (a ratio), and whether its unadjusted 1 − alpha interval lies beyond the threshold on the bad side
+    detectable: float | None = None
+    likely_regression: bool = False
+    pending: tuple[stats.SideBootstrap, stats.SideBootstrap, float] | None = field(default=None, repr=False)
 
     @property
     def ratio(self) -> float | None:
@@ -79,7 +86,9 @@ class MetricComparison:
         return None
 
 
-PointProblem = Literal["failed", "baseline-only", "current-only", "no-baseline-measurement", "not-measured"]
+PointProblem = Literal["failed", "baseline-only", "current-only", "no-baseline-measurement", "not-measured",
+                       "metric-missing"]
+MISSING_KINDS = ("baseline-only", "metric-missing")  # vanished points and metrics: failures unless `missing: warn`
 
 
 @dataclass
@@ -99,26 +108,64 @@ class GateResult:
     env_differences: list[EnvDifference]
     warnings: list[str]
     noisy: list[tuple[PointKey, str]]  # points with repeats the worker marked valid: false, and why
-    family_size: int  # comparisons that entered Benjamini–Hochberg
-    discoveries: int  # k: BH rejections (regressions + improvements)
+    family_size: int  # families (a point's metrics from the same calls; its memory) that entered Benjamini–Hochberg
+    discoveries: int  # k: families BH rejected
     gamma: float  # intervals are (1 − gamma) intervals
+    comparisons_tested: int = 0  # comparisons with an estimate, in those families
+    priors: dict[str, stats.NoisePrior | None] = field(default_factory=dict)  # pooled noise per side
 
     @property
     def failures(self) -> list[PointIssue]:
-        return [i for i in self.issues if i.kind == "failed"]
+        kinds = ("failed",) + (MISSING_KINDS if self.config.missing == "fail" else ())
+        return [i for i in self.issues if i.kind in kinds]
 
     def count(self, verdict: str) -> int:
         return sum(c.verdict == verdict for c in self.comparisons)
 
     @property
+    def undecided(self) -> list[MetricComparison]:
+        """Comparisons the gate could not judge (inconclusive, not already a missing-metric issue)."""
+        return [c for c in self.comparisons if c.verdict == "inconclusive" and not c.missing]
+
+    def undecided_points(self) -> list[PointKey]:
+        return list(dict.fromkeys(c.key for c in self.undecided))
+
+    def _fail_reasons(self) -> list[str]:
+        reasons = []
+        if self.failures:
+            reasons.append("failures")
+        if self.count("regression"):
+            reasons.append("regression")
+        policy, points = self.config.inconclusive, len(self.undecided_points())
+        if policy == "fail" and points:
+            reasons.append(f"could not judge {points} point(s)")
+        elif policy == "auto":
+            likely = len({c.key for c in self.undecided if c.likely_regression})
+            if likely:
+                reasons.append(f"likely regression at {likely} point(s) it could not judge")
+        return reasons
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failures or self.count("regression") else 0
+        """1: a failure, a regression, or an inconclusive result the `inconclusive` policy fails; else 0."""
+        return 1 if self._fail_reasons() else 0
 
     @property
     def outcome(self) -> str:
-        if self.failures:
-            return "fail: failures" + (" and regressions" if self.count("regression") else "")
-        return "fail: regression" if self.count("regression") else "pass"
+        """"fail: …", "warn: could not judge N point(s)", "pass: N point(s) not judged (inconclusive: pass)" or
+        "pass"."""
+        reasons = self._fail_reasons()
+        if reasons:
+            return "fail: " + " and ".join(reasons)
+        points = len(self.undecided_points())
+        missing = [i for i in self.issues if i.kind in MISSING_KINDS]
+        if points and self.config.inconclusive == "pass":
+            return f"pass: {points} point(s) not judged (inconclusive: pass)"
+        if points or missing:
+            what = [f"could not judge {points} point(s)"] if points else []
+            what += [f"{len(missing)} point(s) or metric(s) missing (missing: warn)"] if missing else []
+            return "warn: " + " and ".join(what)
+        return "pass"
 
     def sorted_comparisons(self) -> list[MetricComparison]:
         """Regressions first (largest slowdown first), then inconclusive, improvements, unchanged."""
@@ -156,16 +203,9 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
         if b.ok and c.ok:
             comparisons += _compare_point(b, c, config)
 
-    family = [c for c in comparisons if c.estimate is not None]
-    p_values = [c.estimate.p_value(c.threshold) for c in family]
-    gamma, k = stats.family_level(p_values, config.alpha)
-    for comp, p in zip(family, p_values):
-        comp.p_value = p
-        comp.interval = comp.estimate.interval(gamma)
-        comp.verdict = stats.verdict(comp.interval, comp.threshold, comp.metric.higher_is_better)
-        if comp.verdict == "inconclusive":
-            comp.repeats_needed = comp.estimate.repeats_needed(comp.threshold, gamma)
-            comp.reason = _straddle_reason(comp)
+    issues += [PointIssue(c.key, "metric-missing", f"{c.metric.name}: {c.reason}") for c in comparisons if c.missing]
+    priors = _estimate_plain(comparisons, config)
+    gamma, k, tested = _verdicts(comparisons, config)
 
     warnings = [f"{side.name} was measured with the test-only slowdown knob BENCH_INJECT_SLOWDOWN="
                 f"{side.injected_slowdown:g} active: its numbers are not real measurements"
@@ -176,8 +216,77 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
     for name in config.scenarios:
         if not any(k.scenario == name for k in matched):
             warnings.append(f"gate config: scenario {name!r} matches no compared point")
+    families = {(c.key, c.family) for c in comparisons if c.estimate is not None}
     return GateResult(baseline, current, config, comparisons, issues, differences, warnings, noisy,
-                      family_size=len(family), discoveries=k, gamma=gamma)
+                      family_size=len(families), discoveries=k, gamma=gamma, comparisons_tested=tested,
+                      priors=priors)
+
+
+def noise_prior(sides: list[stats.SideBootstrap], keys: list[PointKey]) -> stats.NoisePrior | None:
+    """One side's pooled between-repeat noise from its time metrics (rates repeat their source's noise):
+    each estimate's per-repeat variance with R − 1 degrees of freedom; the total is capped at the points'
+    degrees of freedom, Σ (R_point − 1), since the metrics of one point are one measurement."""
+    repeats: dict[PointKey, int] = {}
+    for side, key in zip(sides, keys):
+        repeats[key] = max(repeats.get(key, 0), side.repeats)
+    return stats.fit_noise_prior([s.log_variance() * s.repeats for s in sides], [s.repeats - 1 for s in sides],
+                                 max_total_df=sum(r - 1 for r in repeats.values()), points=len(repeats))
+
+
+def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> dict[str, stats.NoisePrior | None]:
+    """Estimates of the unpaired comparisons: time and rate metrics with each side's noise pooled over its
+    points and metrics (repeat_noise: pooled), memory with its own."""
+    plain = [c for c in comparisons if c.pending is not None]
+    timed = [c for c in plain if c.metric.kind == "time"]
+    priors: dict[str, stats.NoisePrior | None] = {"baseline": None, "current": None}
+    if config.repeat_noise == "pooled":
+        for i, side in enumerate(priors):
+            priors[side] = noise_prior([c.pending[i] for c in timed], [c.key for c in timed])
+    for c in plain:
+        b, cur, session = c.pending
+        use = (priors["baseline"], priors["current"]) if c.metric.kind != "memory" else (None, None)
+        c.estimate = stats.ratio_estimate(c.baseline_value, b, c.current_value, cur, session_noise=session,
+                                          priors=use)
+        if any(use) and (c.estimate.prior_df[0] or c.estimate.prior_df[1]):
+            c.notes.append(f"noise pooled over the run's points (+{c.estimate.prior_df[0]:.3g}/"
+                           f"+{c.estimate.prior_df[1]:.3g} df)")
+        c.pending = None
+    return priors
+
+
+def _verdicts(comparisons: list[MetricComparison], config: GateConfig) -> tuple[float, int, int]:
+    """Benjamini–Hochberg over families (a point's metrics from the same calls, its memory), each family's
+    p-value Simes' over its members; intervals at 1 − gamma; a change only in a family BH rejected."""
+    tested = [c for c in comparisons if c.estimate is not None]
+    members: dict[tuple[PointKey, str], list[MetricComparison]] = {}
+    for c in tested:
+        c.p_value = c.estimate.p_value(c.threshold)
+        members.setdefault((c.key, c.family), []).append(c)
+    family_p = {f: stats.simes([c.p_value for c in cs]) for f, cs in members.items()}
+    gamma, k = stats.family_level(list(family_p.values()), config.alpha)
+    for family, cs in members.items():
+        for c in cs:
+            c.interval = c.estimate.interval(gamma)
+            c.verdict = stats.verdict(c.interval, c.threshold, c.metric.higher_is_better)
+            if c.verdict in ("regression", "improvement") and family_p[family] > gamma:
+                c.verdict = "inconclusive"
+                c.reason = (f"beyond the threshold alone, not with its point's {len(cs)} metrics together "
+                            f"(Simes p {family_p[family]:.3g} > {gamma:.3g})")
+            elif c.verdict == "inconclusive":
+                c.repeats_needed = c.estimate.repeats_needed(c.threshold, gamma)
+                c.reason = _straddle_reason(c)
+            if c.verdict == "inconclusive":
+                c.detectable = detectable_change(c.estimate, c.threshold, gamma, c.metric.higher_is_better)
+                lo, hi = c.estimate.interval(config.alpha)
+                c.likely_regression = hi < 1 - c.threshold if c.metric.higher_is_better else lo > 1 + c.threshold
+    return gamma, k, len(tested)
+
+
+def detectable_change(estimate: stats.RatioEstimate, threshold: float, gamma: float, higher_is_better: bool) -> float:
+    """The smallest true ratio on the bad side that, measured with this standard error and these degrees of
+    freedom, would have been called a regression when its estimate landed on it (half the time)."""
+    q = stats.t_ppf(1 - gamma / 2, estimate.df) * estimate.se
+    return math.exp(math.log1p(-threshold) - q) if higher_is_better else math.exp(math.log1p(threshold) + q)
 
 
 def _unmatched(base_points: dict[PointKey, Point], cur_points: dict[PointKey, Point]) -> list[PointIssue]:
@@ -244,7 +353,8 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         left_out = {side: len(every[side]) - len(readings[side]) for side in every}
         have = {side: having(rds) for side, rds in readings.items()}
         comp = MetricComparison(b.key, metric, config.threshold_for(b.key.scenario, metric),
-                                (len(have["baseline"]), len(have["current"])), notes=list(notes))
+                                (len(have["baseline"]), len(have["current"])), notes=list(notes),
+                                family="memory" if metric.kind == "memory" else "calls")
         comparisons.append(comp)
         for side in ("baseline", "current"):  # shown even without a verdict: all ok repeats when none is usable
             shown = have[side] or having(every[side])
@@ -253,6 +363,9 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         why = _insufficient(metric, have, readings, left_out, config)
         if why:
             comp.reason = why
+            # the baseline measured it, the current run lost it (in some or every repeat): the gate's failure
+            comp.missing = (bool(having(every["baseline"])) and len(have["current"]) < len(readings["current"])
+                            and not any(_stored_only(rd, metric) for rd in readings["current"]))
             continue
         rules.append((comp, metric, readings))
         _summary_only_note(comp, have)
@@ -280,10 +393,9 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], group_rules,
                                                  config.bootstrap_resamples, _seed(config, b.key, side))
                       for side in ("baseline", "current")}
-        for comp, metric in members:
-            comp.estimate = stats.ratio_estimate(comp.baseline_value, replicates["baseline"][metric.name],
-                                                 comp.current_value, replicates["current"][metric.name],
-                                                 session_noise=0.0 if metric.kind == "memory" else config.session_noise)
+        for comp, metric in members:  # estimated once every point's noise is known (_estimate_plain)
+            comp.pending = (replicates["baseline"][metric.name], replicates["current"][metric.name],
+                            0.0 if metric.kind == "memory" else config.session_noise)
     return comparisons
 
 
