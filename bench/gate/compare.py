@@ -57,6 +57,17 @@ def load_side(arg: str, baseline_dir: Path | None = None) -> Side:
 # --- results ----------------------------------------------------------------------------------------------
 
 @dataclass
+class Pending:
+    """An unpaired comparison waiting for its sides' pooled noise: each side's bootstrap and its repeats' own
+    values of the metric, and the session noise it adds."""
+
+    baseline: stats.SideBootstrap
+    current: stats.SideBootstrap
+    values: tuple[list[float], list[float]]
+    session_noise: float
+
+
+@dataclass
 class MetricComparison:
     key: PointKey
     metric: GateMetric
@@ -77,7 +88,7 @@ class MetricComparison:
     # (a ratio), and whether its unadjusted 1 − alpha interval lies beyond the threshold on the bad side
     detectable: float | None = None
     likely_regression: bool = False
-    pending: tuple[stats.SideBootstrap, stats.SideBootstrap, float] | None = field(default=None, repr=False)
+    pending: Pending | None = field(default=None, repr=False)
 
     @property
     def ratio(self) -> float | None:
@@ -222,14 +233,15 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
                       priors=priors)
 
 
-def noise_prior(sides: list[stats.SideBootstrap], keys: list[PointKey]) -> stats.NoisePrior | None:
-    """One side's pooled between-repeat noise from its time metrics (rates repeat their source's noise):
-    each estimate's per-repeat variance with R − 1 degrees of freedom; the total is capped at the points'
-    degrees of freedom, Σ (R_point − 1), since the metrics of one point are one measurement."""
+def noise_prior(values: list[list[float]], keys: list[PointKey]) -> stats.NoisePrior | None:
+    """One side's pooled between-repeat noise from its time metrics (rates repeat their source's noise): the
+    sample variance of each metric's per-repeat values with R − 1 degrees of freedom; the total is capped at
+    the points' degrees of freedom, Σ (R_point − 1), since the metrics of one point are one measurement."""
     repeats: dict[PointKey, int] = {}
-    for side, key in zip(sides, keys):
-        repeats[key] = max(repeats.get(key, 0), side.repeats)
-    return stats.fit_noise_prior([s.log_variance() * s.repeats for s in sides], [s.repeats - 1 for s in sides],
+    for vals, key in zip(values, keys):
+        repeats[key] = max(repeats.get(key, 0), len(vals))
+    usable = [v for v in values if len(v) >= 2]
+    return stats.fit_noise_prior([stats.repeat_variance(v) for v in usable], [len(v) - 1 for v in usable],
                                  max_total_df=sum(r - 1 for r in repeats.values()), points=len(repeats))
 
 
@@ -241,12 +253,12 @@ def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> 
     priors: dict[str, stats.NoisePrior | None] = {"baseline": None, "current": None}
     if config.repeat_noise == "pooled":
         for i, side in enumerate(priors):
-            priors[side] = noise_prior([c.pending[i] for c in timed], [c.key for c in timed])
+            priors[side] = noise_prior([c.pending.values[i] for c in timed], [c.key for c in timed])
     for c in plain:
-        b, cur, session = c.pending
+        p = c.pending
         use = (priors["baseline"], priors["current"]) if c.metric.kind != "memory" else (None, None)
-        c.estimate = stats.ratio_estimate(c.baseline_value, b, c.current_value, cur, session_noise=session,
-                                          priors=use)
+        c.estimate = stats.ratio_estimate(c.baseline_value, p.baseline, c.current_value, p.current,
+                                          session_noise=p.session_noise, priors=use, values=p.values)
         if any(use) and (c.estimate.prior_df[0] or c.estimate.prior_df[1]):
             c.notes.append(f"noise pooled over the run's points (+{c.estimate.prior_df[0]:.3g}/"
                            f"+{c.estimate.prior_df[1]:.3g} df)")
@@ -394,8 +406,10 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
                                                  config.bootstrap_resamples, _seed(config, b.key, side))
                       for side in ("baseline", "current")}
         for comp, metric in members:  # estimated once every point's noise is known (_estimate_plain)
-            comp.pending = (replicates["baseline"][metric.name], replicates["current"][metric.name],
-                            0.0 if metric.kind == "memory" else config.session_noise)
+            comp.pending = Pending(replicates["baseline"][metric.name], replicates["current"][metric.name],
+                                   tuple([rd.repeat.values[metric.name] for rd in group[side]]
+                                         for side in ("baseline", "current")),
+                                   0.0 if metric.kind == "memory" else config.session_noise)
     return comparisons
 
 

@@ -160,13 +160,13 @@ def to_markdown(result: GateResult) -> str:
               f"- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
               f"beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
               f"beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
-              f"threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression or a "
-              f"failure, else 0.",
+              f"threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression, a "
+              f"failure, or what the `inconclusive` policy fails (below), else 0.",
               f"- Thresholds: ±{pct(cfg.threshold)} for time and throughput, ±{pct(cfg.memory_threshold)} for memory "
               f"(unless the gate config overrides them per metric or scenario).",
               f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
               f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
-              f"within each, seed {cfg.seed}), degrees of freedom from the repeats (Welch)"
+              f"within each, seed {cfg.seed}), degrees of freedom from the repeats and the pooled noise (Welch)"
               + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise
                  else ".")
               + (" Points measured interleaved (`bench ab`, noted \"paired\") resample rounds, the same for both "

@@ -500,25 +500,35 @@ class RatioEstimate:
         return limit + 1
 
 
-def side_variance(side: SideBootstrap, prior: NoisePrior | None = None) -> tuple[float, float]:
-    """(variance of log(side statistic), its degrees of freedom): the side's own, R − 1 df; with a `prior`, its
-    per-repeat variance shrunk towards the pooled one, with the degrees of freedom pooling gives."""
+def repeat_variance(values: list[float]) -> float:
+    """The sample variance (ddof 1) of log per-repeat statistics: s²·χ²(R−1)/(R−1) distributed for normal
+    noise, the quantity the empirical-Bayes fit needs (a bootstrap spread of 3 repeats is far more variable)."""
+    return float(np.var(np.log(values), ddof=1))
+
+
+def side_variance(side: SideBootstrap, prior: NoisePrior | None = None,
+                  values: list[float] | None = None) -> tuple[float, float]:
+    """(variance of log(side statistic), its degrees of freedom): the side's own bootstrap variance, R − 1 df;
+    with a `prior` and the repeats' own `values`, their sample variance shrunk towards the pooled one, over R,
+    with the degrees of freedom pooling gives (never below the within-run part the bootstrap found)."""
     n = side.repeats
-    var, df = side.log_variance(), float(n - 1)
-    if prior is None:
-        return var, df
-    per_repeat, df = prior.shrink(var * n, df)
+    if prior is None or values is None or len(values) < 2:
+        return side.log_variance(), float(n - 1)
+    per_repeat, df = prior.shrink(repeat_variance(values), n - 1)
     return max(per_repeat / n, side.within_var / n), df
 
 
 def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: float, current: SideBootstrap,
                    session_noise: float = 0.0,
-                   priors: tuple[NoisePrior | None, NoisePrior | None] = (None, None)) -> RatioEstimate:
+                   priors: tuple[NoisePrior | None, NoisePrior | None] = (None, None),
+                   values: tuple[list[float] | None, list[float] | None] = (None, None)) -> RatioEstimate:
     """`session_noise`: the standard deviation (log scale) of a whole session's shift that its repeats cannot
     show (machine load, clocks, thermal state of one `bench run`), known from calibration, not from the data:
     each side gets session_noise² more variance, with infinite degrees of freedom. `priors`: each side's pooled
-    between-repeat noise (fit_noise_prior), or None for the side's own variance alone."""
-    (var_b, df_b), (var_c, df_c) = side_variance(baseline, priors[0]), side_variance(current, priors[1])
+    between-repeat noise (fit_noise_prior), or None for the side's own variance alone; `values`: each side's
+    per-repeat statistics, whose sample variance the prior shrinks."""
+    (var_b, df_b) = side_variance(baseline, priors[0], values[0])
+    (var_c, df_c) = side_variance(current, priors[1], values[1])
     n_baseline, n_current = baseline.repeats, current.repeats
     session = 2 * session_noise ** 2
     return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est),
