@@ -9,6 +9,14 @@ of each call; every comparison goes through bench.gate.compare with the default 
 metrics, Benjamini–Hochberg over them). For each run-to-run noise level: how often A/A comparisons fail
 the gate, and how often a 5% (exactly the threshold), 7.5%, 10% and 15% slowdown does.
 scripts/gate_quality.py measures the same on real runs of this machine.
+
+    .venv/bin/python scripts/gate_simulate.py --few-repeats [--trials 20]
+
+The few-repeats plan (docs/gate.md, "Few repeats: pooled noise and families"), simulated: a run of 3 points
+(batch sizes of one decode), plain sides of 3 and 5 repeats (each side its own session: a shift N(0, session)
+shared by its points, unseen by its repeats) and interleaved sides of 8 rounds (per round a shift N(0, shared)
+common to both arms, per arm and repeat N(0, own)); A/A, +10% and +30%. Noise levels are the ones measured on
+this project's VM (README, "Measured quality of the gate", 2026-11-23), named by --noise.
 """
 
 from __future__ import annotations
@@ -47,6 +55,66 @@ def record(repeat: int, latencies: np.ndarray) -> Record:
                   device="cpu", repeat=repeat, status="ok", valid=True, metrics=metrics)
 
 
+# (single-repeat sd of log p10 latency, per-round a2 − a sd, session sd) measured 2026-11-23 (README)
+NOISE = {"quiet": (0.062, 0.066, 0.028), "noisy": (0.117, 0.125, 0.059)}
+POINTS = (1, 2, 4)  # batch sizes; base call time 20 ms · (1 + batch) / 2
+
+
+def point_record(repeat: int, batch: int, latencies: np.ndarray, pair: str | None) -> Record:
+    rec = record(repeat, latencies)
+    return rec.model_copy(update={"batch_size": batch, "run_id": f"b{batch}-r{repeat}", "point_id": f"b{batch}",
+                                  "pair": pair})
+
+
+def plain_side(rng, name, slowdown, repeats, calls, between, within, session) -> Side:
+    shift = rng.normal(0, session)
+    records = [point_record(r, b, 0.010 * (1 + b) * slowdown * np.exp(shift + rng.normal(0, between)
+                                                                       + rng.normal(0, within, calls)), None)
+               for b in POINTS for r in range(repeats)]
+    return Side(name, Path(name), records, ENV, None)
+
+
+def paired_sides(rng, slowdown, rounds, calls, shared, own, within) -> tuple[Side, Side]:
+    rounds_noise = {(b, k): rng.normal(0, shared) for b in POINTS for k in range(rounds)}
+    def arm(name, factor):
+        return Side(name, Path(name), [
+            point_record(k, b, 0.010 * (1 + b) * factor * np.exp(rounds_noise[b, k] + rng.normal(0, own)
+                                                                  + rng.normal(0, within, calls)), f"sim:b{b}:{k}")
+            for b in POINTS for k in range(rounds)], ENV, None)
+    return arm("a", 1.0), arm("s", slowdown)
+
+
+def few_repeats(args) -> None:
+    config = load_config(None)
+    levels = [0.0, 0.10, 0.30]
+    print(f"Simulated: {len(POINTS)} points, {args.calls} calls per repeat, call-to-call noise {args.within:.0%}, "
+          f"{args.trials} trials per cell, default gate (gate.yaml defaults). Cells: gate failed (exit 1) / trials, "
+          f"in brackets those with a `regression` verdict.\n")
+    print("| noise | design | " + " | ".join("A/A" if x == 0 else f"+{x:.0%}" for x in levels) + " |")
+    print("|---|---|" + "---|" * len(levels))
+    rng = np.random.default_rng(args.seed)
+    for noise in args.noise.split(","):
+        single, diff, session = NOISE[noise]
+        own = diff / np.sqrt(2)
+        shared = float(np.sqrt(max(single ** 2 - own ** 2, 0.0)))
+        for design, n in (("plain", 3), ("plain", 5), ("interleaved", 8)):
+            cells = []
+            for x in levels:
+                results = []
+                for _ in range(args.trials):
+                    if design == "plain":
+                        b = plain_side(rng, "b", 1.0, n, args.calls, single, args.within, session)
+                        c = plain_side(rng, "c", 1 + x, n, args.calls, single, args.within, session)
+                    else:
+                        b, c = paired_sides(rng, 1 + x, n, args.calls, shared, own, args.within)
+                    results.append(compare(b, c, config))
+                failed = sum(r.exit_code == 1 for r in results)
+                regressed = sum(r.count("regression") > 0 for r in results)
+                cells.append(f"{failed}/{args.trials} ({regressed})")
+            label = f"{n} repeats a side" if design == "plain" else f"{n} rounds, paired"
+            print(f"| {noise} | {label} | " + " | ".join(cells) + " |", flush=True)
+
+
 def side(rng: np.random.Generator, name: str, slowdown: float, repeats: int, calls: int, between: float,
          within: float) -> Side:
     records = [record(r, 0.020 * slowdown * np.exp(rng.normal(0, between) + rng.normal(0, within, calls)))
@@ -63,7 +131,11 @@ def main() -> None:
     ap.add_argument("--slowdowns", default="0,0.05,0.075,0.10,0.15")
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--few-repeats", action="store_true", help="the few-repeats plan (see above)")
+    ap.add_argument("--noise", default="quiet,noisy", help="--few-repeats: measured noise levels (quiet, noisy)")
     args = ap.parse_args()
+    if args.few_repeats:
+        return few_repeats(args)
     config = load_config(None)
     rng = np.random.default_rng(args.seed)
     slowdowns = [float(x) for x in args.slowdowns.split(",")]

@@ -18,7 +18,7 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -58,13 +58,21 @@ def load_side(arg: str, baseline_dir: Path | None = None) -> Side:
 
 @dataclass
 class Pending:
-    """An unpaired comparison waiting for its sides' pooled noise: each side's bootstrap and its repeats' own
-    values of the metric, and the session noise it adds."""
+    """An unpaired comparison waiting for its sides' pooled noise: its repeats' own values of the metric per side,
+    the session noise it adds, and the sides' bootstrap, run only where needed (no pooled noise, or a statistic
+    whose within-run part the bootstrap must give)."""
 
-    baseline: stats.SideBootstrap
-    current: stats.SideBootstrap
+    name: str
     values: tuple[list[float], list[float]]
     session_noise: float
+    pooled_rule: bool  # a pooled quantile (no within-run part to floor at)
+    bootstrap: Callable[[], dict[str, dict[str, stats.SideBootstrap]]]
+
+    def side(self, index: int, prior: stats.NoisePrior | None) -> stats.SideBootstrap:
+        n = len(self.values[index])
+        if prior is not None and self.pooled_rule and n >= 2:
+            return stats.SideBootstrap(replicates=np.empty(0), within_var=0.0, repeats=n, pooled=True)
+        return self.bootstrap()[("baseline", "current")[index]][self.name]
 
 
 @dataclass
@@ -257,7 +265,7 @@ def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> 
     for c in plain:
         p = c.pending
         use = (priors["baseline"], priors["current"]) if c.metric.kind != "memory" else (None, None)
-        c.estimate = stats.ratio_estimate(c.baseline_value, p.baseline, c.current_value, p.current,
+        c.estimate = stats.ratio_estimate(c.baseline_value, p.side(0, use[0]), c.current_value, p.side(1, use[1]),
                                           session_noise=p.session_noise, priors=use, values=p.values)
         if any(use) and (c.estimate.prior_df[0] or c.estimate.prior_df[1]):
             c.notes.append(f"noise pooled over the run's points (+{c.estimate.prior_df[0]:.3g}/"
@@ -402,14 +410,20 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
                                                             pairs[metric.name])
                 comp.notes.append(f"paired: {len(rounds)} interleaved rounds (bench ab)")
             continue
-        replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], group_rules,
-                                                 config.bootstrap_resamples, _seed(config, b.key, side))
-                      for side in ("baseline", "current")}
+        def bootstrap(group=group, group_rules=group_rules, done={}):  # noqa: B006 (one cache per group)
+            if not done:
+                done.update({side: stats.bootstrap_side([rd.repeat for rd in group[side]], group_rules,
+                                                        config.bootstrap_resamples, _seed(config, b.key, side))
+                             for side in ("baseline", "current")})
+            return done
+
         for comp, metric in members:  # estimated once every point's noise is known (_estimate_plain)
-            comp.pending = Pending(replicates["baseline"][metric.name], replicates["current"][metric.name],
-                                   tuple([rd.repeat.values[metric.name] for rd in group[side]]
-                                         for side in ("baseline", "current")),
-                                   0.0 if metric.kind == "memory" else config.session_noise)
+            rule = metric.rule_at(q, pooled)
+            comp.pending = Pending(metric.name, tuple([rd.repeat.values[metric.name] for rd in group[side]]
+                                                      for side in ("baseline", "current")),
+                                   0.0 if metric.kind == "memory" else config.session_noise,
+                                   all(rule.pooled_ok([rd.repeat for rd in group[side]])
+                                       for side in ("baseline", "current")), bootstrap)
     return comparisons
 
 
