@@ -86,10 +86,15 @@ def paired_sides(rng, slowdown, rounds, calls, shared, own, within) -> tuple[Sid
 
 def few_repeats(args) -> None:
     config = load_config(None)
+    if args.calibrated:  # the gate told the session noise it cannot see in the repeats (gate.yaml session_noise)
+        config = config.model_copy(update={"session_noise": NOISE[args.noise.split(",")[0]][2]})
+    if args.own_noise:  # each comparison's own repeats only: the gate before pooling
+        config = config.model_copy(update={"repeat_noise": "own"})
     levels = [0.0, 0.10, 0.30]
     print(f"Simulated: {len(POINTS)} points, {args.calls} calls per repeat, call-to-call noise {args.within:.0%}, "
           f"{args.trials} trials per cell, default gate (gate.yaml defaults). Cells: gate failed (exit 1) / trials, "
-          f"in brackets those with a `regression` verdict.\n")
+          f"in brackets those with a `regression` verdict; gate session_noise {config.session_noise:.1%}, "
+          f"repeat_noise {config.repeat_noise}.\n")
     print("| noise | design | " + " | ".join("A/A" if x == 0 else f"+{x:.0%}" for x in levels) + " |")
     print("|---|---|" + "---|" * len(levels))
     rng = np.random.default_rng(args.seed)
@@ -133,6 +138,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--few-repeats", action="store_true", help="the few-repeats plan (see above)")
     ap.add_argument("--noise", default="quiet,noisy", help="--few-repeats: measured noise levels (quiet, noisy)")
+    ap.add_argument("--calibrated", action="store_true",
+                    help="--few-repeats: set the gate's session_noise to the (first) noise level's session sd")
+    ap.add_argument("--own-noise", action="store_true", help="--few-repeats: the gate with repeat_noise: own")
     args = ap.parse_args()
     if args.few_repeats:
         return few_repeats(args)

@@ -6,10 +6,13 @@
 2. Environments that differ in GPU model, driver, CUDA, torch or ONNX Runtime (and, for points measured
    on the CPU, the CPU model and torch's thread count) are refused unless allow_env_change.
 3. Point status first: a point measured in the baseline that now fails, times out or is unsupported in
-   any repeat is a failure (worse than a regression; it fails the gate).
-4. Every gated metric (metrics.py) of every matched point: hierarchical bootstrap of both
-   sides (of rounds, paired, when both sides are arms of one interleaved `bench ab` sweep), Student-t
-   interval of the ratio, Benjamini–Hochberg over the whole family, verdict (stats.py). Exit code: 0 pass (improvements included), 1 regression or failure.
+   any repeat is a failure (worse than a regression); so are a point or metric of the baseline that the current
+   run lacks, unless `missing: warn`.
+4. Every gated metric (metrics.py) of every matched point: unpaired sides with their between-repeat noise pooled
+   over the side's points (empirical Bayes) or their own hierarchical bootstrap; paired rounds when both sides
+   are arms of one `bench ab` sweep. Student-t interval of the ratio; Benjamini–Hochberg over point families
+   (Simes within); verdicts (stats.py). Exit code: 1 on a failure, a regression or what the `inconclusive`
+   policy fails, else 0 (docs/gate.md).
 """
 
 from __future__ import annotations

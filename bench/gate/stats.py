@@ -1,5 +1,5 @@
-"""The gate's statistics, independent of records: a hierarchical bootstrap of each side, a Student-t
-interval for the log ratio current/baseline, Benjamini–Hochberg across the family, verdicts.
+"""The gate's statistics, independent of records: a hierarchical bootstrap of each side, pooled between-repeat
+noise, a Student-t interval for the log ratio current/baseline, Benjamini–Hochberg across families, verdicts.
 
 Model. A side (baseline or current) of one point is R repeats, each a separate process with its own
 per-call samples. The side's statistic of a time metric is, by default, a low quantile (p10) of all its
@@ -35,6 +35,10 @@ the side statistic must come from the repeats, not from the calls alone.
    ran back to back), the bootstrap draws the same rounds for both sides and takes the variance of the log
    ratio's replicates (PairedBootstrap), with rounds − 1 degrees of freedom and no session term: what slowed
    the machine during a round slowed both sides and cancels in the ratio.
+6. Pooled noise (fit_noise_prior, side_variance): unpaired sides of several points replace item 2's variance by
+   the sample variance of the repeats' own statistics shrunk towards the side's pooled value (empirical Bayes,
+   Smyth 2004), with the degrees of freedom pooling gives. Families (simes): BH runs over points' families.
+   Model, assumptions and choices: docs/gate.md, "Few repeats: pooled noise and families".
 """
 
 from __future__ import annotations
