@@ -57,6 +57,13 @@ def record(repeat: int, latencies: np.ndarray) -> Record:
 
 # (single-repeat sd of log p10 latency, per-round a2 − a sd, session sd) measured 2026-11-23 (README)
 NOISE = {"quiet": (0.062, 0.066, 0.028), "noisy": (0.117, 0.125, 0.059)}
+# The same single-repeat sd as a heavy tail, as the README describes the VM ("most repeats run clean, some are
+# slowed through", p10 of 42 ms against 27 ms): clean repeats N(0, 3%), a fraction TAIL_P of them ×1.55, per arm
+# and round independently (no shared part: pairing gains nothing from it here). TAIL_P from the sd:
+# p(1 − p)·log(1.55)² + 0.03² = sd².
+SLOWED_THROUGH, CLEAN = 1.55, 0.03
+TAIL_P = {f"{name}-tail": float((1 - np.sqrt(1 - 4 * (sd ** 2 - CLEAN ** 2) / np.log(SLOWED_THROUGH) ** 2)) / 2)
+          for name, (sd, _, _) in NOISE.items()}
 POINTS = (1, 2, 4)  # batch sizes; base call time 20 ms · (1 + batch) / 2
 
 
@@ -66,19 +73,27 @@ def point_record(repeat: int, batch: int, latencies: np.ndarray, pair: str | Non
                                   "pair": pair})
 
 
-def plain_side(rng, name, slowdown, repeats, calls, between, within, session) -> Side:
+def repeat_shift(rng, between: float, tail: float | None) -> float:
+    """A repeat's log shift: N(0, between), or with a heavy `tail` (TAIL_P) clean N(0, CLEAN), sometimes ×1.55."""
+    if tail is None:
+        return rng.normal(0, between)
+    return rng.normal(0, CLEAN) + (np.log(SLOWED_THROUGH) if rng.random() < tail else 0.0)
+
+
+def plain_side(rng, name, slowdown, repeats, calls, between, within, session, tail=None) -> Side:
     shift = rng.normal(0, session)
-    records = [point_record(r, b, 0.010 * (1 + b) * slowdown * np.exp(shift + rng.normal(0, between)
+    records = [point_record(r, b, 0.010 * (1 + b) * slowdown * np.exp(shift + repeat_shift(rng, between, tail)
                                                                        + rng.normal(0, within, calls)), None)
                for b in POINTS for r in range(repeats)]
     return Side(name, Path(name), records, ENV, None)
 
 
-def paired_sides(rng, slowdown, rounds, calls, shared, own, within) -> tuple[Side, Side]:
-    rounds_noise = {(b, k): rng.normal(0, shared) for b in POINTS for k in range(rounds)}
+def paired_sides(rng, slowdown, rounds, calls, shared, own, within, tail=None) -> tuple[Side, Side]:
+    rounds_noise = {(b, k): rng.normal(0, shared) if tail is None else 0.0 for b in POINTS for k in range(rounds)}
+
     def arm(name, factor):
         return Side(name, Path(name), [
-            point_record(k, b, 0.010 * (1 + b) * factor * np.exp(rounds_noise[b, k] + rng.normal(0, own)
+            point_record(k, b, 0.010 * (1 + b) * factor * np.exp(rounds_noise[b, k] + repeat_shift(rng, own, tail)
                                                                   + rng.normal(0, within, calls)), f"sim:b{b}:{k}")
             for b in POINTS for k in range(rounds)], ENV, None)
     return arm("a", 1.0), arm("s", slowdown)
@@ -87,7 +102,7 @@ def paired_sides(rng, slowdown, rounds, calls, shared, own, within) -> tuple[Sid
 def few_repeats(args) -> None:
     config = load_config(None)
     if args.calibrated:  # the gate told the session noise it cannot see in the repeats (gate.yaml session_noise)
-        config = config.model_copy(update={"session_noise": NOISE[args.noise.split(",")[0]][2]})
+        config = config.model_copy(update={"session_noise": NOISE[args.noise.split(",")[0].removesuffix("-tail")][2]})
     if args.own_noise:  # each comparison's own repeats only: the gate before pooling
         config = config.model_copy(update={"repeat_noise": "own"})
     levels = [0.0, 0.10, 0.30]
@@ -99,7 +114,8 @@ def few_repeats(args) -> None:
     print("|---|---|" + "---|" * len(levels))
     rng = np.random.default_rng(args.seed)
     for noise in args.noise.split(","):
-        single, diff, session = NOISE[noise]
+        tail = TAIL_P.get(noise)
+        single, diff, session = NOISE[noise.removesuffix("-tail")]
         own = diff / np.sqrt(2)
         shared = float(np.sqrt(max(single ** 2 - own ** 2, 0.0)))
         for design, n in (("plain", 3), ("plain", 5), ("interleaved", 8)):
@@ -108,10 +124,10 @@ def few_repeats(args) -> None:
                 results = []
                 for _ in range(args.trials):
                     if design == "plain":
-                        b = plain_side(rng, "b", 1.0, n, args.calls, single, args.within, session)
-                        c = plain_side(rng, "c", 1 + x, n, args.calls, single, args.within, session)
+                        b = plain_side(rng, "b", 1.0, n, args.calls, single, args.within, session, tail)
+                        c = plain_side(rng, "c", 1 + x, n, args.calls, single, args.within, session, tail)
                     else:
-                        b, c = paired_sides(rng, 1 + x, n, args.calls, shared, own, args.within)
+                        b, c = paired_sides(rng, 1 + x, n, args.calls, shared, own, args.within, tail)
                     results.append(compare(b, c, config))
                 failed = sum(r.exit_code == 1 for r in results)
                 regressed = sum(r.count("regression") > 0 for r in results)
@@ -137,7 +153,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--few-repeats", action="store_true", help="the few-repeats plan (see above)")
-    ap.add_argument("--noise", default="quiet,noisy", help="--few-repeats: measured noise levels (quiet, noisy)")
+    ap.add_argument("--noise", default="quiet,noisy", help="--few-repeats: measured noise levels: quiet, noisy (normal), quiet-tail, noisy-tail (the same sd "
+                    "as clean repeats plus a few slowed through)")
     ap.add_argument("--calibrated", action="store_true",
                     help="--few-repeats: set the gate's session_noise to the (first) noise level's session sd")
     ap.add_argument("--own-noise", action="store_true", help="--few-repeats: the gate with repeat_noise: own")
