@@ -71,10 +71,7 @@ class Pending:
     pooled_rule: bool  # a pooled quantile (no within-run part to floor at)
     bootstrap: Callable[[], dict[str, dict[str, stats.SideBootstrap]]]
 
-    def side(self, index: int, prior: stats.NoisePrior | None) -> stats.SideBootstrap:
-        n = len(self.values[index])
-        if prior is not None and self.pooled_rule and n >= 2:
-            return stats.SideBootstrap(replicates=np.empty(0), within_var=0.0, repeats=n, pooled=True)
+    def side(self, index: int) -> stats.SideBootstrap:
         return self.bootstrap()[("baseline", "current")[index]][self.name]
 
 
@@ -262,14 +259,19 @@ def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> 
     plain = [c for c in comparisons if c.pending is not None]
     timed = [c for c in plain if c.metric.kind == "time"]
     priors: dict[str, stats.NoisePrior | None] = {"baseline": None, "current": None}
+    design = [1.0, 1.0]
     if config.repeat_noise == "pooled":
         for i, side in enumerate(priors):
             priors[side] = noise_prior([c.pending.values[i] for c in timed], [c.key for c in timed])
+            pooled = [c.pending for c in timed if c.pending.pooled_rule]
+            if priors[side] is not None and pooled:
+                design[i] = stats.design_effect([p.side(i) for p in pooled], [p.values[i] for p in pooled])
     for c in plain:
         p = c.pending
         use = (priors["baseline"], priors["current"]) if c.metric.kind != "memory" else (None, None)
-        c.estimate = stats.ratio_estimate(c.baseline_value, p.side(0, use[0]), c.current_value, p.side(1, use[1]),
-                                          session_noise=p.session_noise, priors=use, values=p.values)
+        factor = (design[0], design[1]) if p.pooled_rule else (1.0, 1.0)
+        c.estimate = stats.ratio_estimate(c.baseline_value, p.side(0), c.current_value, p.side(1),
+                                          session_noise=p.session_noise, priors=use, values=p.values, design=factor)
         if any(use) and (c.estimate.prior_df[0] or c.estimate.prior_df[1]):
             c.notes.append(f"noise pooled over the run's points (+{c.estimate.prior_df[0]:.3g}/"
                            f"+{c.estimate.prior_df[1]:.3g} df)")

@@ -510,29 +510,42 @@ def repeat_variance(values: list[float]) -> float:
     return float(np.var(np.log(values), ddof=1))
 
 
-def side_variance(side: SideBootstrap, prior: NoisePrior | None = None,
-                  values: list[float] | None = None) -> tuple[float, float]:
+def side_variance(side: SideBootstrap, prior: NoisePrior | None = None, values: list[float] | None = None,
+                  design: float = 1.0) -> tuple[float, float]:
     """(variance of log(side statistic), its degrees of freedom): the side's own bootstrap variance, R − 1 df;
     with a `prior` and the repeats' own `values`, their sample variance shrunk towards the pooled one, over R,
-    with the degrees of freedom pooling gives (never below the within-run part the bootstrap found)."""
+    times `design` (how much more variable the side's statistic is than a mean of its repeats' values: a pooled
+    quantile leans on the fastest repeats), with the degrees of freedom pooling gives (never below the within-run
+    part the bootstrap found)."""
     n = side.repeats
     if prior is None or values is None or len(values) < 2:
         return side.log_variance(), float(n - 1)
     per_repeat, df = prior.shrink(repeat_variance(values), n - 1)
-    return max(per_repeat / n, side.within_var / n), df
+    return max(design * per_repeat / n, side.within_var / n), df
+
+
+def design_effect(sides: list[SideBootstrap], values: list[list[float]]) -> float:
+    """Variance of a side's statistic relative to the mean of its repeats' values, over all of a side's time
+    metrics together: Σ bootstrap variance / Σ s²/R, never below 1 (a pooled p10 of R repeats behaves like a low
+    order statistic of them: 1.2–1.5× the mean's variance for 3–5 repeats with between-repeat noise like the
+    calls')."""
+    num = sum(side.log_variance() for side in sides)
+    den = sum(repeat_variance(v) / len(v) for v in values if len(v) >= 2)
+    return max(1.0, num / den) if den > 0 else 1.0
 
 
 def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: float, current: SideBootstrap,
                    session_noise: float = 0.0,
                    priors: tuple[NoisePrior | None, NoisePrior | None] = (None, None),
-                   values: tuple[list[float] | None, list[float] | None] = (None, None)) -> RatioEstimate:
+                   values: tuple[list[float] | None, list[float] | None] = (None, None),
+                   design: tuple[float, float] = (1.0, 1.0)) -> RatioEstimate:
     """`session_noise`: the standard deviation (log scale) of a whole session's shift that its repeats cannot
     show (machine load, clocks, thermal state of one `bench run`), known from calibration, not from the data:
     each side gets session_noise² more variance, with infinite degrees of freedom. `priors`: each side's pooled
     between-repeat noise (fit_noise_prior), or None for the side's own variance alone; `values`: each side's
-    per-repeat statistics, whose sample variance the prior shrinks."""
-    (var_b, df_b) = side_variance(baseline, priors[0], values[0])
-    (var_c, df_c) = side_variance(current, priors[1], values[1])
+    per-repeat statistics, whose sample variance the prior shrinks; `design`: each side's design_effect."""
+    (var_b, df_b) = side_variance(baseline, priors[0], values[0], design[0])
+    (var_c, df_c) = side_variance(current, priors[1], values[1], design[1])
     n_baseline, n_current = baseline.repeats, current.repeats
     session = 2 * session_noise ** 2
     return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est),
