@@ -16,7 +16,7 @@ The few-repeats plan (docs/gate.md, "Few repeats: pooled noise and families"), s
 (batch sizes of one decode), plain sides of 3 and 5 repeats (each side its own session: a shift N(0, session)
 shared by its points, unseen by its repeats) and interleaved sides of 8 rounds (per round a shift N(0, shared)
 common to both arms, per arm and repeat N(0, own)); A/A, +10% and +30%. Noise levels are the ones measured on
-this project's VM (README, "Measured quality of the gate", 2026-11-23), named by --noise.
+this project's VM (docs/measurements/2026-11-23-gate-quality.md), named by --noise.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ def record(repeat: int, latencies: np.ndarray) -> Record:
                   device="cpu", repeat=repeat, status="ok", valid=True, metrics=metrics)
 
 
-# (single-repeat sd of log p10 latency, per-round a2 − a sd, session sd) measured 2026-11-23 (README)
+# (single-repeat sd of log p10 latency, per-round a2 − a sd, session sd) measured 2026-11-23
+# (docs/measurements/2026-11-23-gate-quality.md: "Noise (log p10 latency …)" and the sequential measurement)
 NOISE = {"quiet": (0.062, 0.066, 0.028), "noisy": (0.117, 0.125, 0.059)}
-# The same single-repeat sd as a heavy tail, as the README describes the VM ("most repeats run clean, some are
+# The same single-repeat sd as a heavy tail, as that page describes the VM ("most repeats run clean, some are
 # slowed through", p10 of 42 ms against 27 ms): clean repeats N(0, 3%), a fraction TAIL_P of them ×1.55, per arm
 # and round independently (no shared part: pairing gains nothing from it here). TAIL_P from the sd:
 # p(1 − p)·log(1.55)² + 0.03² = sd².

@@ -18,7 +18,7 @@ from gate_synth import record, run_of_points, scaled, side, write_run
 
 # A tiny Llama-shaped decode at three batch sizes, as `bench run --repeats 3` would give it.
 POINTS = [{"batch": 1, "base": 0.020}, {"batch": 2, "base": 0.030}, {"batch": 4, "base": 0.050}]
-# Noise of log p10 latency measured on this project's 2-vCPU VM (README, "Measured quality of the gate", 2026-11-23):
+# Noise of log p10 latency measured on this project's 2-vCPU VM (docs/measurements/2026-11-23-gate-quality.md):
 # single repeats 6.2% (quiet session) / 11.7% (noisy session); call-to-call CV 6–21% (scripts/gate_quality.py)
 QUIET, NOISY, CALL_NOISE, CALLS = 0.062, 0.117, 0.10, 40
 TIMED = ("latency_s", "ttft_s", "tpot_s", "throughput.output_tokens_per_s", "throughput.prefill_tokens_per_s",
