@@ -121,6 +121,7 @@ class RunSpec(BaseModel):
     reference_error: str | None = None
 
     def identity(self, with_repeat: bool = True) -> dict[str, Any]:
+        """What is measured: the point (with its repeat). `run_id` adds how it is measured."""
         keys = ["scenario", "task", "model", "weights", "device", "backend", "precision", "batch_size",
                 "workload", "backend_options"]
         ident = {k: getattr(self, k) for k in keys}
@@ -128,13 +129,17 @@ class RunSpec(BaseModel):
             ident["repeat"] = self.repeat
         return ident
 
+    def measured_settings(self) -> dict[str, Any]:
+        """The measure settings that change a measurement (all but the process time limit)."""
+        return self.measure.model_dump(exclude={"timeout_s"})
+
     @property
     def point_id(self) -> str:
         return _digest(self.identity(with_repeat=False))
 
     @property
     def run_id(self) -> str:
-        return _digest(self.identity())
+        return _digest(self.identity() | {"measure": self.measured_settings()})
 
     def reference_spec(self) -> "RunSpec":
         """The run whose outputs are this run's fidelity reference: same model, weights, seed, inputs

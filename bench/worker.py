@@ -47,13 +47,9 @@ def device_name(device) -> str:
 
 
 def base_record(run: RunSpec, device: str) -> dict:
-    from bench.workloads import WORKLOADS
+    from bench.records import run_fields
 
-    return dict(run_id=run.run_id, point_id=run.point_id, scenario=run.scenario, scenario_file=run.scenario_file,
-                model=run.model, weights=run.weights, task=run.task, backend=run.backend,
-                precision=run.precision, batch_size=run.batch_size, workload=run.workload,
-                backend_options=run.backend_options, device=device, repeat=run.repeat,
-                **WORKLOADS[run.task].record_fields(run.workload))
+    return run_fields(run, device)
 
 
 def quality(metrics: Metrics, max_cv: float) -> tuple[list[str], list[str]]:
@@ -207,15 +203,16 @@ def main(argv: list[str]) -> int:
         record = measure(run)
         record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
+        from bench.records import describe_exception, failed_record
+
         traceback.print_exc()
-        first_line = (str(exc).strip().splitlines() or [""])[0][:500]
         try:
             device = str(resolve_device(run.device))
         except Exception:
             device = run.device
-        record = Record(**base_record(run, device), status="failed", error=f"{type(exc).__name__}: {first_line}",
-                        started_at=started, duration_s=time.perf_counter() - t0)
-    write_json(result_path, record.model_dump(mode="json"))
+        record = failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
+                               duration_s=time.perf_counter() - t0)
+    write_json(result_path, [record.model_dump(mode="json")])  # the hand-off: a list of records
     return 0
 
 
