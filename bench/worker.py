@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from bench.inject import maybe_slow_down
-from bench.results import Metrics, Record, now_iso, write_json
+from bench.results import Metrics, Record, now_iso
 from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
 
@@ -212,7 +212,10 @@ def main(argv: list[str]) -> int:
             device = run.device
         record = failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
                                duration_s=time.perf_counter() - t0)
-    write_json(result_path, [record.model_dump(mode="json")])  # the hand-off: a list of records
+    # The hand-off: a list of records (a serving workload gives one per load level), as one compact line.
+    tmp = result_path.with_name(result_path.name + ".tmp")
+    tmp.write_text("[" + ",".join(r.model_dump_json() for r in [record]) + "]\n", encoding="utf-8")
+    tmp.replace(result_path)
     return 0
 
 
