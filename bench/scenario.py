@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -220,7 +221,11 @@ def _raise_validation(path: str, err: ValidationError, prefix: str = "") -> None
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML (never constructs Python objects) that keeps where each key was."""
+    """Safe YAML (never constructs Python objects); `1e9` is a number, as in YAML 1.2 and JSON."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 
 
 def _check_nodes(src: str, node: yaml.Node, path: str = "") -> None:
