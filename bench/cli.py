@@ -126,8 +126,14 @@ def ab(
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"ab-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
-                              seed=seed)
+    from bench.store import RecordWriteError
+
+    try:
+        results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
+                                  seed=seed)
+    except RecordWriteError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     for arm in arms:
         arm_dir = out_dir / arm.name
         (arm_dir / "summary.md").write_text(f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE)))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from bench import store
 from bench.results import read_records
@@ -44,8 +45,11 @@ def lines(path):
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+pytestmark = pytest.mark.timeout(900)  # real sweeps: a few minutes on a busy 2-core machine
+
+
 def test_kill_at_several_points_then_resume(tmp_path):
-    scen = tiny_scenario(tmp_path / "k.yaml", name="kill", batch="[1, 2, 3]", iters=3)
+    scen = tiny_scenario(tmp_path / "k.yaml", name="kill", batch="[1, 2]", iters=3)
     planned = {s.run_id for s in load_scenario(scen).run_specs(device="cpu")}
     out = tmp_path / "out"
     results, refs, logs = out / "results.jsonl", out / "references", out / "logs"
@@ -80,11 +84,11 @@ def test_kill_at_several_points_then_resume(tmp_path):
     assert side.read_bytes() == cut[cut.rindex(b"\n", 0, len(cut)) + 1:] + b"\n"
     again = read_records(results)
     assert sorted(r.run_id for r in again) == sorted(planned)
-    assert [r.run_id for r in again[:2]] == [r.run_id for r in records[:2]]
+    assert again[0].run_id == records[0].run_id
 
 
 def test_write_failing_part_way_exits_1_and_leaves_complete_records(tmp_path):
-    scen = tiny_scenario(tmp_path / "w.yaml", name="write", batch="[1, 2, 3]", iters=3)
+    scen = tiny_scenario(tmp_path / "w.yaml", name="write", batch="[1, 2]", iters=3)
     one = tmp_path / "one"
     assert run_cli("run", str(tiny_scenario(tmp_path / "o.yaml", name="write", iters=3)), "--out", str(one),
                    "--no-fidelity").returncode == 0
@@ -104,7 +108,7 @@ def test_write_failing_part_way_exits_1_and_leaves_complete_records(tmp_path):
     proc = run_cli("run", str(scen), "--out", str(out), "--resume", "--no-fidelity")
     assert proc.returncode == 0, proc.stderr
     records = read_records(out / "results.jsonl")
-    assert records[0].run_id == first.run_id and sorted(r.batch_size for r in records) == [1, 2, 3]
+    assert records[0].run_id == first.run_id and sorted(r.batch_size for r in records) == [1, 2]
 
 
 def test_out_of_memory_point_is_recorded_and_sweep_goes_on(tmp_path):
