@@ -15,7 +15,8 @@ from rich.console import Console
 
 from bench import environment, store
 from bench.errors import BenchInputError
-from bench.executors import Executor, executor as make_executor
+from bench.executors import Executor
+from bench.executors import executor as make_executor
 from bench.results import ENVIRONMENT_FILE, RESULTS_FILE
 from bench.scenario import LoadedScenario
 from bench.sweep import References, SweepResult, execute, plan, progress_bar, worker_env

@@ -16,11 +16,12 @@ import fcntl
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from bench.errors import BenchInputError
 
@@ -45,13 +46,13 @@ class RecordWriteError(Exception):
 
 @dataclass
 class Scan:
-    records: list["Record"] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)  # line number of each record
     malformed: list[tuple[int, str]] = field(default_factory=list)  # (line, problem) of complete lines
     tail: bytes = b""  # a last line without its newline: cut short while being written
 
 
-def _parse(line: bytes) -> "Record":
+def _parse(line: bytes) -> Record:
     from bench.results import Record
 
     return Record.model_validate_json(line)
@@ -82,7 +83,7 @@ def scan(path: Path) -> Scan:
     return out
 
 
-def read_records(path: Path) -> list["Record"]:
+def read_records(path: Path) -> list[Record]:
     """The records of a results file; raises MalformedRecords at the first line that is not one."""
     found = scan(path)
     if found.malformed:
@@ -98,7 +99,7 @@ def read_records(path: Path) -> list["Record"]:
     return found.records
 
 
-def append_records(path: Path, records: Iterable["Record"]) -> None:
+def append_records(path: Path, records: Iterable[Record]) -> None:
     """Append `records` (one run's) as complete lines in one write and fsync them."""
     data = "".join(r.model_dump_json() + "\n" for r in records).encode("utf-8")
     if not data:
@@ -123,7 +124,7 @@ def append_records(path: Path, records: Iterable["Record"]) -> None:
         os.close(fd)
 
 
-def append_record(path: Path, record: "Record") -> None:
+def append_record(path: Path, record: Record) -> None:
     append_records(path, [record])
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import environment
+from bench import environment, store
 from bench.backends import BACKENDS
 from bench.errors import BenchInputError
-from bench.executors import Executor, Job, executor as make_executor
+from bench.executors import Executor, Job
+from bench.executors import executor as make_executor
 from bench.models import downloads_allowed
 from bench.records import failed_record
 from bench.results import ENVIRONMENT_FILE, RESULTS_FILE, Record
 from bench.scenario import LoadedScenario, RunSpec
-from bench import store
 
 RETRIED = ("failed", "timeout")
 
@@ -153,7 +153,7 @@ def prepare_resume(specs: list[RunSpec], results_path: Path, retry_failed: bool,
     side, moved = store.move_tail_aside(results_path)
     if side:
         console.print(f"resume: the last line of {results_path} was cut short; moved {moved} line(s) to {side}; "
-                      "that run is measured again")
+                      "that run is measured again", soft_wrap=True, markup=False, highlight=False)
     found = store.scan(results_path)
     if found.malformed:
         raise store.MalformedRecords(results_path, *found.malformed[0])
@@ -163,7 +163,8 @@ def prepare_resume(specs: list[RunSpec], results_path: Path, retry_failed: bool,
         again = {r.run_id for r in found.records if r.status in RETRIED and r.run_id in planned}
         if again:
             side, moved = store.move_aside(results_path, again, "retried")
-            console.print(f"retry: moved {moved} failed/timed-out record(s) to {side}; running them again")
+            console.print(f"retry: moved {moved} failed/timed-out record(s) to {side}; running them again",
+                          soft_wrap=True, markup=False, highlight=False)
         found = store.scan(results_path)
     return {r.run_id for r in found.records}
 
@@ -190,7 +191,8 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
         todo = [s for s in specs if s.run_id not in done]
         result.skipped = len(specs) - len(todo)
         if result.skipped:
-            console.print(f"resume: {result.skipped} run(s) already recorded in {results_path}, {len(todo)} to go")
+            console.print(f"resume: {result.skipped} run(s) already recorded in {results_path}, {len(todo)} to go",
+                          soft_wrap=True, markup=False, highlight=False)
         env = worker_env()
         references = References(out_dir / "references", executor)
         with progress_bar(console) as progress:

@@ -7,16 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
+from conftest import REPO, run_cli, tiny_scenario
 
-from bench import store
 from bench.results import read_records
 from bench.scenario import load_scenario
-
-from conftest import REPO, run_cli, tiny_scenario
 
 
 def start_sweep(*args, preexec_fn=None):
@@ -53,7 +50,7 @@ def test_kill_at_several_points_then_resume(tmp_path):
     planned = {s.run_id for s in load_scenario(scen).run_specs(device="cpu")}
     out = tmp_path / "out"
     results, refs, logs = out / "results.jsonl", out / "references", out / "logs"
-    first_log = lambda: logs.is_dir() and any(p.suffix == ".log" and not p.name.startswith("reference")  # noqa: E731
+    first_log = lambda: logs.is_dir() and any(p.suffix == ".log" and not p.name.startswith("reference")
                                               for p in logs.iterdir())
     points = [
         ("making the fp32 reference", [], lambda: refs.is_dir() and any(refs.glob("*.spec.json"))),

@@ -7,15 +7,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import REPO, run_cli
 
 from bench import store
 from bench.errors import BenchInputError
 from bench.results import read_records
-
-from conftest import REPO, run_cli
 
 FIXTURE = REPO / "tests" / "fixtures" / "cpu-1thread"
 
@@ -125,9 +123,8 @@ def test_lock_names_the_holder_and_dies_with_it(tmp_path):
                               cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(BenchInputError) as exc:
-            with store.sweep_lock(d):
-                pass
+        with pytest.raises(BenchInputError) as exc, store.sweep_lock(d):
+            pass
         assert f"pid {holder.pid}" in str(exc.value) and str(d) in str(exc.value)
     finally:
         holder.send_signal(signal.SIGKILL)

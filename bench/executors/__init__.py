@@ -25,13 +25,13 @@ if TYPE_CHECKING:
 class Job:
     """One RunSpec to run: where its log and hand-off files go and the worker's environment."""
 
-    spec: "RunSpec"
+    spec: RunSpec
     logs: Path  # the run directory's logs/ (spec, log and result files are named by run_id)
     env: dict[str, str] = field(default_factory=dict)  # complete environment of the worker process
 
 
 class Executor(Protocol):
-    def run(self, job: Job) -> list["Record"]:
+    def run(self, job: Job) -> list[Record]:
         """Run the job's worker; its records (a serving sweep gives one per load level), or one failed record."""
         ...
 
