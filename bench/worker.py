@@ -200,8 +200,10 @@ def main(argv: list[str]) -> int:
     run = RunSpec.model_validate_json(spec_path.read_text())
     started, t0 = now_iso(), time.perf_counter()
     try:
-        record = measure(run)
-        record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
+        measured = measure(run)  # one Record, or a list of them (a serving workload: one per load level)
+        records = measured if isinstance(measured, list) else [measured]
+        for record in records:
+            record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
         from bench.records import describe_exception, failed_record
 
@@ -210,11 +212,11 @@ def main(argv: list[str]) -> int:
             device = str(resolve_device(run.device))
         except Exception:
             device = run.device
-        record = failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
-                               duration_s=time.perf_counter() - t0)
-    # The hand-off: a list of records (a serving workload gives one per load level), as one compact line.
+        records = [failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
+                                 duration_s=time.perf_counter() - t0)]
+    # The hand-off (bench.executors.local reads it): a JSON list of records, one compact line.
     tmp = result_path.with_name(result_path.name + ".tmp")
-    tmp.write_text("[" + ",".join(r.model_dump_json() for r in [record]) + "]\n", encoding="utf-8")
+    tmp.write_text("[" + ",".join(r.model_dump_json() for r in records) + "]\n", encoding="utf-8")
     tmp.replace(result_path)
     return 0
 

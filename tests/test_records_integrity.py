@@ -132,3 +132,52 @@ def test_lock_names_the_holder_and_dies_with_it(tmp_path):
     assert (d / ".lock").exists()  # a stale lock file left behind by a killed sweep ...
     with store.sweep_lock(d):  # ... does not block the next one
         assert (d / ".lock").read_text().strip() == str(os.getpid())
+
+
+class SeveralRecords:
+    """An executor (bench.executors protocol) whose worker gives several records per run, as a serving load
+    test does: one per load level."""
+
+    def __init__(self, levels=3):
+        self.levels, self.jobs = levels, []
+
+    def run(self, job):
+        from bench.records import failed_record
+
+        self.jobs.append(job.spec.run_id)
+        return [failed_record(job.spec, "unsupported", f"level {i}") for i in range(self.levels)]
+
+    def reference(self, job, out):
+        raise AssertionError("fidelity is off")
+
+
+def test_a_run_with_several_records_appends_each_once_and_resumes_as_done(tmp_path):
+    from conftest import tiny_scenario
+
+    from bench.scenario import load_all
+    from bench.sweep import run_sweep
+
+    scenarios = load_all([tiny_scenario(tmp_path / "s.yaml", batch="[1, 2]")])
+    fake = SeveralRecords()
+    run_sweep(scenarios, tmp_path / "out", fidelity=False, executor=fake)
+    records = read_records(tmp_path / "out" / "results.jsonl")
+    assert len(fake.jobs) == 2 and len(records) == 6
+    assert [r.error for r in records] == ["level 0", "level 1", "level 2"] * 2
+    again = SeveralRecords()
+    result = run_sweep(scenarios, tmp_path / "out", fidelity=False, resume=True, executor=again)
+    assert again.jobs == [] and result.skipped == 2
+    assert len(read_records(tmp_path / "out" / "results.jsonl")) == 6
+
+
+@pytest.mark.parametrize("shape", ["list", "object"])
+def test_hand_off_file_is_a_list_or_one_record_from_older_checkouts(tmp_path, shape):
+    from bench.executors.local import read_handoff
+
+    records = read_records(FIXTURE / "results.jsonl")[:2]
+    path = tmp_path / "result.json"
+    if shape == "list":
+        path.write_text("[" + ",".join(r.model_dump_json() for r in records) + "]")
+        assert [r.run_id for r in read_handoff(path)] == [r.run_id for r in records]
+    else:
+        path.write_text(records[0].model_dump_json(indent=2))
+        assert [r.run_id for r in read_handoff(path)] == [records[0].run_id]
