@@ -141,8 +141,11 @@ def check_settings(specs: list[RunSpec], recorded: list[Record], results_path: P
             continue
         now, then = spec.measured_settings(), record.measure
         diff = [k for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k)]
-        what = ", ".join(f"measure.{k}: recorded {then.get(k)!r}, scenario {now.get(k)!r}" for k in diff) or \
-            "the run id differs (recorded by another version of aigc-bench)"
+        if not then:
+            what = "its record names no measure settings: an older aigc-bench wrote it"
+        else:
+            what = ", ".join(f"measure.{k}: recorded {then.get(k)!r}, scenario {now.get(k)!r}" for k in diff) or \
+                "the run id differs: another version of aigc-bench wrote it"
         raise BenchInputError(str(results_path), f"--resume: {spec.label()} was recorded with other settings "
                               f"({what}); resume with the settings it was measured with, or use another --out")
 
