@@ -35,14 +35,14 @@ def run(
                                                       "(CPU runs; CUDA maps far more virtual memory)"),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
+    import re
+
     from bench.executors import executor
     from bench.results import RESULTS_FILE, read_records
     from bench.scenario import DEVICE_PATTERN, load_all
     from bench.store import RecordWriteError
     from bench.summary import markdown, rich_table
     from bench.sweep import run_sweep
-
-    import re
 
     if device is not None and not re.match(DEVICE_PATTERN, device):
         raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
@@ -59,7 +59,7 @@ def run(
     except RecordWriteError as exc:
         err.print(f"error: {exc}; `bench run --resume --out {out_dir}` continues once there is room",
                   markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     records = read_records(out_dir / RESULTS_FILE)
     (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
     out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
@@ -114,8 +114,8 @@ def ab(
     the machine hit both; then `bench compare OUT/baseline OUT/current` compares them round by round."""
     import re
 
-    from bench.results import RESULTS_FILE, read_records
     from bench.ab import Arm, run_interleaved
+    from bench.results import RESULTS_FILE, read_records
     from bench.scenario import DEVICE_PATTERN, load_all
     from bench.summary import markdown
 
@@ -133,7 +133,7 @@ def ab(
                                   seed=seed)
     except RecordWriteError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     for arm in arms:
         arm_dir = out_dir / arm.name
         (arm_dir / "summary.md").write_text(f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE)))

@@ -25,7 +25,7 @@ for dtype in (torch.bfloat16, torch.float32):
     ids = torch.randint(0, 50000, (1, 64), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
 
-    def call():
+    def call(m=m, ids=ids, mask=mask):
         with torch.inference_mode():
             t0 = time.perf_counter()
             m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, do_sample=False, pad_token_id=0)

@@ -141,7 +141,8 @@ def main() -> None:
         for metric in ("ttft_s", "tpot_s", "latency_s"):
             s = p50([r[metric] for r in rows[precision]["suite"]])
             b = p50([r[metric] for r in rows[precision]["bare"]])
-            print(f"| {precision} | {metric.removesuffix('_s').upper()} | {s * 1e3:.1f} | {b * 1e3:.1f} | {s / b:.2f} |")
+            name = metric.removesuffix("_s").upper()
+            print(f"| {precision} | {name} | {s * 1e3:.1f} | {b * 1e3:.1f} | {s / b:.2f} |")
 
 
 if __name__ == "__main__":
