@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from bench.inject import maybe_slow_down
-from bench.results import Metrics, Record, now_iso, write_json
+from bench.results import Metrics, Record, now_iso
 from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
 
@@ -44,13 +44,9 @@ def device_name(device) -> str:
 
 
 def base_record(run: RunSpec, device: str) -> dict:
-    from bench.workloads import WORKLOADS
+    from bench.records import run_fields
 
-    return dict(run_id=run.run_id, point_id=run.point_id, scenario=run.scenario, scenario_file=run.scenario_file,
-                model=run.model, weights=run.weights, task=run.task, backend=run.backend,
-                precision=run.precision, batch_size=run.batch_size, workload=run.workload,
-                backend_options=run.backend_options, device=device, repeat=run.repeat,
-                **WORKLOADS[run.task].record_fields(run.workload))
+    return run_fields(run, device)
 
 
 def quality(metrics: Metrics, max_cv: float) -> tuple[list[str], list[str]]:
@@ -78,6 +74,7 @@ def measure(run: RunSpec) -> Record:
     from bench import models
     from bench.backends import BACKENDS
     from bench.measure.memory import MemoryTracker, host_rss_peak_bytes
+    from bench.measure.telemetry import TelemetryTracker, energy_units
     from bench.measure.timing import make_clock
     from bench.workloads import WORKLOADS
 
@@ -108,8 +105,9 @@ def measure(run: RunSpec) -> Record:
     lifetime_peak = host_rss_peak_bytes()
     calls = []
     tracker = MemoryTracker(device)
+    telemetry = TelemetryTracker.for_device(device, run.measure.telemetry, clock.synchronize)
     prepared.monitor.start_measured()
-    with tracker:
+    with tracker, telemetry:
         t_measure = time.perf_counter()
         while len(calls) < run.measure.min_iterations or time.perf_counter() - t_measure < run.measure.min_time_s:
             calls.append(workload.call(prepared.runnable))
@@ -121,6 +119,9 @@ def measure(run: RunSpec) -> Record:
                       **cold_metrics)
     invalid, warnings = quality(metrics, run.measure.max_cv)
     invalid += monitor_invalid
+    units = energy_units(run.task, run.batch_size, run.workload, len(calls))
+    telemetry_section, telemetry_invalid, telemetry_warnings = telemetry.finish(units)
+    invalid, warnings = invalid + telemetry_invalid, warnings + telemetry_warnings
     fidelity = None
     if run.reference_path or run.reference_error:  # after timing: never inside a measured call
         fidelity, why_not = compute_fidelity(run, workload, prepared.runnable)
@@ -131,7 +132,7 @@ def measure(run: RunSpec) -> Record:
     return Record(**base_record(run, str(device)), device_name=device_name(device), status="ok",
                   valid=not invalid, invalid_reasons=invalid, warnings=warnings, details=details,
                   parameters=prepared.parameters, weight_bytes=prepared.weight_bytes,
-                  quantization=prepared.quantization, fidelity=fidelity,
+                  quantization=prepared.quantization, fidelity=fidelity, telemetry=telemetry_section,
                   started_at=started, duration_s=time.perf_counter() - t_process, metrics=metrics)
 
 
@@ -201,18 +202,24 @@ def main(argv: list[str]) -> int:
     run = RunSpec.model_validate_json(spec_path.read_text())
     started, t0 = now_iso(), time.perf_counter()
     try:
-        record = measure(run)
-        record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
+        measured = measure(run)  # one Record, or a list of them (a serving workload: one per load level)
+        records = measured if isinstance(measured, list) else [measured]
+        for record in records:
+            record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
+        from bench.records import describe_exception, failed_record
+
         traceback.print_exc()
-        first_line = (str(exc).strip().splitlines() or [""])[0][:500]
         try:
             device = str(resolve_device(run.device))
         except Exception:
             device = run.device
-        record = Record(**base_record(run, device), status="failed", error=f"{type(exc).__name__}: {first_line}",
-                        started_at=started, duration_s=time.perf_counter() - t0)
-    write_json(result_path, record.model_dump(mode="json"))
+        records = [failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
+                                 duration_s=time.perf_counter() - t0)]
+    # The hand-off (bench.executors.local reads it): a JSON list of records, one compact line.
+    tmp = result_path.with_name(result_path.name + ".tmp")
+    tmp.write_text("[" + ",".join(r.model_dump_json() for r in records) + "]\n", encoding="utf-8")
+    tmp.replace(result_path)
     return 0
 
 
