@@ -91,7 +91,7 @@ class MetricComparison:
     repeats_needed: int | None = None
     notes: list[str] = field(default_factory=list)
     missing: bool = False  # measured in the baseline, not (or not in every repeat) in the current run
-    family: str = "calls"  # the point's metrics that derive from the same calls are one family; memory another
+    family: str = "calls"  # a point's time and rate metrics (the same calls) are one family; memory, energy others
     # inconclusive only: the smallest change in the bad direction this comparison would have called a regression
     # (a ratio), and whether its unadjusted 1 − alpha interval lies beyond the threshold on the bad side
     detectable: float | None = None
@@ -255,7 +255,7 @@ def noise_prior(values: list[list[float]], keys: list[PointKey]) -> stats.NoiseP
 
 def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> dict[str, stats.NoisePrior | None]:
     """Estimates of the unpaired comparisons: time and rate metrics with each side's noise pooled over its
-    points and metrics (repeat_noise: pooled), memory with its own."""
+    points and metrics (repeat_noise: pooled), memory and energy with their own."""
     plain = [c for c in comparisons if c.pending is not None]
     timed = [c for c in plain if c.metric.kind == "time"]
     priors: dict[str, stats.NoisePrior | None] = {"baseline": None, "current": None}
@@ -268,7 +268,7 @@ def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> 
                 design[i] = stats.design_effect([p.side(i) for p in pooled], [p.values[i] for p in pooled])
     for c in plain:
         p = c.pending
-        use = (priors["baseline"], priors["current"]) if c.metric.kind != "memory" else (None, None)
+        use = (priors["baseline"], priors["current"]) if c.metric.kind in ("time", "rate") else (None, None)
         factor = (design[0], design[1]) if p.pooled_rule else (1.0, 1.0)
         c.estimate = stats.ratio_estimate(c.baseline_value, p.side(0), c.current_value, p.side(1),
                                           session_noise=p.session_noise, priors=use, values=p.values, design=factor)
@@ -379,7 +379,7 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         have = {side: having(rds) for side, rds in readings.items()}
         comp = MetricComparison(b.key, metric, config.threshold_for(b.key.scenario, metric),
                                 (len(have["baseline"]), len(have["current"])), notes=list(notes),
-                                family="memory" if metric.kind == "memory" else "calls")
+                                family="calls" if metric.kind in ("time", "rate") else metric.kind)
         comparisons.append(comp)
         for side in ("baseline", "current"):  # shown even without a verdict: all ok repeats when none is usable
             shown = have[side] or having(every[side])
