@@ -154,7 +154,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--few-repeats", action="store_true", help="the few-repeats plan (see above)")
-    ap.add_argument("--noise", default="quiet,noisy", help="--few-repeats: measured noise levels: quiet, noisy (normal), quiet-tail, noisy-tail (the same sd "
+    ap.add_argument("--noise", default="quiet,noisy",
+                    help="--few-repeats: measured noise levels: quiet, noisy (normal), quiet-tail, noisy-tail "
+                    "(the same sd "
                     "as clean repeats plus a few slowed through)")
     ap.add_argument("--calibrated", action="store_true",
                     help="--few-repeats: set the gate's session_noise to the (first) noise level's session sd")

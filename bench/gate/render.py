@@ -159,11 +159,11 @@ def to_markdown(result: GateResult) -> str:
         lines.append("")
 
     lines += ["<details><summary>How to read this</summary>", "",
-              f"- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
-              f"beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
-              f"beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
-              f"threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression, a "
-              f"failure, or what the `inconclusive` policy fails (below), else 0.",
+              "- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
+              "beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
+              "beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
+              "threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression, a "
+              "failure, or what the `inconclusive` policy fails (below), else 0.",
               f"- Thresholds: ±{pct(cfg.threshold)} for time and throughput, ±{pct(cfg.memory_threshold)} for memory "
               f"(unless the gate config overrides them per metric or scenario).",
               f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
