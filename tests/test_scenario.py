@@ -88,5 +88,9 @@ def test_directory_lists_yaml_files_sorted(tmp_path):
 
 @pytest.mark.parametrize("suite", ["cpu", "cuda", "cuda-quick", "examples", "ci", "ci-cuda"])
 def test_bundled_scenarios_are_valid(suite):
-    for f in scenario_files([REPO / "scenarios" / suite]):
-        load_scenario(f)
+    files = scenario_files([REPO / "scenarios" / suite])
+    assert files, suite
+    for f in files:
+        ls = load_scenario(f)  # raises BenchInputError (file, field) on an invalid one
+        specs = ls.run_specs()
+        assert specs and all(s.scenario == ls.scenario.name for s in specs), f
