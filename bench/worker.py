@@ -124,6 +124,7 @@ def measure(run: RunSpec) -> Record:
                       **cold_metrics)
     invalid, warnings = quality(metrics, run.measure.max_cv)
     invalid += monitor_invalid
+    warnings += tracker.warnings()  # NVML figures that are missing, and why
     fidelity = None
     if run.reference_path or run.reference_error:  # after timing: never inside a measured call
         fidelity, why_not = compute_fidelity(run, workload, prepared.runnable)
