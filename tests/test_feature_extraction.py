@@ -10,7 +10,10 @@ import pytest
 
 from bench.results import read_records
 
-from conftest import run_cli
+from conftest import covering, run_cli
+
+SWEEP_TIMEOUT_S = 300
+pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def minilm_run(tmp_path_factory):
         measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120, max_cv: 10.0}
         """))
     t0 = time.perf_counter()
-    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"))
+    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
     wall_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}

@@ -14,7 +14,10 @@ from bench.results import Metrics, Record, Throughput, read_records
 from bench.roofline import analysis, calibrate, datasheets, work
 from bench.roofline.schema import Ceiling
 
-from conftest import REPO, run_cli
+from conftest import REPO, covering, run_cli
+
+CALIBRATE_TIMEOUT_S, RUN_TIMEOUT_S = 120, 300
+pytestmark = covering(CALIBRATE_TIMEOUT_S)  # the module fixture's calibration
 
 FIXTURES = REPO / "tests" / "fixtures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,7 +33,7 @@ def quick_calibration(tmp_path_factory):
     os.environ["BENCH_CACHE_DIR"] = str(cache)
     try:
         t0 = time.perf_counter()
-        proc = run_cli("calibrate", "--quick", "--device", "cpu", timeout=120)
+        proc = run_cli("calibrate", "--quick", "--device", "cpu", timeout=CALIBRATE_TIMEOUT_S)
         seconds = time.perf_counter() - t0
     finally:
         os.environ["BENCH_CACHE_DIR"] = saved or ""
@@ -301,6 +304,7 @@ def test_bound_rule():
 
 # --- records and reports ---------------------------------------------------------------------------------
 
+@covering(CALIBRATE_TIMEOUT_S, RUN_TIMEOUT_S)
 def test_gpt2_decode_run_gets_an_efficiency(quick_calibration, tmp_path, monkeypatch):
     """The real GPT-2 small config (random weights), batch 1, 8-token prompt, 4 new tokens, 3 calls."""
     cache, _, _, _ = quick_calibration
@@ -316,7 +320,7 @@ workload: {prompt_tokens: 8, new_tokens: 4}
 measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}
 """)
     out = tmp_path / "out"
-    proc = run_cli("run", str(scenario), "--out", str(out), "--no-fidelity")
+    proc = run_cli("run", str(scenario), "--out", str(out), "--no-fidelity", timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (record,) = read_records(out / "results.jsonl")
     rf = record.roofline

@@ -11,7 +11,10 @@ import pytest
 
 from bench.results import read_records
 
-from conftest import run_cli
+from conftest import covering, run_cli
+
+SWEEP_TIMEOUT_S = 600
+pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def sd_run(tmp_path_factory):
         measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}
         """))
     t0 = time.perf_counter()
-    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=600)
+    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
     wall_s = time.perf_counter() - t0  # a second clock, the test's own, around the whole sweep
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}, wall_s
