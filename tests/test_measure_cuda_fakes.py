@@ -123,6 +123,8 @@ def test_sync_clock_waits_for_the_device_before_reading_the_host_clock(monkeypat
     assert dev_a == dev_b == CUDA0
     assert synced_a <= a and synced_b <= b  # each host reading follows its synchronize
     assert 0.045 <= clock.seconds(a, b) <= wall  # the second synchronize's wait is measured
+    clock.synchronize()
+    assert len(cuda.log) == 3 and cuda.log[2][:2] == ("synchronize", CUDA0)
 
 
 def test_calibration_timer_cuda_branch(monkeypatch):
@@ -303,6 +305,18 @@ def test_tracker_records_a_device_it_cannot_match(monkeypatch):
     m = tracker.metrics(None)
     assert m.nvml_device_used_peak_bytes is None and "NvmlUnavailable" in m.nvml_error
     assert len(tracker.warnings()) == 1 and "UUID GPU-bbbbbbbb" in tracker.warnings()[0]
+
+
+def test_tracker_warns_when_only_the_process_figure_is_missing(monkeypatch):
+    FakeCuda(monkeypatch)
+    nv = FakeNvml(monkeypatch, used=[7, 8], processes=[pynvml.NVML_ERROR_NOT_SUPPORTED])
+    tracker = MemoryTracker(CUDA0)
+    with tracker:
+        nv.wait_served()
+    m = tracker.metrics(None)
+    assert m.nvml_device_used_peak_bytes == 8 and m.nvml_process_peak_bytes is None and m.nvml_error is None
+    assert tracker.warnings() == [f"NVML per-process memory not measured: {m.nvml_process_error}"]
+    assert "Not Supported" in m.nvml_process_error
 
 
 def test_tracker_on_the_cpu_touches_no_cuda(monkeypatch):

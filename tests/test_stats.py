@@ -49,3 +49,9 @@ def test_unresolved_percentiles_follow_sample_count():
 
 def test_keep_samples_off():
     assert Stats.of([1.0, 2.0], keep_samples=False).samples == []
+
+
+def test_text_form():
+    assert str(Stats.of([0.010, 0.012, 0.014])) == "p50 12.00 ms, p99 13.96 ms, mean 12.00 ms ± 16.7% over 3 samples"
+    assert str(Stats.of([2.0, 2.0])) == "p50 2.000 s, p99 2.000 s, mean 2.000 s ± 0.0% over 2 samples"
+    assert str(Stats.of([5e-6])) == "p50 5.0 us, p99 5.0 us, mean 5.0 us ± 0.0% over 1 samples"
