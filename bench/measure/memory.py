@@ -97,7 +97,7 @@ class NvmlSampler:
         try:
             self._handle = nvml_handle(device)
         except BaseException:
-            pynvml.nvmlShutdown()
+            self._shutdown()
             raise
         self._pid = os.getpid()
         self._interval = interval_s
@@ -141,7 +141,13 @@ class NvmlSampler:
                                   "process list (another PID namespace, e.g. a container?)")
         if self.error is not None:  # a peak over only some readings is not the phase's peak
             self.device_peak = None
-        self._nvml.nvmlShutdown()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        try:  # reference-counted by NVML: other users in this process (telemetry) keep their session
+            self._nvml.nvmlShutdown()
+        except self._nvml.NVMLError:
+            pass  # the figures are taken; nothing depends on a clean shutdown
 
 
 class MemoryTracker:
