@@ -1,14 +1,7 @@
-"""Memory trackers for the measured phase of one run (the worker is its own process).
-
-- Host: peak RSS of this process from /proc/self/status VmHWM, never ru_maxrss (inherited across
-  fork/exec). Writing "5" to /proc/self/clear_refs resets VmHWM so the measured phase gets its own peak.
-- CUDA: torch's peak allocated / reserved bytes, reset before the measured phase.
-- NVML: a sampling thread reads this process's device memory (what the driver sees, CUDA context and
-  other libraries' allocations included) and the device's used memory. The device is found by UUID only
-  (NVML's and torch's indices differ under CUDA_VISIBLE_DEVICES); when NVML cannot start, the device cannot
-  be matched or a reading fails, the NVML figures stay None and `nvml_error` / `nvml_process_error` say
-  why (the tracker's `warnings` carry it into the record). Never a figure read from another device.
-"""
+"""Memory trackers for the measured phase of one run: host peak RSS (VmHWM, reset through
+/proc/self/clear_refs), torch's CUDA peaks (reset before the phase), and NVML process/device memory sampled by
+a thread (docs/metrics.md). The NVML device is found by UUID only; when NVML cannot start, match the device or
+read it, its figures stay None and `nvml_error` / `nvml_process_error` say why (never another device's figure)."""
 
 from __future__ import annotations
 
