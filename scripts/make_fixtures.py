@@ -31,7 +31,10 @@ def bench_command() -> list[str]:
 
 def record_one(name: str, repeats: int, env_extra: dict[str, str], tmp: Path) -> Path:
     out = tmp / name
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_extra}
+    # A fresh cache directory: no stored calibration of this machine (so no run-time roofline in the records,
+    # whether or not `bench calibrate` ran here before) and no warm compile caches.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BENCH_CACHE_DIR": str(tmp / "cache"),
+           **env_extra}
     cmd = [*bench_command(), "run", "tests/fixtures/scenarios", "--repeats", str(repeats), "--out", str(out)]
     print("+", " ".join(f"{k}={v}" for k, v in env_extra.items()), " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=REPO, env=env)

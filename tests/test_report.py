@@ -142,14 +142,14 @@ def test_every_section_present(two_runs):
         for label in ("cpu-2threads", "cpu-1thread"):
             headings += [f"### Points · {label}", f"### Charts · {label}"]
     headings += ["#### Quantization gains: throughput and peak memory by precision", "#### Throughput vs batch size",
-                 "#### Latency distribution", "#### Throughput vs peak memory", "#### Charts not drawn"]
+                 "#### Latency distribution", "#### Throughput vs peak memory", "#### Fidelity vs speedup",
+                 "#### Charts not drawn"]
     for h in headings:
         assert f"\n{h}\n" in f"\n{md}", f"markdown lacks {h!r}"
         level, text = h.split(" ", 1)
         assert f">{text}</h{len(level)}>" in html, f"HTML lacks {h!r}"
-    # No record has a fidelity metric yet: the chart is skipped and the report says why; no fidelity column.
-    assert "Fidelity vs speedup: skipped: no record of this scenario has a fidelity metric" in md
-    assert "| fidelity |" not in md and "| compile |" not in md
+    # The records carry fidelity (compared with eager fp32): its columns; no compile column (eager only).
+    assert "| fidelity (cosine) | token agreement |" in md and "| compile |" not in md
 
 
 def test_environment_section_lists_each_run(two_runs):
