@@ -4,6 +4,7 @@ and reports. Analytic values are checked against numbers worked out by hand from
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -352,12 +353,20 @@ def _fake_calibration(name: str, threads: int) -> calibrate.Calibration:
 
 
 def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(tmp_path, monkeypatch):
-    """The fixtures predate the roofline section: the report computes it from the records. With no
-    calibration for their device it says so and skips the chart; with one it shows the efficiency."""
+    """Records written before the roofline section existed (the fixture's records without it): the report
+    computes it from the records. With no calibration for their device it says so and skips the chart; with
+    one it shows the efficiency."""
     from bench.report import write_report
 
+    old = tmp_path / "cpu-1thread"
+    old.mkdir()
+    shutil.copyfile(FIXTURES / "cpu-1thread" / "environment.json", old / "environment.json")
+    lines = (FIXTURES / "cpu-1thread" / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    (old / "results.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "roofline"}) + "\n"
+                                               for r in records))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "empty"))
-    files = write_report([FIXTURES / "cpu-1thread"], tmp_path / "r1")
+    files = write_report([old], tmp_path / "r1")
     md = files.markdown.read_text()
     assert "| efficiency |" not in md and "\n### Roofline\n" in md
     assert "no calibration for 'AMD EPYC' with 1 torch threads: run `bench calibrate`" in md
@@ -365,12 +374,12 @@ def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(t
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     calibrate.save(_fake_calibration("AMD EPYC", 1))
-    files = write_report([FIXTURES / "cpu-1thread"], tmp_path / "r2")
+    files = write_report([old], tmp_path / "r2")
     md = files.markdown.read_text()
     assert "| efficiency |" in md and "Calibrated ceiling of AMD EPYC: memory 10 GB/s" in md
     section = md.split("## tiny-gpt2-decode · tiny-gpt2")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| eager | fp32 | 1 |")]
-    (record,) = [r for r in read_records(FIXTURES / "cpu-1thread" / "results.jsonl")
+    (record,) = [r for r in read_records(old / "results.jsonl")
                  if (r.model, r.precision, r.batch_size) == ("tiny-gpt2", "fp32", 1)]
     # tiny-gpt2 fp32, batch 1, prompt 16, 4 new: weights but wpe + KV of 16 + 4/2 = 18 positions
     decode_bytes = (198_400 - 512 * 64) * 4 + 2 * 2 * 4 * 16 * 18 * 4
