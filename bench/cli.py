@@ -26,31 +26,60 @@ def run(
     device: Optional[str] = typer.Option(None, help="override every scenario's device: auto | cpu | cuda[:N]"),
     repeats: int = typer.Option(1, min=1, help="independent processes per matrix point"),
     resume: bool = typer.Option(False, "--resume", help="skip runs already recorded in --out"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="resume, and run failed and timed-out "
+                                      "points again (their old records move to a side file)"),
     fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity",
                                   help="compare every run's outputs with the fp32 eager reference"),
+    worker_memory_limit: Optional[str] = typer.Option(None, "--worker-memory-limit", metavar="SIZE",
+                                                      help="address-space limit of each worker, e.g. 8G "
+                                                      "(CPU runs; CUDA maps far more virtual memory)"),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
-    from bench.results import RESULTS_FILE, read_records
-    from bench.runner import run_sweep
-    from bench.scenario import DEVICE_PATTERN, load_all
-    from bench.summary import markdown, rich_table
-
     import re
+
+    from bench.executors import executor
+    from bench.results import RESULTS_FILE, read_records
+    from bench.scenario import DEVICE_PATTERN, load_all
+    from bench.store import RecordWriteError
+    from bench.summary import markdown, rich_table
+    from bench.sweep import run_sweep
 
     if device is not None and not re.match(DEVICE_PATTERN, device):
         raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
-    if resume and out_dir is None:
-        raise BenchInputError("--resume", "needs --out naming the sweep to continue")
+    for flag, given in (("--resume", resume), ("--retry-failed", retry_failed)):
+        if given and out_dir is None:
+            raise BenchInputError(flag, "needs --out naming the sweep to continue")
+    limit = _size(worker_memory_limit, "--worker-memory-limit") if worker_memory_limit else None
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
-                       fidelity=fidelity)
+    try:
+        result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
+                           fidelity=fidelity, retry_failed=retry_failed, executor=executor(memory_limit_bytes=limit))
+    except RecordWriteError as exc:
+        err.print(f"error: {exc}; `bench run --resume --out {out_dir}` continues once there is room",
+                  markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     records = read_records(out_dir / RESULTS_FILE)
     (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
     out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
     out.print(f"results: {out_dir / RESULTS_FILE}")
     raise typer.Exit(result.exit_code)
+
+
+def _size(text: str, option: str) -> int:
+    """Bytes of a size such as 512M, 8G or 1000000."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    number, unit = text.strip().upper().rstrip("IB").rstrip("B"), ""
+    if number and number[-1] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise BenchInputError(option, f"{text!r} is not a size such as 512M or 8G") from None
+    if not 2**20 <= value < 2**60:
+        raise BenchInputError(option, f"{text!r} is outside 1M .. 1E")
+    return int(value)
 
 
 def _env_pairs(values: list[str], option: str) -> dict[str, str]:
@@ -85,8 +114,8 @@ def ab(
     the machine hit both; then `bench compare OUT/baseline OUT/current` compares them round by round."""
     import re
 
+    from bench.ab import Arm, run_interleaved
     from bench.results import RESULTS_FILE, read_records
-    from bench.runner import Arm, run_interleaved
     from bench.scenario import DEVICE_PATTERN, load_all
     from bench.summary import markdown
 
@@ -97,8 +126,14 @@ def ab(
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"ab-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
-                              seed=seed)
+    from bench.store import RecordWriteError
+
+    try:
+        results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
+                                  seed=seed)
+    except RecordWriteError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     for arm in arms:
         arm_dir = out_dir / arm.name
         (arm_dir / "summary.md").write_text(f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE)))

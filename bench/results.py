@@ -5,10 +5,7 @@ One record per (matrix point, repeat). Units live in field names. Raw samples ar
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 from dataclasses import dataclass
@@ -128,6 +125,7 @@ class Record(BaseModel):
     new_tokens: int | None = None
     workload: dict[str, Any] = {}
     backend_options: dict[str, Any] = {}
+    measure: dict[str, Any] = {}  # the measure settings it was measured with (run_id covers them)
     device: str  # resolved: cpu | cuda:N
     device_name: str | None = None
     repeat: int = 0
@@ -156,30 +154,5 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def append_record(path: Path, record: Record) -> None:
-    """Append one line and flush it to disk: a killed sweep loses at most the run in flight."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(record.model_dump_json() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_records(path: Path) -> list[Record]:
-    records = []
-    if not path.exists():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            records.append(Record.model_validate_json(line))
-        except ValueError:
-            continue  # a line cut short by a kill: that run is simply not recorded
-    return records
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+# JSONL storage lives in bench.store (integrity, side files, the directory lock); re-exported here.
+from bench.store import append_record, append_records, read_records, write_json  # noqa: E402,F401

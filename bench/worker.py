@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from bench.inject import maybe_slow_down
-from bench.results import Metrics, Record, now_iso, write_json
+from bench.results import Metrics, Record, now_iso
 from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
 
@@ -44,13 +44,9 @@ def device_name(device) -> str:
 
 
 def base_record(run: RunSpec, device: str) -> dict:
-    from bench.workloads import WORKLOADS
+    from bench.records import run_fields
 
-    return dict(run_id=run.run_id, point_id=run.point_id, scenario=run.scenario, scenario_file=run.scenario_file,
-                model=run.model, weights=run.weights, task=run.task, backend=run.backend,
-                precision=run.precision, batch_size=run.batch_size, workload=run.workload,
-                backend_options=run.backend_options, device=device, repeat=run.repeat,
-                **WORKLOADS[run.task].record_fields(run.workload))
+    return run_fields(run, device)
 
 
 def quality(metrics: Metrics, max_cv: float) -> tuple[list[str], list[str]]:
@@ -207,18 +203,24 @@ def main(argv: list[str]) -> int:
     run = RunSpec.model_validate_json(spec_path.read_text())
     started, t0 = now_iso(), time.perf_counter()
     try:
-        record = measure(run)
-        record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
+        measured = measure(run)  # one Record, or a list of them (a serving workload: one per load level)
+        records = measured if isinstance(measured, list) else [measured]
+        for record in records:
+            record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
+        from bench.records import describe_exception, failed_record
+
         traceback.print_exc()
-        first_line = (str(exc).strip().splitlines() or [""])[0][:500]
         try:
             device = str(resolve_device(run.device))
         except Exception:
             device = run.device
-        record = Record(**base_record(run, device), status="failed", error=f"{type(exc).__name__}: {first_line}",
-                        started_at=started, duration_s=time.perf_counter() - t0)
-    write_json(result_path, record.model_dump(mode="json"))
+        records = [failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
+                                 duration_s=time.perf_counter() - t0)]
+    # The hand-off (bench.executors.local reads it): a JSON list of records, one compact line.
+    tmp = result_path.with_name(result_path.name + ".tmp")
+    tmp.write_text("[" + ",".join(r.model_dump_json() for r in records) + "]\n", encoding="utf-8")
+    tmp.replace(result_path)
     return 0
 
 
