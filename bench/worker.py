@@ -122,6 +122,7 @@ def measure(run: RunSpec) -> Record:
     units = energy_units(run.task, run.batch_size, run.workload, len(calls))
     telemetry_section, telemetry_invalid, telemetry_warnings = telemetry.finish(units)
     invalid, warnings = invalid + telemetry_invalid, warnings + telemetry_warnings
+    warnings += tracker.warnings()  # NVML figures that are missing, and why
     fidelity = None
     if run.reference_path or run.reference_error:  # after timing: never inside a measured call
         fidelity, why_not = compute_fidelity(run, workload, prepared.runnable)

@@ -90,8 +90,12 @@ def test_directory_lists_yaml_files_sorted(tmp_path):
 def test_bundled_scenarios_are_valid(suite):
     from bench.suites import SUITES_DIR
 
-    for f in scenario_files([SUITES_DIR / suite]):
-        load_scenario(f)
+    files = scenario_files([SUITES_DIR / suite])
+    assert files, suite
+    for f in files:
+        ls = load_scenario(f)  # raises BenchInputError (file, field) on an invalid one
+        specs = ls.run_specs()
+        assert specs and all(s.scenario == ls.scenario.name for s in specs), f
 
 
 def test_run_id_covers_measure_settings_but_not_the_time_limit(tmp_path):
