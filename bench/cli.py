@@ -279,11 +279,12 @@ def compare(
     baseline_dir: Optional[Path] = typer.Option(None, "--baseline-dir",
                                                 help="where saved baselines live (default baselines/)"),
 ) -> None:
-    """Regression gate: exit 0 pass (improvements included), 1 regression or failure, 2 invalid input."""
+    """Regression gate: exit 0 pass (improvements included; inconclusive per gate.yaml), 1 regression, failure
+    or a result the gate could not judge that its `inconclusive` policy fails, 2 invalid input."""
     import json
 
-    from bench.compare import compare as run_gate
-    from bench.compare import load_side
+    from bench.gate.compare import compare as run_gate
+    from bench.gate.compare import load_side
     from bench.gate.config import load_config
     from bench.gate.render import to_json, to_markdown
 
@@ -298,6 +299,8 @@ def compare(
         (out_dir / "compare.md").write_text(markdown, encoding="utf-8")
         (out_dir / "compare.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     sys.stdout.write(markdown if fmt == "md" else json.dumps(data, indent=2) + "\n")
+    if result.outcome != "pass":
+        sys.stderr.write(f"gate: {result.outcome}\n")
     raise typer.Exit(result.exit_code)
 
 
@@ -314,7 +317,7 @@ def baseline_save(
     force: bool = typer.Option(False, "--force", help="replace a baseline of the same name"),
 ) -> None:
     """Copy a run directory's records and environment into the baselines folder under NAME."""
-    from bench import baselines
+    from bench.gate import baselines
 
     saved = baselines.save(run_dir, name, directory, force)
     for warning in saved.warnings:
@@ -331,7 +334,7 @@ def baseline_list(
     """The saved baselines: name, when measured, commit, device, points, repeats."""
     from rich.table import Table
 
-    from bench import baselines
+    from bench.gate import baselines
 
     found = baselines.list_saved(directory)
     where = directory if directory is not None else baselines.default_dir()

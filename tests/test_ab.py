@@ -97,7 +97,11 @@ def test_ab_then_compare_end_to_end(tmp_path):
     assert all(r.details.get("injected_slowdown") == 0.5 for r in cur)
     assert not any(r.details.get("injected_slowdown") for r in base)
     assert {r.pair for r in base} == {r.pair for r in cur}
-    gate = run_cli("compare", str(out / "baseline"), str(out / "current"), "--format", "json")
-    assert gate.returncode in (0, 1), gate.stderr
+    # 2 rounds give 1 degree of freedom: a 50% slowdown is a regression or, unresolved, a result the gate could
+    # not judge; with `inconclusive: fail` either fails the gate, so the exit code has one right answer
+    strict = tmp_path / "gate.yaml"
+    strict.write_text("inconclusive: fail\n")
+    gate = run_cli("compare", str(out / "baseline"), str(out / "current"), "--format", "json", "--config", str(strict))
+    assert gate.returncode == 1, gate.stderr
     lat = next(c for c in json.loads(gate.stdout)["comparisons"] if c["metric"] == "latency_s")
     assert lat["paired"] is True and lat["df"] == 1 and lat["ratio"] > 1.2
