@@ -11,6 +11,9 @@ Configured the way the PyTorch and HF docs recommend for inference:
   then overwrite (seen on an H100: "accessing tensor output of CUDAGraphs that has been overwritten").
   So TTFT of a compile run is an eager prefill; TPOT is the compiled decode. HF compiles only on CUDA
   unless told otherwise; this backend tells it to compile on every device.
+- `generation: loop` (text generation): bench.backends.decode_loop instead of HF generate: the eager
+  prefill once, then its decode step (forward + greedy argmax, EOS masked) compiled whole over a static
+  cache; CUDA graphs under reduce-overhead / max-autotune on CUDA. Records say `details.generation`.
 - encoders and the text-to-image UNet: the module's forward is compiled.
 - `mode`: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs.
 - Cold by default: each run gets a fresh, empty inductor/triton cache directory, so compile_s is what a

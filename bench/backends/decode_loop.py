@@ -101,7 +101,7 @@ class DecodeLoop:
         sequences = torch.cat([input_ids, tokens], dim=1)
         if not return_dict_in_generate:
             return sequences
-        from transformers.generation.utils import GenerateDecoderOnlyOutput
+        from transformers.generation import GenerateDecoderOnlyOutput
 
         return GenerateDecoderOnlyOutput(sequences=sequences, logits=tuple(logits_out) if output_logits else None)
 
