@@ -26,7 +26,6 @@ class DecodeLoop:
         self.model = model
         self.config = model.config
         self.generation_config = model.generation_config
-        self.device = model.device
         self._cuda_graphs = cuda_graphs
         params = inspect.signature(model.forward).parameters
         self._keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
