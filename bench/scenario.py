@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from bench.errors import BenchInputError
+from bench.measure.telemetry.schema import TelemetrySpec
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-dyn"]
@@ -71,6 +72,7 @@ class MeasureSpec(Strict):
     timeout_s: PositiveFloat = Field(600.0, description="wall-clock limit of one run's process")
     max_cv: PositiveFloat = Field(0.10, description="latency coefficient of variation above which a run is invalid")
     seed: int = 0
+    telemetry: TelemetrySpec = TelemetrySpec()  # energy, clocks, throttling: bench.measure.telemetry
 
 
 class Scenario(Strict):
@@ -297,8 +299,10 @@ def load_scenario(path: str | Path) -> LoadedScenario:
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:
     """Expand directories into the scenario files (*.yaml, *.yml) directly inside them, sorted."""
+    from bench.suites import resolve
+
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(resolve, paths):  # a bundled suite's name (`cpu`) resolves into the package
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
             if not found:
