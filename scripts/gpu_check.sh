@@ -76,7 +76,7 @@ for step in "${STEPS[@]}"; do
   fidelity=()
   [[ $name == llama-2-7b-* && ${FIDELITY_7B:-0} != 1 ]] && fidelity=(--no-fidelity)
   echo "== $name ($remaining s left)"
-  timeout $(( remaining - 10 )) "$PY" -m bench.cli run "scenarios/cuda-check/$name.yaml" --out "$WORK/runs/$name" \
+  timeout $(( remaining - 10 )) "$PY" -m bench.cli run "bench/suites/cuda-check/$name.yaml" --out "$WORK/runs/$name" \
     "${fidelity[@]}" || echo "$name: bench run exited $?"
 done
 
