@@ -105,7 +105,9 @@ def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
         "analytic (weights read, KV cache, attention); the ceiling is min(peak matmul FLOP/s of its dtype, "
         "FLOP/byte × memory bandwidth), from `bench calibrate` on that device (and NVIDIA's datasheet for known "
         "GPUs). Above 100% means the data came from caches faster than the calibrated memory bandwidth "
-        "(small models on CPUs). The **Roofline** table says which bound applies.",
+        "(small models on CPUs). The **Roofline** table says which bound applies. Beside a compile point's "
+        "efficiency, the generation loop that ran: `generate` (HF generate around a compiled step) or `loop` "
+        "(the lean static-cache decode loop).",
     ]
     if repeats:
         items.append("Some points have several repeats in these run directories.")

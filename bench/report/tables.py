@@ -125,6 +125,11 @@ class MetricColumn:
     header: str
     value: Callable[[Point], float | None]
     fmt: Callable[[float | None], str]
+    label: Callable[[Point], str | None] | None = None  # shown beside a value: what produced it
+
+    def cell(self, p: Point) -> str:
+        value, label = self.value(p), self.label(p) if self.label is not None else None
+        return f"{self.fmt(value)} ({label})" if value is not None and label else self.fmt(value)
 
 
 def _stat(name: str, which: str) -> Callable[[Point], float | None]:
@@ -144,6 +149,12 @@ def _efficiency(source: str, phase: str | None = None) -> Callable[[Point], floa
     return lambda p: p.value(lambda r: r.roofline.efficiency(source, phase) if r.roofline is not None else None)
 
 
+def _generation_loop(p: Point) -> str | None:
+    """Which loop generated a point's tokens (compile: HF `generate` or the decode loop), as its records say."""
+    loops = {r.details.get("generation") for r in p.ok if r.details} - {None}
+    return ", ".join(sorted(loops)) or None
+
+
 # Adding a metric to the report is one entry here; a column appears when some point has a value for it.
 FIDELITY = MetricColumn("fidelity (cosine)", _fidelity("cosine_mean"), fmt_number)
 METRIC_COLUMNS: tuple[MetricColumn, ...] = (
@@ -157,8 +168,8 @@ METRIC_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("VAE decode p50", _stat("vae_decode_s", "p50"), fmt_seconds),
     MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
     MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
-    MetricColumn("efficiency", _efficiency("calibrated"), fmt_percent),
-    MetricColumn("efficiency (datasheet)", _efficiency("datasheet"), fmt_percent),
+    MetricColumn("efficiency", _efficiency("calibrated"), fmt_percent, _generation_loop),
+    MetricColumn("efficiency (datasheet)", _efficiency("datasheet"), fmt_percent, _generation_loop),
     MetricColumn("prefill efficiency", _efficiency("calibrated", "prefill"), fmt_percent),
     MetricColumn("peak memory", lambda p: p.peak_memory_bytes, lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("weights", lambda p: p.value(lambda r: r.weight_bytes), lambda b: fmt_bytes(round(b) if b else None)),
@@ -232,7 +243,7 @@ def points_table(points: list[Point], by_key: dict[PointKey, Point], baseline: d
             if p.status == "ok" and (base is None or base.status != "ok"):
                 missing_baselines.append(f"batch {base_key.batch_size} {base_key.backend}/{base_key.precision}")
         rows.append([*[get(p) for _, get in keys], status_cell(p),
-                     *[c.fmt(c.value(p)) for c in columns], *ratios,
+                     *[c.cell(p) for c in columns], *ratios,
                      *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
     notes = []
     if missing_baselines:
