@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
 from bench.roofline.schema import Roofline
+from bench.serving.metrics import ServingLevel
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"  # inside a run directory: one record per line
@@ -148,6 +149,8 @@ class Record(BaseModel):
     metrics: Metrics | None = None
     # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
     roofline: Roofline | None = None
+    # Serving load tests (bench.serving): one record per load level, plus the point's summary ("@max").
+    serving: ServingLevel | None = None
 
 
 def now_iso() -> str:

@@ -8,6 +8,7 @@ itself) to results.jsonl as soon as the run ends.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -124,6 +125,8 @@ def attach_reference(spec: RunSpec, references: Path, logs: Path, env: dict[str,
     again: `failed` holds its error). Points the backend cannot run get none."""
     if BACKENDS[spec.backend].unsupported_reason(spec.task, spec.precision, spec.device.split(":")[0]) is not None:
         return
+    if spec.serving is not None:  # serving levels are not compared with a reference
+        return
     if spec.reference_key in failed:
         spec.reference_error = failed[spec.reference_key]
         return
@@ -164,10 +167,12 @@ def run_one(run: RunSpec, logs: Path, env: dict[str, str] | None = None) -> Reco
             _kill(proc)
             raise
     if result_path.exists():
-        record = Record.model_validate_json(result_path.read_text())
-        if record.status == "failed":
-            record.error = f"{record.error} (log: {log_path})"
-        return record
+        data = json.loads(result_path.read_text())
+        records = [Record.model_validate(d) for d in (data if isinstance(data, list) else [data])]
+        for record in records:
+            if record.status == "failed":
+                record.error = f"{record.error} (log: {log_path})"
+        return records if isinstance(data, list) else records[0]  # a list: a serving point's levels
     how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
     return Record(**base_record(run, run.device), status="failed",
                   error=f"worker died with {how} without a result: {_tail(log_path)} (log: {log_path})",
@@ -190,7 +195,8 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
     if results_path.exists() and results_path.stat().st_size > 0 and not resume:
         raise BenchInputError("--out", f"{out_dir} already holds {RESULTS_FILE}; pass --resume to continue "
                               "that sweep or choose another directory")
-    done = {r.run_id for r in read_records(results_path)} if resume else set()
+    # A serving point's level records have run_id "<point's run_id>@<level>"; all are written together.
+    done = {r.run_id.partition("@")[0] for r in read_records(results_path)} if resume else set()
     logs = out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / ENVIRONMENT_FILE, environment.collect())
@@ -209,11 +215,12 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
             if fidelity:
                 attach_reference(spec, out_dir / "references", logs, None, reference_errors, progress, bar)
                 progress.update(bar, description=spec.label())
-            record = run_one(spec, logs)
-            append_record(results_path, record)
-            result.records.append(record)
-            if record.status != "ok":
-                progress.console.print(f"[yellow]{record.status}[/]: {spec.label()}: {record.error}")
+            got = run_one(spec, logs)
+            for record in got if isinstance(got, list) else [got]:
+                append_record(results_path, record)
+                result.records.append(record)
+                if record.status != "ok":
+                    progress.console.print(f"[yellow]{record.status}[/]: {spec.label()}: {record.error}")
             progress.advance(bar)
         progress.update(bar, description="sweep done")
     return result

@@ -203,6 +203,19 @@ def main(argv: list[str]) -> int:
     _exit_with_parent()
     run = RunSpec.model_validate_json(spec_path.read_text())
     started, t0 = now_iso(), time.perf_counter()
+    if run.serving is not None:  # a serving point: one record per load level (a JSON list)
+        from bench.serving.run import measure_serving
+
+        try:
+            records = [r.model_dump(mode="json") for r in measure_serving(run)]
+        except Exception as exc:
+            traceback.print_exc()
+            first_line = (str(exc).strip().splitlines() or [""])[0][:500]
+            records = [Record(**base_record(run, run.device), status="failed", error=f"{type(exc).__name__}: "
+                              f"{first_line}", started_at=started, duration_s=time.perf_counter() - t0)
+                       .model_dump(mode="json")]
+        write_json(result_path, records)
+        return 0
     try:
         record = measure(run)
         record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
