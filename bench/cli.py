@@ -47,8 +47,14 @@ def run(
     result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
                        fidelity=fidelity)
     records = read_records(out_dir / RESULTS_FILE)
-    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
+    from bench.serving import summary as serving
+
+    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records) + serving.markdown(records))
     out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
+    if serving.serving_records(records):
+        out.print(serving.rich_table(records))
+    for alert in serving.alerts(records):
+        out.print(f"[red]SLO alert[/]: {alert}")
     out.print(f"results: {out_dir / RESULTS_FILE}")
     raise typer.Exit(result.exit_code)
 

@@ -35,6 +35,8 @@ class Throughput(BaseModel):
     input_tokens_per_s: float | None = None  # feature extraction: batch × sequence_length / mean latency
     images_per_s: float | None = None  # text to image: batch / mean latency
     steps_per_s: float | None = None  # text to image: denoising steps / mean latency
+    goodput_per_s: float | None = None  # serving level: requests/s within every SLO (bench.serving.slo)
+    max_sustainable_rate_per_s: float | None = None  # serving summary ("@max"): highest rate meeting the SLO, 0: none
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,9 @@ class SweepResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(r.status in ("failed", "timeout") for r in self.records) else 0
+        from bench.serving.summary import exit_code as slo_exit_code
+
+        return 1 if any(r.status in ("failed", "timeout") for r in self.records) else slo_exit_code(self.records)
 
 
 def check_device(requested: str, source: str) -> str:

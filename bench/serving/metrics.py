@@ -35,6 +35,7 @@ class ServingLevel(BaseModel):
     failed: int = 0
     answered_twice: int = 0
     stopped_early: bool = False
+    in_sweep: bool = False  # measured by `rates: sweep` while searching (its SLO breaks are not alerts)
     send_lateness_s: Stats | None = None  # sent − scheduled, per request (open loop only)
     generator_behind: bool = False
     queue_wait_s: Stats | None = None
@@ -92,8 +93,8 @@ def saturation(ok: list[Request], values: list[dict], rate: float | None, served
     q75, q25 = np.percentile(first, [75, 25])
     noise = max(q75 - q25, 0.5 * min(v["e2e"] for v in values))
     rise = float(np.median(last) - np.median(first))
-    rising = rise > 2 * noise
-    behind = served_rate < 0.9 * rate
+    rising = bool(rise > 2 * noise)
+    behind = bool(served_rate < 0.9 * rate)
     evidence = (f"median TTFT {np.median(first):.3g} s in the first third of the level, {np.median(last):.3g} s "
                 f"in the last (rise {rise:.3g} s, noise {noise:.3g} s); answered {served_rate:.3g} req/s of "
                 f"{rate:.3g} req/s offered")

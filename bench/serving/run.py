@@ -107,12 +107,15 @@ def measure_serving(run: Any) -> list:
             reqs, level.batches, kind="serial" if rate is None else "level", policy=run.batching,
             arrival="one at a time" if rate is None else spec.arrival, index=len(levels), rate=rate, slo=spec.slo,
             target=spec.attainment_target, stopped_early=stopped, abort_wait_s=spec.abort_after_s, where=where)
+        out.in_sweep = spec.rates == "sweep"
         levels.append(out)
         metrics = None
         if out.e2e_s is not None:
             metrics = Metrics(latency_s=out.e2e_s, ttft_s=out.ttft_s, tpot_s=out.tpot_s, itl_s=out.itl_s,
                               throughput=Throughput(output_tokens_per_s=out.output_tokens_per_s,
-                                                    requests_per_s=out.request_throughput_per_s),
+                                                    requests_per_s=out.request_throughput_per_s,
+                                                    goodput_per_s=out.attainment.goodput_per_s
+                                                    if out.attainment else None),
                               memory=tracker.metrics(host_rss_peak_bytes()), load_s=load_s,
                               first_call_s=first_call_s, warmup_calls=spec.warmup_requests,
                               measured_time_s=level.duration_s, **cold)
@@ -151,6 +154,15 @@ def measure_serving(run: Any) -> list:
                                     "attainment": lv.attainment.fraction if lv.attainment else None,
                                     "saturated": lv.saturated, "generator_behind": lv.generator_behind}
                                    for lv in levels])
+    # The summary's metrics are those of the level at the max sustainable rate (else the lowest-rate level),
+    # with that rate (0 when no level met the SLO) as throughput.max_sustainable_rate_per_s, which the gate reads.
+    at = {lv.requested_rate_per_s: rec for lv, rec in zip(levels, records)}
+    shown = at.get(best) or next((at[r] for r in sorted(x for x in at if x is not None) if at[r].metrics), None)
+    metrics = None
+    if shown is not None and shown.metrics is not None:
+        metrics = shown.metrics.model_copy(deep=True)
+        metrics.throughput.max_sustainable_rate_per_s = best or 0.0
     records.append(record("max", status="ok", valid=all(r.valid for r in records), details=details,
-                          parameters=prepared.parameters, weight_bytes=prepared.weight_bytes, serving=summary))
+                          parameters=prepared.parameters, weight_bytes=prepared.weight_bytes, serving=summary,
+                          metrics=metrics))
     return records
