@@ -239,6 +239,28 @@ def test_continuous_unsupported_reason_is_true(tiny_llama, caplog):
     assert "unsupported operand type(s) for -: 'NoneType'" in caplog.text
 
 
+def test_continuous_policy_serves_every_request_with_its_tokens(tiny_llama, monkeypatch):
+    """The policy's own code (hand-over, streamed token stamping, completion) on the CPU, with only the
+    manager's accelerator-memory query replaced by a fixed 1 GiB budget (the one thing the CPU lacks)."""
+    from transformers.generation.continuous_batching.cache import PagedAttentionMemoryHandler
+
+    model, _ = tiny_llama
+    monkeypatch.setattr(PagedAttentionMemoryHandler, "get_available_memory", staticmethod(lambda *a: 2 ** 30))
+    rng = np.random.default_rng(1)
+    times = arrivals.schedule("poisson", 30.0, 10, seed=1)
+    reqs = [Request(index=i, prompt_ids=rng.integers(3, 200, int(rng.integers(4, 20))).tolist(),
+                    new_tokens=int(rng.integers(1, 6)), scheduled_s=float(t)) for i, t in enumerate(times)]
+    eos = model.config.eos_token_id
+    attn = model.config._attn_implementation
+    try:
+        run_level(POLICIES["continuous"](3, 0.0), GenerateEngine(model, "cpu", eos, eos), reqs)
+    finally:
+        model.set_attn_implementation(attn)
+    for r in reqs:
+        assert r.answers == 1 and r.error is None
+        assert len(r.token_s) == len(r.output_ids) == r.new_tokens and r.sent_s < r.token_s[0]
+
+
 # --- scenario validation ----------------------------------------------------------------------------------
 
 SERVING = """

@@ -48,6 +48,7 @@ def _latency_chart(series: dict[str, list[Any]], slo: dict[str, float], title: s
                 ax.annotate(f"SLO {key.split('_')[-2]} {limit:g} s", (0.01, limit), xycoords=("axes fraction", "data"),
                             color="red", fontsize=7, va="bottom")
         ax.set(xscale="log", yscale="log", xlabel="offered rate (requests/s)", ylabel=f"{label} (s)", title=label)
+        _rate_ticks(ax, series)
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.legend(loc="lower center", ncol=3, fontsize=7, frameon=False)
@@ -55,6 +56,15 @@ def _latency_chart(series: dict[str, list[Any]], slo: dict[str, float], title: s
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _rate_ticks(ax: Any, series: dict[str, list[Any]]) -> None:
+    """Ticks at the offered rates, written plainly (a log axis would print 4×10^0)."""
+    from matplotlib.ticker import NullFormatter
+
+    rates = sorted({r.serving.requested_rate_per_s for recs in series.values() for r in recs})
+    ax.set_xticks(rates, [f"{x:g}" for x in rates])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _goodput_chart(series: dict[str, list[Any]], title: str, path: Path) -> Path:

@@ -28,7 +28,8 @@ class ServingLevel(BaseModel):
     arrival: str
     level: int  # order of measurement within the point
     requested_rate_per_s: float | None = None  # None for the one-at-a-time (closed-loop) level
-    achieved_rate_per_s: float | None = None
+    scheduled_rate_per_s: float | None = None  # of this level's measured schedule (a sample of the process)
+    achieved_rate_per_s: float | None = None  # as really sent: compare with scheduled_rate_per_s
     requests: int = 0  # measured requests planned
     sent: int = 0
     answered: int = 0
@@ -123,6 +124,8 @@ def level_metrics(requests: list[Request], batches: list[int], *, kind: str, pol
     if len(sent) >= 2:
         span = max(r.sent_s for r in sent) - min(r.sent_s for r in sent)
         out.achieved_rate_per_s = (len(sent) - 1) / span if span > 0 else None
+        planned = max(r.scheduled_s for r in sent) - min(r.scheduled_s for r in sent)
+        out.scheduled_rate_per_s = (len(sent) - 1) / planned if rate is not None and planned > 0 else None
     if rate is not None and sent:
         late = [r.sent_s - r.scheduled_s for r in sent]
         out.send_lateness_s = Stats.of(late)

@@ -65,7 +65,9 @@ def measure_serving(run: Any) -> list:
 
     reason = policy_cls.unsupported_reason(run.backend, device.type)
     if reason:
-        return [record("max", status="unsupported", error=reason)]
+        return [record("max", status="unsupported", error=reason, serving=ServingLevel(
+            kind="summary", policy=run.batching, arrival=spec.arrival, level=0, slo=spec.slo.root,
+            attainment_target=spec.attainment_target))]
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     torch.manual_seed(run.measure.seed)

@@ -12,8 +12,8 @@ from typing import Any
 
 from rich.table import Table
 
-COLUMNS = ("scenario", "backend", "precision", "batching", "bs", "rate req/s", "achieved", "send late p95",
-           "TTFT p95", "TPOT p95", "E2E p99", "SLO attainment [95% CI]", "goodput req/s", "saturated", "valid")
+COLUMNS = ("scenario", "backend", "precision", "batching", "bs", "rate req/s", "scheduled", "achieved",
+           "send late p95", "TTFT p95", "TPOT p95", "E2E p99", "SLO attainment [95% CI]", "goodput req/s", "saturated", "valid")
 
 
 def serving_records(records: list[Any]) -> list[Any]:
@@ -49,14 +49,15 @@ def rows(records: list[Any]) -> list[list[str]]:
             best = s.max_sustainable_rate_per_s
             bound = f" (fails at {s.lowest_failing_rate_per_s:.3g})" if s.lowest_failing_rate_per_s else ""
             text = f"max sustainable {best:.3g} req/s{bound}" if best is not None else "no level met the SLO"
-            out.append(base + [text] + [""] * 9)
+            out.append(base + [text] + [""] * 10)
             continue
         if r.status != "ok":
-            out.append(base + [r.status, (r.error or "")[:80]] + [""] * 8)
+            out.append(base + [r.status, (r.error or "")[:80]] + [""] * 9)
             continue
         a = s.attainment
         out.append(base + [
             "one at a time" if s.requested_rate_per_s is None else f"{s.requested_rate_per_s:.3g}",
+            f"{s.scheduled_rate_per_s:.3g}" if s.scheduled_rate_per_s else "-",
             f"{s.achieved_rate_per_s:.3g}" if s.achieved_rate_per_s else "-",
             _s(s.send_lateness_s.p95) if s.send_lateness_s else "-",
             _s(s.ttft_s.p95 if s.ttft_s else None), _s(s.tpot_s.p95 if s.tpot_s else None),
