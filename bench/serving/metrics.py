@@ -37,6 +37,7 @@ class ServingLevel(BaseModel):
     answered_twice: int = 0
     stopped_early: bool = False
     in_sweep: bool = False  # measured by `rates: sweep` while searching (its SLO breaks are not alerts)
+    fail_on_slo: bool = False  # the scenario's serving.fail_on_slo: this level's alerts fail `bench run`
     send_lateness_s: Stats | None = None  # sent − scheduled, per request (open loop only)
     generator_behind: bool = False
     queue_wait_s: Stats | None = None

@@ -109,7 +109,7 @@ def measure_serving(run: Any) -> list:
             reqs, level.batches, kind="serial" if rate is None else "level", policy=run.batching,
             arrival="one at a time" if rate is None else spec.arrival, index=len(levels), rate=rate, slo=spec.slo,
             target=spec.attainment_target, stopped_early=stopped, abort_wait_s=spec.abort_after_s, where=where)
-        out.in_sweep = spec.rates == "sweep"
+        out.in_sweep, out.fail_on_slo = spec.rates == "sweep", spec.fail_on_slo
         levels.append(out)
         metrics = None
         if out.e2e_s is not None:

@@ -39,6 +39,8 @@ class ServingSpec(_Strict):
     abort_wait_s: PositiveFloat | None = Field(None, description="stop sending once a request waited this long for "
                                                "its first token (default 10 × the largest SLO limit, else 60 s)")
     sweep: SweepSpec = SweepSpec()
+    fail_on_slo: bool = Field(False, description="a fixed-rate level that breaks an SLO makes `bench run` exit 1 "
+                              "(alerts are printed either way)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServingSpec":

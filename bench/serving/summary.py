@@ -3,7 +3,7 @@ SLO alerts CI uses.
 
 Alerts are the fixed-rate levels that break an SLO. Levels a `rates: sweep` measures while searching are
 not alerts (failing is how the search finds its bound); its result is the point's max sustainable rate.
-`exit_code` is 1 when there is an alert.
+`exit_code` is 1 when there is an alert from a scenario that asks for it (serving.fail_on_slo).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def alerts(records: list[Any]) -> list[str]:
 
 
 def exit_code(records: list[Any]) -> int:
-    return 1 if alerts(records) else 0
+    """1 when a level of a scenario with serving.fail_on_slo broke an SLO."""
+    return 1 if alerts([r for r in records if r.serving is not None and r.serving.fail_on_slo]) else 0
 
 
 def _s(value: float | None) -> str:
