@@ -134,8 +134,9 @@ def validate(paths: list[str] = typer.Argument(..., help="scenario files or dire
 
 
 @app.command("list")
-def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to look for scenario files")) -> None:
-    """Bundled model architectures and the scenario files under scenarios/."""
+def list_(scenario_dir: Optional[Path] = typer.Option(None, help="list the scenario files here instead of the "
+                                                                  "bundled suites")) -> None:
+    """Bundled model architectures and scenario suites (`bench run SUITE` runs one from any directory)."""
     from rich.table import Table
 
     from bench import models
@@ -156,8 +157,12 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
         table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config) or "-"),
                       ", ".join(w.task for w in tasks) or "-", what, hub_id or "-")
     out.print(table)
-    files = sorted(scenario_dir.rglob("*.y*ml")) if scenario_dir.is_dir() else []
-    stable = Table(title=f"scenarios in {scenario_dir}")
+    from bench.suites import SUITES_DIR
+
+    root = scenario_dir if scenario_dir is not None else SUITES_DIR
+    files = sorted(root.rglob("*.y*ml")) if root.is_dir() else []
+    stable = Table(title=f"scenarios in {scenario_dir}" if scenario_dir is not None else
+                   "bundled scenario suites (bench run SUITE or SUITE/FILE)")
     stable.add_column("file")
     stable.add_column("name")
     stable.add_column("task")
@@ -167,10 +172,10 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
     for f in files:
         try:
             data = read_yaml(f)
-            stable.add_row(str(f), str(data.get("name", "?")), str(data.get("task", "?")),
+            stable.add_row(str(f if scenario_dir is not None else f.relative_to(root)), str(data.get("name", "?")), str(data.get("task", "?")),
                            str((data.get("model") or {}).get("name", "?")))
         except BenchInputError as exc:
-            stable.add_row(str(f), "invalid", str(exc), "")
+            stable.add_row(str(f if scenario_dir is not None else f.relative_to(root)), "invalid", str(exc), "")
     out.print(stable)
 
 
@@ -237,7 +242,7 @@ def compare(
     baseline: str = typer.Argument(..., metavar="BASELINE", help="run directory or saved baseline name"),
     current: str = typer.Argument(..., metavar="CURRENT", help="run directory or saved baseline name"),
     threshold: Optional[str] = typer.Option(None, help="unchanged zone, e.g. 5% (default 5%, or the config's)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see README, Regression gate)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see docs/gate.md)"),
     fmt: str = typer.Option("md", "--format", help="what to print: md | json"),
     allow_env_change: bool = typer.Option(False, "--allow-env-change",
                                           help="compare even when GPU, driver, CUDA, torch or ONNX Runtime differ"),

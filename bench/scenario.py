@@ -322,8 +322,10 @@ def load_scenario(path: str | Path) -> LoadedScenario:
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:
     """Expand directories into the scenario files (*.yaml, *.yml) directly inside them, sorted."""
+    from bench.suites import resolve
+
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(resolve, paths):  # a bundled suite's name (`cpu`) resolves into the package
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
             if not found:

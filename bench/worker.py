@@ -2,11 +2,8 @@
 
     python -m bench.worker SPEC_JSON RESULT_JSON
 
-Each run is a fresh process (started by the runner), so CUDA contexts, allocator peaks, compiled
-kernels and caches never leak from one run into the next. Phases, in order:
-
-    load (load_s) → backend.prepare (its own cold costs) → first call (first_call_s, cold)
-    → `warmup` calls → measured calls until min_iterations AND min_time_s both hold.
+Phases: load (load_s) → backend.prepare (its cold costs) → first call (first_call_s, cold) → `warmup` calls
+→ measured calls until min_iterations AND min_time_s both hold.
 """
 
 from __future__ import annotations

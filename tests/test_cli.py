@@ -139,7 +139,7 @@ def test_list_shows_bundled_models_and_scenarios():
     proc = run_cli("list")
     assert proc.returncode == 0, proc.stderr
     assert "124.4M" in proc.stdout and "6,738.4M" in proc.stdout  # gpt2 and llama-2-7b, counted from configs
-    assert "scenarios/cpu/gpt2-decode.yaml" in proc.stdout
+    assert "cpu/gpt2-decode.yaml" in proc.stdout  # a bundled suite (bench/suites/)
 
 
 def test_capabilities_command():

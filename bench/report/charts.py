@@ -1,9 +1,5 @@
 """matplotlib charts, one figure per (run directory, scenario/model) and chart kind, drawn from the points.
-
-Every chart keeps the same encoding so a reader learns it once: colour = precision, marker = backend.
-Sweeps of hundreds of points stay readable by splitting instead of crowding: quantization gains get one
-panel per batch size, the latency chart grows one row per point, and labels are left off dense scatters.
-"""
+One encoding throughout: colour = precision, marker = backend (docs/reports.md)."""
 
 from __future__ import annotations
 
