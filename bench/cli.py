@@ -49,8 +49,10 @@ def run(
     records = read_records(out_dir / RESULTS_FILE)
     from bench.serving import summary as serving
 
-    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records) + serving.markdown(records))
-    out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
+    plain = [r for r in records if r.serving is None]  # serving levels have their own table
+    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(plain) + serving.markdown(records))
+    if plain or not serving.serving_records(records):
+        out.print(rich_table(plain, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
     if serving.serving_records(records):
         out.print(serving.rich_table(records))
     for alert in serving.alerts(records):

@@ -303,12 +303,14 @@ def run_interleaved(scenarios: list[LoadedScenario], out_dir: Path, arms: list[A
             rng.shuffle(order)
             for arm in order:
                 progress.update(bar, description=f"{arm.name}: {spec.label()}")
-                record = run_one(spec, out_dir / arm.name / "logs", envs[arm.name])
-                record.pair = f"{session}:{spec.point_id}:{spec.repeat}"
-                append_record(out_dir / arm.name / RESULTS_FILE, record)
-                results[arm.name].records.append(record)
-                if record.status != "ok":
-                    progress.console.print(f"[yellow]{record.status}[/]: {arm.name}: {spec.label()}: {record.error}")
+                got = run_one(spec, out_dir / arm.name / "logs", envs[arm.name])
+                for record in got if isinstance(got, list) else [got]:  # a serving point: one per level
+                    record.pair = f"{session}:{record.point_id}:{spec.repeat}"
+                    append_record(out_dir / arm.name / RESULTS_FILE, record)
+                    results[arm.name].records.append(record)
+                    if record.status != "ok":
+                        progress.console.print(f"[yellow]{record.status}[/]: {arm.name}: {spec.label()}: "
+                                               f"{record.error}")
                 progress.advance(bar)
         progress.update(bar, description="interleaved sweep done")
     return results

@@ -164,7 +164,8 @@ def measure_serving(run: Any) -> list:
     if shown is not None and shown.metrics is not None:
         metrics = shown.metrics.model_copy(deep=True)
         metrics.throughput.max_sustainable_rate_per_s = best or 0.0
-    records.append(record("max", status="ok", valid=all(r.valid for r in records), details=details,
+    level_invalid = [f"level {r.run_id.partition('@')[2]}: {why}" for r in records for why in r.invalid_reasons]
+    records.append(record("max", status="ok", valid=not level_invalid, invalid_reasons=level_invalid, details=details,
                           parameters=prepared.parameters, weight_bytes=prepared.weight_bytes, serving=summary,
                           metrics=metrics))
     return records
