@@ -296,6 +296,7 @@ def test_serving_scenario_points_and_ids(tmp_path):
 
 @pytest.mark.parametrize("kwargs,field,message", [
     (dict(rates="[2, 0]"), "serving.rates", "greater than 0"),
+    (dict(rates="fast"), "serving.rates", "a list of requests/s or `sweep`"),
     (dict(slo_text="{ttft_p97_s: 0.5}"), "serving.slo", "unknown SLO"),
     (dict(batching="[fifo]"), "matrix.batching", "unknown batching policy"),
     (dict(backend="[eager, onnxruntime]", batching="[none, continuous]"), "matrix.batching[1]", "cannot run on"),

@@ -130,13 +130,13 @@ def measure_serving(run: Any) -> list:
 
     def passes(out: ServingLevel) -> bool:
         ok = out.meets_slo if out.meets_slo is not None else not out.saturated
-        return bool(ok) and not out.generator_behind
+        return bool(ok) and not out.generator_behind and not out.failed and out.answered == out.sent
 
     if spec.rates == "sweep":
-        from bench.serving.sweep import search
+        from bench.serving.sweep import round3, search
 
         serial = measure_level(None)
-        start = spec.sweep.start_rate_per_s or (1 / serial.e2e_s.mean if serial.e2e_s else 1.0)
+        start = spec.sweep.start_rate_per_s or round3(1 / serial.e2e_s.mean if serial.e2e_s else 1.0)
         search(lambda rate: passes(measure_level(rate)), start, spec.sweep.max_levels, spec.sweep.bisect_steps)
     else:
         for rate in spec.rates:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                      model_validator)
+                      field_validator, model_validator)
 
 from bench.serving.arrivals import Arrival
 from bench.serving.lengths import LengthSpec
@@ -41,6 +41,13 @@ class ServingSpec(_Strict):
     sweep: SweepSpec = SweepSpec()
     fail_on_slo: bool = Field(False, description="a fixed-rate level that breaks an SLO makes `bench run` exit 1 "
                               "(alerts are printed either way)")
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _rates_shape(cls, value: object) -> object:
+        if isinstance(value, str) and value != "sweep":
+            raise ValueError(f"rates is a list of requests/s or `sweep`, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServingSpec":

@@ -24,7 +24,7 @@ def search(passes: Callable[[float], bool], start: float, max_levels: int = 8,
             rate /= 2
     steps = 0
     while best is not None and worst is not None and steps < bisect_steps and len(tried) < max_levels:
-        mid = _round((best + worst) / 2)
+        mid = round3((best + worst) / 2)
         if not best < mid < worst:
             break
         ok = passes(mid)
@@ -34,7 +34,7 @@ def search(passes: Callable[[float], bool], start: float, max_levels: int = 8,
     return best, worst, tried
 
 
-def _round(rate: float) -> float:
+def round3(rate: float) -> float:
     """Three significant figures: level names and reports stay readable."""
     digits = 2 - int(math.floor(math.log10(abs(rate))))
     return round(rate, digits)
