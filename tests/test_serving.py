@@ -20,7 +20,6 @@ from bench.serving.metrics import level_metrics
 from bench.serving.policies import POLICIES
 from bench.serving.sweep import search
 
-
 # --- arrivals and lengths ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind,shape,cv", [("poisson", 1.0, 1.0), ("gamma", 0.25, 2.0), ("gamma", 4.0, 0.5),

@@ -13,7 +13,8 @@ from typing import Any
 from rich.table import Table
 
 COLUMNS = ("scenario", "backend", "precision", "batching", "bs", "rate req/s", "scheduled", "achieved",
-           "send late p95", "TTFT p95", "TPOT p95", "E2E p99", "SLO attainment [95% CI]", "goodput req/s", "saturated", "valid")
+           "send late p95", "TTFT p95", "TPOT p95", "E2E p99", "SLO attainment [95% CI]", "goodput req/s",
+           "saturated", "valid")
 
 
 def serving_records(records: list[Any]) -> list[Any]:
