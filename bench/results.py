@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
+from bench.measure.telemetry.schema import Telemetry
 from bench.roofline.schema import Roofline
 from bench.serving.metrics import ServingLevel
 
@@ -153,6 +154,7 @@ class Record(BaseModel):
     roofline: Roofline | None = None
     # Serving load tests (bench.serving): one record per load level, plus the point's summary ("@max").
     serving: ServingLevel | None = None
+    telemetry: Telemetry | None = None  # energy, power, clocks, throttling of the measured phase (measure.telemetry)
 
 
 def now_iso() -> str:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from bench.errors import BenchInputError
+from bench.measure.telemetry.schema import TelemetrySpec
 from bench.serving.spec import ServingSpec
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
@@ -83,6 +84,7 @@ class MeasureSpec(Strict):
     timeout_s: PositiveFloat = Field(600.0, description="wall-clock limit of one run's process")
     max_cv: PositiveFloat = Field(0.10, description="latency coefficient of variation above which a run is invalid")
     seed: int = 0
+    telemetry: TelemetrySpec = TelemetrySpec()  # energy, clocks, throttling: bench.measure.telemetry
 
 
 class Scenario(Strict):
