@@ -95,7 +95,7 @@ def run_interleaved(scenarios: list[LoadedScenario], out_dir: Path, arms: list[A
                     progress.update(bar, description=f"{arm.name}: {spec.label()}")
                     records = execute(spec, executor, out_dir / arm.name / "logs", envs[arm.name])
                     for record in records:
-                        record.pair = f"{session}:{spec.point_id}:{spec.repeat}"
+                        record.pair = f"{session}:{record.point_id}:{spec.repeat}"  # serving: one per level
                     store.append_records(out_dir / arm.name / RESULTS_FILE, records)
                     results[arm.name].records.extend(records)
                     for record in records:

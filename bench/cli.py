@@ -61,8 +61,16 @@ def run(
                   markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     records = read_records(out_dir / RESULTS_FILE)
-    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
-    out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
+    from bench.serving import summary as serving
+
+    plain = [r for r in records if r.serving is None]  # serving levels have their own table
+    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(plain) + serving.markdown(records))
+    if plain or not serving.serving_records(records):
+        out.print(rich_table(plain, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
+    if serving.serving_records(records):
+        out.print(serving.rich_table(records))
+    for alert in serving.alerts(records):
+        out.print(f"[red]SLO alert[/]: {alert}")
     out.print(f"results: {out_dir / RESULTS_FILE}")
     raise typer.Exit(result.exit_code)
 

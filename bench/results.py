@@ -16,6 +16,7 @@ from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
 from bench.measure.telemetry.schema import Telemetry
 from bench.roofline.schema import Roofline
+from bench.serving.metrics import ServingLevel
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"  # inside a run directory: one record per line
@@ -32,6 +33,8 @@ class Throughput(BaseModel):
     input_tokens_per_s: float | None = None  # feature extraction: batch × sequence_length / mean latency
     images_per_s: float | None = None  # text to image: batch / mean latency
     steps_per_s: float | None = None  # text to image: denoising steps / mean latency
+    goodput_per_s: float | None = None  # serving level: requests/s within every SLO (bench.serving.slo)
+    max_sustainable_rate_per_s: float | None = None  # serving summary ("@max"): highest rate meeting the SLO, 0: none
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class Record(BaseModel):
     metrics: Metrics | None = None
     # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
     roofline: Roofline | None = None
+    # Serving load tests (bench.serving): one record per load level, plus the point's summary ("@max").
+    serving: ServingLevel | None = None
     telemetry: Telemetry | None = None  # energy, power, clocks, throttling of the measured phase (measure.telemetry)
 
 

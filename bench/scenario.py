@@ -29,11 +29,12 @@ from pydantic import (
 
 from bench.errors import BenchInputError
 from bench.measure.telemetry.schema import TelemetrySpec
+from bench.serving.spec import ServingSpec
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-dyn"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
-MATRIX_KEYS = ("backend", "precision", "batch_size")
+MATRIX_KEYS = ("backend", "precision", "batch_size", "batching")
 
 
 MAX_BATCH_SIZE = 65_536
@@ -57,8 +58,19 @@ class MatrixSpec(Strict):
     backend: list[str] = Field(default=["eager"], min_length=1)
     precision: list[Precision] = Field(default=["fp32"], min_length=1)
     batch_size: list[Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]] = Field(default=[1], min_length=1)
+    batching: list[str] | None = Field(None, min_length=1, description="serving scenarios: batching policies")
 
-    _wrap = field_validator("backend", "precision", "batch_size", mode="before")(_as_list)
+    _wrap = field_validator("backend", "precision", "batch_size", "batching", mode="before")(_as_list)
+
+    @field_validator("batching")
+    @classmethod
+    def _known_policy(cls, names: list[str] | None) -> list[str] | None:
+        from bench.serving.policies import POLICIES
+
+        for name in names or []:
+            if name not in POLICIES:
+                raise ValueError(f"unknown batching policy {name!r} (known: {', '.join(POLICIES)})")
+        return names
 
     @field_validator("backend")
     @classmethod
@@ -93,6 +105,7 @@ class Scenario(Strict):
     workload: dict[str, Any] = {}
     backend_options: dict[str, dict[str, Any]] = {}
     measure: MeasureSpec = MeasureSpec()
+    serving: ServingSpec | None = None  # a load test (bench.serving): arrivals, rates, SLOs
 
     @field_validator("task")
     @classmethod
@@ -124,6 +137,8 @@ class RunSpec(BaseModel):
     backend_options: dict[str, Any] = {}
     measure: MeasureSpec
     repeat: int = 0
+    batching: str | None = None  # serving: the batching policy (bench.serving.policies)
+    serving: dict[str, Any] | None = None  # serving: the scenario's validated `serving:` section
     # Set by the runner, not part of the identity: the fp32 eager reference outputs to compare with
     # (a file), or why there are none.
     reference_path: str | None = None
@@ -134,6 +149,8 @@ class RunSpec(BaseModel):
         keys = ["scenario", "task", "model", "weights", "device", "backend", "precision", "batch_size",
                 "workload", "backend_options"]
         ident = {k: getattr(self, k) for k in keys}
+        if self.serving is not None:  # only then: other points keep their ids
+            ident |= {"batching": self.batching, "serving": self.serving}
         if with_repeat:
             ident["repeat"] = self.repeat
         return ident
@@ -163,7 +180,8 @@ class RunSpec(BaseModel):
                                                      "batch_size", "workload")} | {"seed": self.measure.seed})
 
     def label(self) -> str:
-        return f"{self.scenario}/{self.model}/{self.backend}/{self.precision}/bs{self.batch_size}#r{self.repeat}"
+        policy = f"/{self.batching}" if self.batching else ""
+        return f"{self.scenario}/{self.model}/{self.backend}/{self.precision}{policy}/bs{self.batch_size}#r{self.repeat}"
 
 
 def _digest(obj: Any) -> str:
@@ -191,7 +209,8 @@ class LoadedScenario(BaseModel):
                     device=device or sc.device, backend=point["backend"], precision=point["precision"],
                     batch_size=point["batch_size"], workload=self.workload.model_dump(),
                     backend_options=sc.backend_options.get(point["backend"], {}), measure=sc.measure,
-                    repeat=repeat,
+                    repeat=repeat, batching=point.get("batching"),
+                    serving=sc.serving.model_dump(mode="json") if sc.serving else None,
                 ))
         return specs
 
@@ -300,8 +319,9 @@ def _expand(path: str, sc: Scenario) -> list[dict[str, Any]]:
         if not rule:
             raise BenchInputError(path, "an exclude rule needs at least one key", f"exclude[{i}]")
     points = []
-    for values in itertools.product(matrix.backend, matrix.precision, matrix.batch_size):
-        point = dict(zip(MATRIX_KEYS, values))
+    batching = matrix.batching or ["none"] if sc.serving else [None]
+    for values in itertools.product(matrix.backend, matrix.precision, matrix.batch_size, batching):
+        point = {k: v for k, v in zip(MATRIX_KEYS, values) if v is not None}
         if any(all(point[k] == v for k, v in rule.items()) for rule in sc.exclude):
             continue
         if point not in points:
@@ -335,8 +355,13 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         except ValidationError as err:
             _raise_validation(src, err, prefix=f"backend_options.{name}")
     workload_cls = WORKLOADS[sc.task]
+    workload_section = sc.workload
+    if sc.serving is not None or sc.matrix.batching is not None:
+        from bench.serving.scenario import check_serving
+
+        workload_section = check_serving(src, sc, _expand(src, sc))
     try:
-        workload = workload_cls.Spec.model_validate(sc.workload, strict=True)
+        workload = workload_cls.Spec.model_validate(workload_section, strict=True)
     except ValidationError as err:
         _raise_validation(src, err, prefix="workload")
     points = _expand(src, sc)

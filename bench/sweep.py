@@ -35,7 +35,15 @@ class SweepResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(r.status in RETRIED for r in self.records) else 0
+        from bench.serving.summary import exit_code as slo_exit_code
+
+        return 1 if any(r.status in RETRIED for r in self.records) else slo_exit_code(self.records)
+
+
+def run_key(record: Record) -> str:
+    """The run id of the RunSpec a record came from: a serving point's level records are "<run_id>@<level>",
+    all written together by one worker."""
+    return record.run_id.partition("@")[0]
 
 
 def check_device(requested: str, source: str) -> str:
@@ -95,7 +103,7 @@ class References:
 
     def attach(self, spec: RunSpec, logs: Path, env: dict[str, str], progress: Progress | None = None,
                bar=None) -> None:
-        if unsupported(spec) is not None:
+        if unsupported(spec) is not None or spec.serving is not None:  # serving levels have no reference
             return
         key = spec.reference_key
         if key in self.failed:
@@ -136,8 +144,8 @@ def check_settings(specs: list[RunSpec], recorded: list[Record], results_path: P
     """Refuse to resume a directory whose records of these points were measured with other settings."""
     by_repeat = {(s.point_id, s.repeat): s for s in specs}
     for record in recorded:
-        spec = by_repeat.get((record.point_id, record.repeat))
-        if spec is None or spec.run_id == record.run_id:
+        spec = by_repeat.get((record.point_id.partition("@")[0], record.repeat))
+        if spec is None or spec.run_id == run_key(record):
             continue
         now, then = spec.measured_settings(), record.measure
         diff = [k for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k)]
@@ -163,13 +171,14 @@ def prepare_resume(specs: list[RunSpec], results_path: Path, retry_failed: bool,
     check_settings(specs, found.records, results_path)
     if retry_failed:
         planned = {s.run_id for s in specs}
-        again = {r.run_id for r in found.records if r.status in RETRIED and r.run_id in planned}
-        if again:
-            side, moved = store.move_aside(results_path, again, "retried")
+        again = {run_key(r) for r in found.records if r.status in RETRIED and run_key(r) in planned}
+        if again:  # every record of such a run moves aside (a serving point re-runs all its levels)
+            side, moved = store.move_aside(results_path, {r.run_id for r in found.records if run_key(r) in again},
+                                           "retried")
             console.print(f"retry: moved {moved} failed/timed-out record(s) to {side}; running them again",
                           soft_wrap=True, markup=False, highlight=False)
         found = store.scan(results_path)
-    return {r.run_id for r in found.records}
+    return {run_key(r) for r in found.records}
 
 
 def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, device: str | None = None,

@@ -203,10 +203,15 @@ def main(argv: list[str]) -> int:
     run = RunSpec.model_validate_json(spec_path.read_text())
     started, t0 = now_iso(), time.perf_counter()
     try:
-        measured = measure(run)  # one Record, or a list of them (a serving workload: one per load level)
-        records = measured if isinstance(measured, list) else [measured]
-        for record in records:
-            record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
+        if run.serving is not None:  # a serving point: one record per load level
+            from bench.serving.run import measure_serving
+
+            records = list(measure_serving(run))
+        else:
+            measured = measure(run)  # one Record, or a list of them
+            records = measured if isinstance(measured, list) else [measured]
+            for record in records:
+                record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
         from bench.records import describe_exception, failed_record
 

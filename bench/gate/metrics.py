@@ -19,9 +19,9 @@ from bench.results import Record
 @dataclass(frozen=True)
 class GateMetric:
     name: str  # dotted path inside the record's `metrics`
-    kind: Literal["time", "rate", "memory", "energy"]  # memory has its own tolerance (memory_threshold)
+    kind: Literal["time", "rate", "memory", "energy", "serving"]  # memory has its own tolerance (memory_threshold)
     higher_is_better: bool
-    unit: Literal["s", "tokens/s", "bytes", "J/token"]
+    unit: Literal["s", "tokens/s", "bytes", "J/token", "req/s"]
     rule: MetricRule
     what: str  # one line for the README and the report's legend
 
@@ -54,6 +54,12 @@ GATE_METRICS: tuple[GateMetric, ...] = (
     _rate("throughput.output_tokens_per_s", "latency_s", "output tokens/s at that latency (batch × new tokens / it)"),
     _rate("throughput.prefill_tokens_per_s", "ttft_s", "prefill tokens/s at that TTFT (batch × prompt tokens / it)"),
     _rate("throughput.decode_tokens_per_s", "tpot_s", "decode tokens/s at that TPOT (batch / it)"),
+    # serving (bench.serving): one value per level / point record, read as recorded
+    GateMetric("throughput.goodput_per_s", "serving", True, "req/s", MetricRule("throughput.goodput_per_s", "value"),
+               "serving level: requests/s within every SLO at that offered rate"),
+    GateMetric("throughput.max_sustainable_rate_per_s", "serving", True, "req/s",
+               MetricRule("throughput.max_sustainable_rate_per_s", "value"),
+               "serving point: the highest offered rate that met the SLO"),
     _memory("memory.host_rss_peak_bytes", "peak RSS of the run's process"),
     _memory("memory.cuda_allocated_peak_bytes", "torch's peak allocated CUDA memory"),
     _memory("memory.cuda_reserved_peak_bytes", "torch's peak reserved CUDA memory"),

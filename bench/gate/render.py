@@ -27,6 +27,8 @@ def point_label(key: PointKey) -> str:
     label = f"{key.scenario} · {key.model} · {key.backend} {key.precision} · bs {key.batch_size}"
     if key.device != "cpu":
         label += f" · {key.device}"
+    if key.serving:  # a serving load level: policy / level kind / offered rate
+        label += f" · {key.serving}"
     return label
 
 

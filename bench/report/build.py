@@ -12,6 +12,7 @@ from bench.report.points import (PRIMARY_THROUGHPUT, Point, describe_baseline, d
                                  parse_baseline, workload_label)
 from bench.report.render import Block, Bullets, Heading, Image, Paragraph, to_html, to_markdown
 from bench.report.runs import Run, load_runs
+from bench.report.serving import section as serving_section
 from bench.report.tables import (INVALID, Table, comparison_table, environment_table, points_table, roofline_table,
                                  write_csv)
 from bench.roofline.analysis import for_report as roofline_for_report
@@ -43,13 +44,16 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
 
     files = ReportFiles(out_dir, out_dir / "report.md", out_dir / "report.html", out_dir / "results.csv")
     write_csv(runs, files.csv)
-    points_by_run = [group_points(run.records) for run in runs]
+    points_by_run = [group_points([r for r in run.records if r.serving is None]) for run in runs]
     blocks: list[Block] = [Heading(1, "Benchmark report"), *_runs_section(runs), *_reading_guide(runs, baseline),
                            Heading(2, "Environment"), environment_table(runs)]
     for scenario, model in _sections(runs):
         section, charts = _scenario_section(scenario, model, runs, points_by_run, baseline, charts_dir)
         blocks += section
         files.charts += charts
+    serving_blocks, serving_charts = serving_section(runs, charts_dir)  # load levels: their own section
+    blocks += serving_blocks
+    files.charts += serving_charts
     files.markdown.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
     files.html.write_text(to_html(blocks, f"Benchmark report: {', '.join(r.label for r in runs)}"), encoding="utf-8")
     return files
@@ -57,7 +61,7 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
 
 def _sections(runs: list[Run]) -> list[tuple[str, str]]:
     """(scenario, model) pairs in the order they first appear: one report section each."""
-    return list(dict.fromkeys((r.scenario, r.model) for run in runs for r in run.records))
+    return list(dict.fromkeys((r.scenario, r.model) for run in runs for r in run.records if r.serving is None))
 
 
 def _runs_section(runs: list[Run]) -> list[Block]:

@@ -26,12 +26,15 @@ class PointKey:
     batch_size: int
     workload: str  # canonical JSON of the record's workload dict, so the key is hashable
     backend_options: str
+    serving: str = ""  # serving records: policy / level kind / offered rate (one point per load level)
 
     @classmethod
     def of(cls, r: Record) -> "PointKey":
+        s = r.serving
         return cls(scenario=r.scenario, model=r.model, weights=r.weights, task=r.task, device=r.device,
                    backend=r.backend, precision=r.precision, batch_size=r.batch_size,
-                   workload=_canonical(r.workload), backend_options=_canonical(r.backend_options))
+                   workload=_canonical(r.workload), backend_options=_canonical(r.backend_options),
+                   serving=f"{s.policy}/{s.kind}/{s.requested_rate_per_s}" if s is not None else "")
 
     def replace(self, **changes: Any) -> "PointKey":
         return PointKey(**{**self.__dict__, **changes})
