@@ -18,6 +18,7 @@ import functools
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def _run_on_node(kind: str, spec_json: str, job_vars: dict[str, str], reference:
     from bench.measure.memory import gpu_processes
     from bench.scenario import RunSpec
 
+    entered = time.perf_counter()
     gpus = _gpu_indices()
     node = node_identity(gpus)
     busy = gpu_processes(gpus) if gpus else None  # before the worker exists: every process found is another's
@@ -96,10 +98,13 @@ def _run_on_node(kind: str, spec_json: str, job_vars: dict[str, str], reference:
                 ref_path = logs / "reference.pt"
                 ref_path.write_bytes(reference)
                 spec = spec.model_copy(update={"reference_path": str(ref_path)})  # where it lies on this node
+            started = time.perf_counter()
             records = local.run(Job(spec, logs, env))
+            out["worker_s"] = time.perf_counter() - started  # the worker process, start to exit
             out["records"] = [r.model_dump(mode="json") for r in records]
         out["files"] = {p.name: p.read_bytes() for p in logs.iterdir() if p.suffix in (".log", ".json")
                         and not p.name.endswith(".spec.json")}
+    out["task_s"] = time.perf_counter() - entered
     return out
 
 
@@ -244,6 +249,7 @@ class RayExecutor:
         """Submit every job (as `jobs` yields them), then yield each job's records as its task ends."""
         self.connect()
         pending: dict[ray.ObjectRef, tuple[Job, list[str], Any]] = {}
+        submitted: dict[ray.ObjectRef, float] = {}
 
         def submit(job: Job, faults: list[str]) -> list[Record] | None:
             reference = None
@@ -256,7 +262,7 @@ class RayExecutor:
             ref, why, group = self._submit("run", job, reference)
             if why:
                 return [failed_record(job.spec, "failed", f"cannot place the run on the Ray cluster: {why}")]
-            pending[ref] = (job, faults, group)
+            pending[ref], submitted[ref] = (job, faults, group), time.perf_counter()
             return None
 
         try:
@@ -286,6 +292,7 @@ class RayExecutor:
                     yield job, [failed_record(job.spec, "failed", f"the Ray task failed: {describe_fault(exc)}")]
                     continue
                 _remove(group)
+                result["driver_s"] = time.perf_counter() - submitted.pop(ref)
                 yield job, self._records(job, result, faults)
         finally:
             for ref, (_, _, group) in pending.items():  # Ctrl-C or a failed append: stop what still runs
@@ -303,6 +310,8 @@ class RayExecutor:
             if record.error:  # the log named by the error is the copy in this run directory
                 record.error = record.error.replace(result["tmp"], str(job.logs))
             record.details["node"] = result["node"]
+            if "driver_s" in result:  # submit -> result on the driver; task and worker durations on the node
+                record.details["ray"] = {k: round(result[k], 3) for k in ("driver_s", "task_s", "worker_s")}
             if faults:
                 record.details.update(infra_retries=len(faults), infra_faults=faults)
             busy = result["busy"]
