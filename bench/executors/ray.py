@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import tempfile
@@ -56,11 +57,25 @@ def node_identity(gpu_indices: list[int]) -> dict[str, Any]:
     return node
 
 
-@functools.cache
-def _fingerprint() -> dict[str, Any]:
-    from bench import environment
+_FINGERPRINTS: dict[str, dict[str, Any]] = {}  # per node, in this Ray worker process (reused within a job)
 
-    return environment.collect()
+
+def _fingerprint(node_id: str, env: dict[str, str]) -> dict[str, Any] | str:
+    """bench.environment.collect() of this node, in a process of its own with the worker's environment (torch
+    is not imported into the long-lived Ray worker); or why not."""
+    if node_id in _FINGERPRINTS:
+        return _FINGERPRINTS[node_id]
+    import subprocess
+    import sys
+
+    code = "import json; from bench.environment import collect; print(json.dumps(collect()))"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                              check=True)
+        _FINGERPRINTS[node_id] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return _FINGERPRINTS[node_id]
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return f"fingerprint failed: {describe_fault(exc)}"
 
 
 def _worker_env(job_vars: dict[str, str], shipped: bool) -> dict[str, str]:
@@ -72,7 +87,8 @@ def _worker_env(job_vars: dict[str, str], shipped: bool) -> dict[str, str]:
 
 
 def _run_on_node(kind: str, spec_json: str, job_vars: dict[str, str], reference: bytes | None,
-                 memory_limit_bytes: int | None, shipped: bool, name: str = "reference.pt") -> dict[str, Any]:
+                 memory_limit_bytes: int | None, shipped: bool, name: str = "reference.pt",
+                 known_nodes: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One point (kind "run") or one fp32 reference (kind "reference", written as NAME) in a fresh worker
     process on this node."""
     from bench.executors.local import LocalExecutor
@@ -88,7 +104,7 @@ def _run_on_node(kind: str, spec_json: str, job_vars: dict[str, str], reference:
     env = _worker_env(job_vars, shipped)
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         logs = Path(tmp)
-        out: dict[str, Any] = {"node": node, "fingerprint": _fingerprint(), "tmp": tmp, "busy": busy}
+        out: dict[str, Any] = {"node": node, "tmp": tmp, "busy": busy}
         if kind == "reference":
             path = logs / name
             out["error"] = local.reference(Job(spec, logs, env), path)
@@ -104,6 +120,8 @@ def _run_on_node(kind: str, spec_json: str, job_vars: dict[str, str], reference:
             out["records"] = [r.model_dump(mode="json") for r in records]
         out["files"] = {p.name: p.read_bytes() for p in logs.iterdir() if p.suffix in (".log", ".json")
                         and not p.name.endswith(".spec.json")}
+    if node["ray_node_id"] not in known_nodes:  # after the worker: never beside a measurement
+        out["fingerprint"] = _fingerprint(node["ray_node_id"], env)
     out["task_s"] = time.perf_counter() - entered
     return out
 
@@ -198,18 +216,18 @@ class RayExecutor:
         group = options.pop("_group", None)
         task = _task().options(max_retries=0, retry_exceptions=False, **options)
         ref = task.remote(kind, job.spec.model_dump_json(), self._job_vars(job), reference,
-                          self.memory_limit_bytes, self.shipped, name)
+                          self.memory_limit_bytes, self.shipped, name, frozenset(self.nodes))
         return ref, None, group
 
     def _note_node(self, out: dict[str, Any], out_dir: Path) -> None:
         node_id = out["node"]["ray_node_id"]
-        if node_id in self.nodes:
+        if node_id in self.nodes or "fingerprint" not in out:
             return
-        self.nodes[node_id] = out["fingerprint"] | {"ray_node_id": node_id}
+        fingerprint = out["fingerprint"]
+        self.nodes[node_id] = (fingerprint if isinstance(fingerprint, dict) else {"error": fingerprint}) | \
+            {"ray_node_id": node_id}
         path = out_dir / ENVIRONMENT_FILE
         try:
-            import json
-
             env = json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
             env = {}
@@ -287,7 +305,12 @@ class RayExecutor:
                     record.details.update(infra_retries=len(faults) - 1, infra_faults=faults)
                     yield job, [record]
                     continue
-                except rx.RayError as exc:  # the task's own code raised: a bug here, not the node's
+                except rx.OutOfMemoryError as exc:  # Ray's memory monitor killed the task: the run's memory
+                    _remove(group)
+                    yield job, [failed_record(job.spec, "failed", f"out of memory: Ray's memory monitor killed "
+                                              f"the task: {describe_fault(exc)}")]
+                    continue
+                except rx.RayError as exc:  # the task's own code raised, the runtime env failed: not the node's
                     _remove(group)
                     yield job, [failed_record(job.spec, "failed", f"the Ray task failed: {describe_fault(exc)}")]
                     continue
