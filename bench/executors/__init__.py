@@ -4,6 +4,9 @@
         def run(self, job: Job) -> list[Record]            # always returns ≥ 1 record, never raises for a run
         def reference(self, job: Job, out: Path) -> str | None   # the fp32 eager reference; None or an error
 
+Optional: `run_all(jobs)` yields (job, records) as each ends, for an executor that runs jobs at once (Ray; the
+sweep hands it a lazy iterable); `check_device(requested, source)` resolves devices where the runs go.
+
 A run that did not produce a record (crash, timeout, unreachable node) comes back as a record built by
 `bench.records.failed_record`. An executor retries infrastructure faults only, never a measurement, and
 never changes a RunSpec. Adding one (Ray tasks, a cluster) is one module here plus one line in EXECUTORS.

@@ -83,6 +83,9 @@ def _worker_env(job_vars: dict[str, str], shipped: bool) -> dict[str, str]:
     if shipped:  # bench is imported from the working_dir Ray unpacked (the task's working directory)
         env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), *filter(None, [os.environ.get("PYTHONPATH")])])
     env["BENCH_RUNNER_PID"] = str(os.getpid())  # the worker dies with this task (PR_SET_PDEATHSIG)
+    # Ray's GPU ids index CUDA_VISIBLE_DEVICES; in PCI bus order they are NVML's indices too (identity, busy check).
+    # The worker sees one device either way.
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     return env
 
 
