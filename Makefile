@@ -7,14 +7,14 @@ BENCH  := $(VENV)/bin/bench
 GPU    ?= 0
 STAMP  := $(VENV)/.installed-$(GPU)
 
-# Which suite `make bench` runs: scenarios/cuda when torch sees a CUDA device, else scenarios/cpu.
+# Which bundled suite `make bench` runs (bench/suites/, also scenarios/): cuda when torch sees a CUDA device, else cpu.
 # Recursive (?=), so it is evaluated in the recipe, after `install` made the venv.
-SUITE  ?= $(shell $(PY) -c "import torch; print('scenarios/cuda' if torch.cuda.is_available() else 'scenarios/cpu')" 2>/dev/null)
+SUITE  ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
 # Evaluated once (:=), so every use in the recipe names the same directory.
 NOW    := $(shell date -u +%Y%m%d-%H%M%S)
 OUT    ?= reports/bench-$(NOW)
 
-.PHONY: install bench test validate clean
+.PHONY: install bench test test-fast lint validate clean
 
 install: $(STAMP)
 
@@ -50,7 +50,7 @@ bench: install
 
 # The regression gate's CI suite: every point with repeats, a pytest-benchmark export, and, when BASELINE names
 # a run directory or a saved baseline, the gate itself (its exit code: 0 pass, 1 regression/failure, 2 refused).
-CI_SUITE    ?= scenarios/ci
+CI_SUITE    ?= ci
 CI_REPEATS  ?= 5
 CI_OUT      ?= reports/ci-$(NOW)
 GATE_CONFIG ?= gate.yaml
@@ -65,9 +65,9 @@ bench-ci: install
 	  fi; \
 	  echo "results: $(CI_OUT)"; exit $$rc
 
-# The gate interleaved (README "Interleaved A/B"): BASE_REF's bench (a git worktree in .ab/) and this checkout's
+# The gate interleaved (docs/gate.md, "Interleaved A/B"): BASE_REF's bench (a git worktree in .ab/) and this checkout's
 # run the CI suite in alternating rounds, so a slow period of the machine hits both; then the paired gate.
-# 8 rounds, not 5: a paired comparison has rounds − 1 degrees of freedom (README, "Measured quality of the gate").
+# 8 rounds, not 5: a paired comparison has rounds − 1 degrees of freedom (docs/measurements/2026-11-23-gate-quality.md).
 BASE_REF  ?= origin/main
 AB_ROUNDS ?= 8
 .PHONY: bench-ab
@@ -79,10 +79,19 @@ bench-ab: install
 	  echo "results: $(CI_OUT)"; exit $$rc
 
 validate: install
-	$(BENCH) validate scenarios/cpu scenarios/cuda scenarios/cuda-quick scenarios/examples scenarios/ci scenarios/ci-cuda
+	$(BENCH) validate cpu cuda cuda-quick examples ci ci-cuda
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15
+
+# The unit tests only: no CLI process, no sweep, no worker subprocess (tests/markers.py marks them; docs/design.md, "Tests").
+test-fast: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not e2e" --durations=10
+
+# ruff's settings are in pyproject.toml (line length 120).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) reports/bench-* reports/latest .ab

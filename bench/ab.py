@@ -46,7 +46,8 @@ def check_arm_code(arm: Arm) -> None:
                            capture_output=True, text=True, env=arm.worker_env(), timeout=60)
     imported = Path(probe.stdout.strip() or ".").resolve()
     if probe.returncode != 0 or not imported.is_relative_to(arm.code.resolve()):
-        raise BenchInputError(source, f"workers would import bench from {probe.stdout.strip() or probe.stderr.strip()!r}, "
+        found = probe.stdout.strip() or probe.stderr.strip()
+        raise BenchInputError(source, f"workers would import bench from {found!r}, "
                               f"not from {arm.code}")
 
 

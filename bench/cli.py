@@ -42,14 +42,14 @@ def run(
                                        "point reserves together (a placement group when more than 1)"),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
+    import re
+
     from bench.executors import executor
     from bench.results import RESULTS_FILE, read_records
     from bench.scenario import DEVICE_PATTERN, load_all
     from bench.store import RecordWriteError
     from bench.summary import markdown, rich_table
     from bench.sweep import run_sweep
-
-    import re
 
     if device is not None and not re.match(DEVICE_PATTERN, device):
         raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
@@ -72,7 +72,7 @@ def run(
     except RecordWriteError as exc:
         err.print(f"error: {exc}; `bench run --resume --out {out_dir}` continues once there is room",
                   markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     records = read_records(out_dir / RESULTS_FILE)
     (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
     out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
@@ -127,8 +127,8 @@ def ab(
     the machine hit both; then `bench compare OUT/baseline OUT/current` compares them round by round."""
     import re
 
-    from bench.results import RESULTS_FILE, read_records
     from bench.ab import Arm, run_interleaved
+    from bench.results import RESULTS_FILE, read_records
     from bench.scenario import DEVICE_PATTERN, load_all
     from bench.summary import markdown
 
@@ -146,7 +146,7 @@ def ab(
                                   seed=seed)
     except RecordWriteError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     for arm in arms:
         arm_dir = out_dir / arm.name
         (arm_dir / "summary.md").write_text(f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE)))
@@ -176,8 +176,9 @@ def validate(paths: list[str] = typer.Argument(..., help="scenario files or dire
 
 
 @app.command("list")
-def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to look for scenario files")) -> None:
-    """Bundled model architectures and the scenario files under scenarios/."""
+def list_(scenario_dir: Optional[Path] = typer.Option(None, help="list the scenario files here instead of the "
+                                                                  "bundled suites")) -> None:
+    """Bundled model architectures and scenario suites (`bench run SUITE` runs one from any directory)."""
     from rich.table import Table
 
     from bench import models
@@ -198,8 +199,12 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
         table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config) or "-"),
                       ", ".join(w.task for w in tasks) or "-", what, hub_id or "-")
     out.print(table)
-    files = sorted(scenario_dir.rglob("*.y*ml")) if scenario_dir.is_dir() else []
-    stable = Table(title=f"scenarios in {scenario_dir}")
+    from bench.suites import SUITES_DIR
+
+    root = scenario_dir if scenario_dir is not None else SUITES_DIR
+    files = sorted(root.rglob("*.y*ml")) if root.is_dir() else []
+    stable = Table(title=f"scenarios in {scenario_dir}" if scenario_dir is not None else
+                   "bundled scenario suites (bench run SUITE or SUITE/FILE)")
     stable.add_column("file")
     stable.add_column("name")
     stable.add_column("task")
@@ -209,10 +214,10 @@ def list_(scenario_dir: Path = typer.Option(Path("scenarios"), help="where to lo
     for f in files:
         try:
             data = read_yaml(f)
-            stable.add_row(str(f), str(data.get("name", "?")), str(data.get("task", "?")),
+            stable.add_row(str(f if scenario_dir is not None else f.relative_to(root)), str(data.get("name", "?")), str(data.get("task", "?")),
                            str((data.get("model") or {}).get("name", "?")))
         except BenchInputError as exc:
-            stable.add_row(str(f), "invalid", str(exc), "")
+            stable.add_row(str(f if scenario_dir is not None else f.relative_to(root)), "invalid", str(exc), "")
     out.print(stable)
 
 
@@ -279,7 +284,7 @@ def compare(
     baseline: str = typer.Argument(..., metavar="BASELINE", help="run directory or saved baseline name"),
     current: str = typer.Argument(..., metavar="CURRENT", help="run directory or saved baseline name"),
     threshold: Optional[str] = typer.Option(None, help="unchanged zone, e.g. 5% (default 5%, or the config's)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see README, Regression gate)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see docs/gate.md)"),
     fmt: str = typer.Option("md", "--format", help="what to print: md | json"),
     allow_env_change: bool = typer.Option(False, "--allow-env-change",
                                           help="compare even when GPU, driver, CUDA, torch or ONNX Runtime differ"),

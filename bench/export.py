@@ -1,17 +1,6 @@
-"""`bench export --format pytest-benchmark RUN_DIR`: records in pytest-benchmark's JSON layout.
-
-Tools that ingest `pytest --benchmark-json` output (github-action-benchmark's `tool: pytest`, `pytest-benchmark
-compare`, dashboards built on it) can then read our results. One benchmark per matrix point:
-
-- `stats` describe the latency of one call for the whole batch, in seconds, over the raw samples of every
-  ok repeat pooled (`data` holds them; `rounds` is their count, `iterations` 1, `ops` = 1 / mean);
-- `group` is the scenario, `name` "scenario[model-backend-precision-bsN]", `fullname` the same with the
-  device, and `params` the point's fields;
-- `extra_info` carries what the format has no place for: output tokens/s, TTFT and TPOT medians, peak
-  memory, repeats, validity.
-
-Points with no ok repeat (failed, unsupported, timed out) have no timing and are left out.
-"""
+"""`bench export --format pytest-benchmark RUN_DIR`: one pytest-benchmark benchmark per matrix point, its
+`stats` the per-call latency over every ok repeat's raw samples pooled; what the format has no field for goes
+to `extra_info`. Points with no ok repeat are left out (docs/gate.md, docs/design.md)."""
 
 from __future__ import annotations
 

@@ -2,15 +2,8 @@
 
     BENCH_INJECT_SLOWDOWN=0.10 bench run ...    # every call takes 10% longer
 
-The worker wraps the prepared runnable: each segment of a call (start → first token → … → last token
-→ return) is followed by a busy-wait of `fraction` × that segment's own elapsed time, inside the timed
-region, so latency, TTFT, TPOT and every inter-token gap all grow by the fraction (and throughputs shrink
-by 1/(1 + fraction)) — like a model that does proportionally more work. The busy-wait keeps the CPU busy
-as real work would; on CUDA it synchronizes first, so it stretches the device timeline too.
-
-It cannot leak into real measurements silently: every record of such a run carries
-`details.injected_slowdown`, the worker log says so, environment.json lists the variable, and
-`bench compare` prints a warning when either side was measured with it.
+Each segment of a call is followed by a busy-wait of `fraction` × its own time, inside the timed region.
+Marked in every record (`details.injected_slowdown`), the worker log and environment.json (docs/gate.md).
 """
 
 from __future__ import annotations

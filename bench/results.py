@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
+from bench.measure.telemetry.schema import Telemetry
 from bench.roofline.schema import Roofline
 
 SCHEMA_VERSION = 1
@@ -146,6 +147,7 @@ class Record(BaseModel):
     metrics: Metrics | None = None
     # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
     roofline: Roofline | None = None
+    telemetry: Telemetry | None = None  # energy, power, clocks, throttling of the measured phase (measure.telemetry)
 
 
 def now_iso() -> str:

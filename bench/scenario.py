@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from bench.errors import BenchInputError
+from bench.measure.telemetry.schema import TelemetrySpec
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-dyn"]
@@ -78,6 +79,7 @@ class MeasureSpec(Strict):
     max_cv: PositiveFloat = Field(0.10, le=100.0,
                                   description="latency coefficient of variation above which a run is invalid")
     seed: int = Field(0, ge=0, le=MAX_INT)
+    telemetry: TelemetrySpec = TelemetrySpec()  # energy, clocks, throttling: bench.measure.telemetry
 
 
 class Scenario(Strict):
@@ -138,7 +140,7 @@ class RunSpec(BaseModel):
 
     def measured_settings(self) -> dict[str, Any]:
         """The measure settings that change a measurement (all but the process time limit)."""
-        return self.measure.model_dump(exclude={"timeout_s"})
+        return self.measure.model_dump(mode="json", exclude={"timeout_s"})
 
     @property
     def point_id(self) -> str:
@@ -353,8 +355,10 @@ def load_scenario(path: str | Path) -> LoadedScenario:
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:
     """Expand directories into the scenario files (*.yaml, *.yml) directly inside them, sorted."""
+    from bench.suites import resolve
+
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(resolve, paths):  # a bundled suite's name (`cpu`) resolves into the package
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
             if not found:

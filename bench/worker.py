@@ -2,11 +2,8 @@
 
     python -m bench.worker SPEC_JSON RESULT_JSON
 
-Each run is a fresh process (started by the runner), so CUDA contexts, allocator peaks, compiled
-kernels and caches never leak from one run into the next. Phases, in order:
-
-    load (load_s) → backend.prepare (its own cold costs) → first call (first_call_s, cold)
-    → `warmup` calls → measured calls until min_iterations AND min_time_s both hold.
+Phases: load (load_s) → backend.prepare (its cold costs) → first call (first_call_s, cold) → `warmup` calls
+→ measured calls until min_iterations AND min_time_s both hold.
 """
 
 from __future__ import annotations
@@ -77,6 +74,7 @@ def measure(run: RunSpec) -> Record:
     from bench import models
     from bench.backends import BACKENDS
     from bench.measure.memory import MemoryTracker, host_rss_peak_bytes
+    from bench.measure.telemetry import TelemetryTracker, energy_units
     from bench.measure.timing import make_clock
     from bench.workloads import WORKLOADS
 
@@ -107,8 +105,9 @@ def measure(run: RunSpec) -> Record:
     lifetime_peak = host_rss_peak_bytes()
     calls = []
     tracker = MemoryTracker(device)
+    telemetry = TelemetryTracker.for_device(device, run.measure.telemetry, clock.synchronize)
     prepared.monitor.start_measured()
-    with tracker:
+    with tracker, telemetry:
         t_measure = time.perf_counter()
         while len(calls) < run.measure.min_iterations or time.perf_counter() - t_measure < run.measure.min_time_s:
             calls.append(workload.call(prepared.runnable))
@@ -120,6 +119,9 @@ def measure(run: RunSpec) -> Record:
                       **cold_metrics)
     invalid, warnings = quality(metrics, run.measure.max_cv)
     invalid += monitor_invalid
+    units = energy_units(run.task, run.batch_size, run.workload, len(calls))
+    telemetry_section, telemetry_invalid, telemetry_warnings = telemetry.finish(units)
+    invalid, warnings = invalid + telemetry_invalid, warnings + telemetry_warnings
     fidelity = None
     if run.reference_path or run.reference_error:  # after timing: never inside a measured call
         fidelity, why_not = compute_fidelity(run, workload, prepared.runnable)
@@ -130,7 +132,7 @@ def measure(run: RunSpec) -> Record:
     return Record(**base_record(run, str(device)), device_name=device_name(device), status="ok",
                   valid=not invalid, invalid_reasons=invalid, warnings=warnings, details=details,
                   parameters=prepared.parameters, weight_bytes=prepared.weight_bytes,
-                  quantization=prepared.quantization, fidelity=fidelity,
+                  quantization=prepared.quantization, fidelity=fidelity, telemetry=telemetry_section,
                   started_at=started, duration_s=time.perf_counter() - t_process, metrics=metrics)
 
 

@@ -1,6 +1,6 @@
 """The suite's TTFT / TPOT / latency next to a bare Hugging Face loop, per precision, in one run.
 
-    python scripts/suite_vs_bare.py [--model gpt2] [--precisions fp32,bf16] [--rounds 3] [--out DIR]
+    python scripts/suite_vs_bare.py [--model gpt2] [--precisions fp32,bf16] [--rounds 3] [--threads N]
 
 Suite side: `bench run` of an eager scenario (the CPU suite's GPT-2 workload: 64-token prompt, 32 greedy tokens,
 batch 1, random weights from the bundled config), fidelity off. Bare side: a separate process that builds the
@@ -112,7 +112,10 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for both sides (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     config = REPO / "bench" / "models" / "configs" / f"{args.model}.json"
     precisions = args.precisions.split(",")
     rows = {p: {"suite": [], "bare": []} for p in precisions}
@@ -138,7 +141,8 @@ def main() -> None:
         for metric in ("ttft_s", "tpot_s", "latency_s"):
             s = p50([r[metric] for r in rows[precision]["suite"]])
             b = p50([r[metric] for r in rows[precision]["bare"]])
-            print(f"| {precision} | {metric.removesuffix('_s').upper()} | {s * 1e3:.1f} | {b * 1e3:.1f} | {s / b:.2f} |")
+            name = metric.removesuffix("_s").upper()
+            print(f"| {precision} | {name} | {s * 1e3:.1f} | {b * 1e3:.1f} | {s / b:.2f} |")
 
 
 if __name__ == "__main__":

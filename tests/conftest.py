@@ -57,3 +57,7 @@ def tiny_scenario(path: Path, name: str = "tiny", model: str = "tiny-gpt2", prec
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# Every test is marked `unit` or `e2e` by what it runs (tests/markers.py); `make test-fast` = pytest -m "not e2e".
+from markers import pytest_collection_modifyitems  # noqa: E402, F401

@@ -48,7 +48,8 @@ CASES = {
     "options-for-absent-backend": (scenario(backend_options="{other: {}}"), "backend_options.other",
                                    "which the matrix does not run"),
     "bad-name": (scenario(name="'has spaces'"), "name", "should match pattern"),
-    "duplicate-top-key": (scenario() + "device: cuda\n", "device", "duplicate key 'device' at line 7 (first at line 4)"),
+    "duplicate-top-key": (scenario() + "device: cuda\n", "device",
+                          "duplicate key 'device' at line 7 (first at line 4)"),
     "duplicate-nested-key": (scenario(measure="\n  warmup: 1\n  min_iterations: 3\n  warmup: 2"), "measure.warmup",
                              "duplicate key 'warmup' at line 10 (first at line 8)"),
     "infinite-timeout": (scenario(measure="{timeout_s: .inf}"), "measure.timeout_s", "non-finite number '.inf'"),
@@ -56,7 +57,8 @@ CASES = {
     "nan-min-time": (scenario(measure="{min_time_s: .nan}"), "measure.min_time_s", "non-finite number"),
     "huge-batch": (scenario(matrix="{batch_size: [100000000000000000000]}"), "matrix.batch_size[0]",
                    "beyond any sane limit"),
-    "batch-too-large": (scenario(matrix="{batch_size: [1000000]}"), "matrix.batch_size[0]", "less than or equal to 65536"),
+    "batch-too-large": (scenario(matrix="{batch_size: [1000000]}"), "matrix.batch_size[0]",
+                        "less than or equal to 65536"),
     "week-long-timeout": (scenario(measure="{timeout_s: 1e9}"), "measure.timeout_s", "less than or equal to"),
     "string-for-int": (scenario(workload="{prompt_tokens: '8', new_tokens: 4}"), "workload.prompt_tokens",
                        "valid integer"),
@@ -152,7 +154,7 @@ def test_list_shows_bundled_models_and_scenarios():
     proc = run_cli("list")
     assert proc.returncode == 0, proc.stderr
     assert "124.4M" in proc.stdout and "6,738.4M" in proc.stdout  # gpt2 and llama-2-7b, counted from configs
-    assert "scenarios/cpu/gpt2-decode.yaml" in proc.stdout
+    assert "cpu/gpt2-decode.yaml" in proc.stdout  # a bundled suite (bench/suites/)
 
 
 def test_capabilities_command():
@@ -184,6 +186,7 @@ def test_second_sweep_into_same_directory_is_refused(tmp_path):
     import time
 
     from bench.results import read_records
+
     from conftest import REPO
 
     path, out = _tiny(tmp_path), tmp_path / "out"
@@ -205,6 +208,7 @@ def test_resume_refuses_other_measure_settings_and_retry_failed_runs_again(tmp_p
     from bench import models
     from bench.results import read_records
     from bench.workloads.text_generation import TextGeneration
+
     from conftest import REPO
 
     model_dir = tmp_path / "model"  # a checkpoint directory whose weights are not there yet: a run-time failure

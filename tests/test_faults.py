@@ -10,10 +10,11 @@ import time
 
 import psutil
 import pytest
-from conftest import REPO, run_cli, tiny_scenario
 
 from bench.results import read_records
 from bench.scenario import load_scenario
+
+from conftest import REPO, run_cli, tiny_scenario
 
 
 def start_sweep(*args, preexec_fn=None):
@@ -34,8 +35,8 @@ def kill_when(proc, condition, what, timeout=240):
 
 
 def workers_of(out_dir):
-    return [p for p in psutil.process_iter(["cmdline"])
-            if "bench.worker" in " ".join(p.info["cmdline"] or []) and str(out_dir) in " ".join(p.info["cmdline"] or [])]
+    cmdlines = ((p, " ".join(p.info["cmdline"] or [])) for p in psutil.process_iter(["cmdline"]))
+    return [p for p, cmd in cmdlines if "bench.worker" in cmd and str(out_dir) in cmd]
 
 
 def lines(path):
@@ -50,8 +51,9 @@ def test_kill_at_several_points_then_resume(tmp_path):
     planned = {s.run_id for s in load_scenario(scen).run_specs(device="cpu")}
     out = tmp_path / "out"
     results, refs, logs = out / "results.jsonl", out / "references", out / "logs"
-    first_log = lambda: logs.is_dir() and any(p.suffix == ".log" and not p.name.startswith("reference")
-                                              for p in logs.iterdir())
+    def first_log():
+        return logs.is_dir() and any(p.suffix == ".log" and not p.name.startswith("reference") for p in logs.iterdir())
+
     points = [
         ("making the fp32 reference", [], lambda: refs.is_dir() and any(refs.glob("*.spec.json"))),
         ("a worker in flight, nothing recorded", ["--resume"], lambda: first_log() and lines(results) == 0),

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from conftest import REPO, tiny_scenario
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from bench import models
@@ -14,6 +13,8 @@ from bench.backends import BACKENDS
 from bench.measure.timing import make_clock
 from bench.scenario import PRECISIONS, load_scenario
 from bench.workloads.text_generation import TextGeneration
+
+from conftest import REPO, tiny_scenario
 
 
 @pytest.fixture(scope="module")

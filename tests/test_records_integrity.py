@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_cli
 
 from bench import store
 from bench.errors import BenchInputError
 from bench.results import read_records
+
+from conftest import REPO, run_cli
 
 FIXTURE = REPO / "tests" / "fixtures" / "cpu-1thread"
 
@@ -152,10 +153,10 @@ class SeveralRecords:
 
 
 def test_a_run_with_several_records_appends_each_once_and_resumes_as_done(tmp_path):
-    from conftest import tiny_scenario
-
     from bench.scenario import load_all
     from bench.sweep import run_sweep
+
+    from conftest import tiny_scenario
 
     scenarios = load_all([tiny_scenario(tmp_path / "s.yaml", batch="[1, 2]")])
     fake = SeveralRecords()

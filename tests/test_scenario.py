@@ -88,7 +88,9 @@ def test_directory_lists_yaml_files_sorted(tmp_path):
 
 @pytest.mark.parametrize("suite", ["cpu", "cuda", "cuda-quick", "examples", "ci", "ci-cuda"])
 def test_bundled_scenarios_are_valid(suite):
-    for f in scenario_files([REPO / "scenarios" / suite]):
+    from bench.suites import SUITES_DIR
+
+    for f in scenario_files([SUITES_DIR / suite]):
         load_scenario(f)
 
 

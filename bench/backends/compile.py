@@ -1,25 +1,7 @@
-"""torch.compile: the model's forward compiled with static shapes; generation uses a static KV cache.
-
-Configured the way the PyTorch and HF docs recommend for inference:
-- `dynamic=False`: every shape is specialised (dynamic shapes on CPU compile slower code, and a static
-  cache makes decode shapes constant anyway). The first call compiles, which is why the worker's first
-  call is cold and never measured.
-- text generation: HF generate's own compiled call (`generation_config.compile_config`, with this
-  backend's mode, compiler and fullgraph) with `cache_implementation="static"`: the decode step is
-  compiled and the prefill runs eagerly, as HF and gpt-fast do. Compiling the prefill too would put the
-  static cache's lazily created tensors inside the compiled region, which CUDA graphs (reduce-overhead)
-  then overwrite (seen on an H100: "accessing tensor output of CUDAGraphs that has been overwritten").
-  So TTFT of a compile run is an eager prefill; TPOT is the compiled decode. HF compiles only on CUDA
-  unless told otherwise; this backend tells it to compile on every device.
-- encoders and the text-to-image UNet: the module's forward is compiled.
-- `mode`: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs.
-- Cold by default: each run gets a fresh, empty inductor/triton cache directory, so compile_s is what a
-  new deployment pays. `cache: warm` shares one directory across runs (BENCH_CACHE_DIR, default
-  ~/.cache/aigc-bench) and records how many graphs came from it.
-
-compile_s is the time dynamo + inductor spent compiling (their own accounting, over all compilations
-in the cold calls). A compilation during the measured phase (a recompile or a graph break hit late)
-makes the record invalid, with the reasons dynamo gave.
+"""torch.compile backend: the model's forward compiled with static shapes (`dynamic=False`); text generation
+through HF generate's compiled decode step with a static KV cache (the prefill stays eager). `compile_s` is
+dynamo + inductor's own accounting over the cold calls; a compilation in the measured phase invalidates the
+record. Options, cache modes and why: docs/backends.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
-"""int8 for the PyTorch backends (eager and compile) through torchao, verified after the fact.
-
-- `int8`     = int8 weight-only (torchao Int8WeightOnlyConfig): weights stored int8 with per-channel
-               scales, activations stay in floating point.
-- `int8-dyn` = dynamic int8 activations + int8 weights (Int8DynamicActivationInt8WeightConfig).
-
-torchao quantizes `nn.Linear` only. GPT-2 (and a few other HF models) use `Conv1D`, a linear layer with
-its weight stored transposed; those are converted to `nn.Linear` first (same math, same numbers; a
-test checks the outputs are unchanged), and the record says how many were converted.
-
-After `quantize_` the model is checked: every targeted layer must now hold a torchao tensor, else the
-run fails. Nothing quietly stays fp32.
-"""
+"""int8 for the PyTorch backends (eager, compile) through torchao: `int8` weight-only, `int8-dyn` dynamic
+activations + int8 weights. GPT-2's `Conv1D` layers become `nn.Linear` first; afterwards every targeted layer
+must hold a torchao tensor, else the run fails (docs/backends.md)."""
 
 from __future__ import annotations
 

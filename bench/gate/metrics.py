@@ -19,9 +19,9 @@ from bench.results import Record
 @dataclass(frozen=True)
 class GateMetric:
     name: str  # dotted path inside the record's `metrics`
-    kind: Literal["time", "rate", "memory"]  # memory has its own tolerance (memory_threshold)
+    kind: Literal["time", "rate", "memory", "energy"]  # memory has its own tolerance (memory_threshold)
     higher_is_better: bool
-    unit: Literal["s", "tokens/s", "bytes"]
+    unit: Literal["s", "tokens/s", "bytes", "J/token"]
     rule: MetricRule
     what: str  # one line for the README and the report's legend
 
@@ -58,6 +58,8 @@ GATE_METRICS: tuple[GateMetric, ...] = (
     _memory("memory.cuda_allocated_peak_bytes", "torch's peak allocated CUDA memory"),
     _memory("memory.cuda_reserved_peak_bytes", "torch's peak reserved CUDA memory"),
     _memory("memory.nvml_process_peak_bytes", "NVML's peak device memory of the run's process"),
+    GateMetric("telemetry.energy.per_unit.output_token_j", "energy", False, "J/token",  # read from the record
+               MetricRule("telemetry.energy.per_unit.output_token_j", "value"), "energy per output token (telemetry)"),
 )
 METRICS_BY_NAME = {m.name: m for m in GATE_METRICS}
 
@@ -123,7 +125,7 @@ def read_repeat(record: Record, metrics: list[GateMetric], quantile: float = 0.5
             if isinstance(recorded, (int, float)) and recorded > 0 and at:  # batch × tokens / statistic
                 values[metric.name] = float(recorded) * source_stats.mean / at
         else:
-            value = lookup(m, metric.name)
+            value = lookup(record if metric.kind == "energy" else m, metric.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values[metric.name] = float(value)
     return RepeatReading(Repeat(calls=calls, values=values), counts, summary_only, record.pair)

@@ -36,6 +36,8 @@ def fmt_value(value: float | None, unit: str) -> str:
         return fmt_seconds(value)
     if unit == "bytes":
         return fmt_bytes(int(value))
+    if unit == "J/token":  # fractions of a joule: significant digits, not one decimal
+        return f"{value:.4g} {unit}"
     return f"{value:,.1f} {unit}"
 
 

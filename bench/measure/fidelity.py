@@ -1,11 +1,7 @@
-"""Output fidelity: how far a run's outputs are from the fp32 eager reference of the same model.
-
-The runner computes the reference once per (model, weights, seed, inputs, device) in its own process
-(`python -m bench.worker --reference`) and every run of the sweep compares with that file after its
-timing is done. A workload names its outputs:
-- `primary`: a [batch, features] float tensor compared by cosine and abs/rel error (text generation:
-  logits at the prompt's last position; feature extraction: the mean-pooled embedding);
-- `tokens` (optional): [batch, new_tokens] greedy tokens, compared position by position.
+"""Output fidelity: how far a run's outputs are from the fp32 eager reference of the same model, inputs and
+device (computed once per sweep by `python -m bench.worker --reference`, compared after timing). `primary`: a
+[batch, features] float tensor (cosine, abs/rel error, rmse); `tokens` (optional): greedy tokens, position by
+position (docs/metrics.md).
 """
 
 from __future__ import annotations

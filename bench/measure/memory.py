@@ -1,11 +1,6 @@
-"""Memory trackers for the measured phase of one run (the worker is its own process).
-
-- Host: peak RSS of this process from /proc/self/status VmHWM, never ru_maxrss (inherited across
-  fork/exec). Writing "5" to /proc/self/clear_refs resets VmHWM so the measured phase gets its own peak.
-- CUDA: torch's peak allocated / reserved bytes, reset before the measured phase.
-- NVML: a sampling thread reads this process's device memory (what the driver sees, CUDA context and
-  other libraries' allocations included) and the device's used memory.
-"""
+"""Memory trackers for the measured phase of one run: host peak RSS (VmHWM, reset through
+/proc/self/clear_refs), torch's CUDA peaks (reset before the phase), and NVML process/device memory sampled by
+a thread (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Clocks for timed regions.
-
-On CUDA, work is asynchronous: a host clock around a call measures the launch, not the work. Every
-timed region on CUDA is bounded by CUDA events recorded on the current stream, read only after the end
-event has completed. Backends whose work runs on other streams (ONNX Runtime) use SyncClock, which
-synchronises the whole device before reading the host clock.
-"""
+"""Clocks for timed regions: perf_counter_ns on the host; on CUDA, events on the current stream read after the
+end event completed; SyncClock (device-wide synchronize around the host clock) for work on streams torch does
+not own (docs/metrics.md, "Timing")."""
 
 from __future__ import annotations
 

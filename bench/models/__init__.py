@@ -1,9 +1,6 @@
 """Model sources: bundled architecture configs, local directories, hub ids (cache only by default).
-
-`weights: random` builds the architecture directly on the target device in the target dtype, with
-torch's per-layer initialisers skipped, then fills every parameter with seeded random values in place:
-a 7B model is ready in seconds instead of minutes of per-tensor init on the CPU.
-"""
+`weights: random` builds on the target device and dtype with initialisers skipped, then fills every parameter
+in place from a seeded generator (docs/scenarios.md, "Bundled models")."""
 
 from __future__ import annotations
 

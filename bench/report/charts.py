@@ -1,9 +1,5 @@
 """matplotlib charts, one figure per (run directory, scenario/model) and chart kind, drawn from the points.
-
-Every chart keeps the same encoding so a reader learns it once: colour = precision, marker = backend.
-Sweeps of hundreds of points stay readable by splitting instead of crowding: quantization gains get one
-panel per batch size, the latency chart grows one row per point, and labels are left off dense scatters.
-"""
+One encoding throughout: colour = precision, marker = backend (docs/reports.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only: no display, and no GUI toolkit to import
 
@@ -150,6 +147,54 @@ def quantization_chart(g: ChartGroup):
                  "batch size; the dashed line is the baseline point, drawn with a heavy outline; hatched bars "
                  "are measurements the records mark invalid; failed or unsupported points are named where "
                  "their bar would be.")
+
+
+def energy_chart(g: ChartGroup):
+    """Per batch size: energy per unit of work (J per output token, sequence or image; the mean over repeats)
+    of each precision, grouped by backend, beside the quantization gains."""
+    from bench.measure.telemetry.units import primary_energy
+
+    readings = {p.key: [primary_energy(r.telemetry) for r in p.ok] for p in g.ok}
+    values = {(k.backend, k.precision, k.batch_size): float(np.mean([v for _, v in rs]))
+              for k, rs in readings.items() if rs and all(rs)}
+    if not values:
+        reasons = {r.telemetry.energy.unavailable_reason for p in g.ok for r in p.ok
+                   if r.telemetry is not None and r.telemetry.energy.unavailable_reason}
+        return "skipped: no energy measured" + (f" ({'; '.join(sorted(reasons))})" if reasons else
+                                                " (records without telemetry)")
+    unit = " | ".join(sorted({u for rs in readings.values() for u, _ in filter(None, rs)}))
+    backends = list(dict.fromkeys(p.key.backend for p in sort_points(g.points)))
+    precisions, batches = _precisions(g.points), sorted({p.key.batch_size for p in g.points})
+    cols = min(PANELS_PER_ROW, len(batches))
+    rows = math.ceil(len(batches) / cols)
+    width = max(4.0, 0.35 * len(backends) * len(precisions) + 1.5)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.4 * rows), squeeze=False)
+    bar = 0.8 / len(precisions)
+    for i, batch in enumerate(batches):
+        ax = axes[i // cols][i % cols]
+        for b, backend in enumerate(backends):
+            for j, precision in enumerate(precisions):
+                value = values.get((backend, precision, batch))
+                if value is not None:
+                    ax.bar(b + (j - (len(precisions) - 1) / 2) * bar, value, bar * 0.9,
+                           color=_color(precision), edgecolor="black", linewidth=0.5)
+        ax.set_xticks(range(len(backends)), backends)
+        ax.set_xlim(-0.5, len(backends) - 0.5)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"batch {batch}", fontsize=10)
+        ax.set_ylabel(unit)
+        ax.set_xlabel("backend")
+    for j in range(len(batches), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions]
+    fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0),
+               frameon=False)
+    fig.suptitle(f"{g.headline()}\nenergy per unit of work · {g.run_label}")
+    fig.tight_layout()
+    return fig, ("Energy per unit of work over the measured phase (the device's energy counter, power integrated "
+                 "where it has none, or RAPL on the CPU; see each record's telemetry for the method), one bar per "
+                 "precision grouped by backend, one panel per batch size; points without an energy figure have "
+                 "no bar.")
 
 
 def batch_chart(g: ChartGroup):
@@ -385,6 +430,7 @@ def roofline_chart(g: ChartGroup):
 # kind (the file name's last part) → (title, drawing function), in the report's order.
 CHARTS = {
     "quantization": ("Quantization gains: throughput and peak memory by precision", quantization_chart),
+    "energy": ("Energy per unit of work by precision and backend", energy_chart),
     "throughput-vs-batch": ("Throughput vs batch size", batch_chart),
     "latency": ("Latency distribution", latency_chart),
     "throughput-vs-memory": ("Throughput vs peak memory", tradeoff_chart),

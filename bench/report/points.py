@@ -1,15 +1,6 @@
-"""Records → points: repeats of one matrix point aggregated, and each point's baseline.
-
-A point is one (scenario, model, weights, task, device, backend, precision, batch size, workload, backend
-options) in one run directory; its repeats are the records that share all of those. Aggregation:
-
-- scalar metrics (throughput, peak memory, compile time, fidelity): the mean over the point's ok
-  repeats, i.e. the mean of the per-repeat means;
-- distributions (latency, TTFT, TPOT percentiles and the charts' raw samples): the raw samples of every
-  ok repeat pooled and summarised again with `Stats.of`. A single repeat is shown exactly as recorded.
-  Where some repeat kept no raw samples, the percentile is the mean of the per-repeat percentiles (the
-  point says so in its notes).
-"""
+"""Records → points: the repeats of one matrix point (scenario, model, weights, task, device, backend,
+precision, batch size, workload, backend options) in one run directory, aggregated, and each point's baseline.
+Scalars: mean over ok repeats; distributions: raw samples pooled (docs/reports.md, "Repeats")."""
 
 from __future__ import annotations
 

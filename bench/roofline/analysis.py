@@ -1,15 +1,6 @@
-"""A record's roofline: the analytic work of its measured units (bench.roofline.work), the rates it achieved,
-and the fraction of each ceiling (calibrated, datasheet) it reached.
-
-The roofline model: a unit of work with F FLOPs and B bytes has arithmetic intensity I = F/B. On a device
-with peak matmul rate Π (for the unit's compute dtype) and memory bandwidth β, it can reach at most
-min(Π, I·β) FLOP/s; I below the ridge point Π/β means memory-bound. Efficiency = achieved FLOP/s ÷ that
-attainable rate (for a memory-bound unit it equals achieved bytes/s ÷ β).
-
-The worker computes this at the end of every run (`computed_at: run`) with the ceilings known then; `bench
-report` recomputes the bounds of a record that has no calibrated ceiling yet when the calibration store
-has one now, and computes the whole section for records written before it existed (`computed_at: report`).
-"""
+"""A record's roofline: the analytic work of its measured units (bench.roofline.work), the rates achieved, the
+bound (memory or compute) and the fraction of each ceiling (calibrated, datasheet) reached; computed by the
+worker at the end of a run and completed by `bench report` (docs/roofline.md)."""
 
 from __future__ import annotations
 

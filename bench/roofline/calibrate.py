@@ -1,28 +1,7 @@
-"""`bench calibrate`: measure what this device really does — memory bandwidth and matmul throughput per
-dtype — and keep it, keyed by the device's name, for every later run and report.
-
-- Memory bandwidth: `dst.copy_(src)` of a buffer far larger than the last-level cache (CPU: ≥ 4× L3;
-  CUDA: ≥ 1 GiB, far above any L2), counting bytes read plus bytes written (2 × buffer), as STREAM's Copy
-  does. A read-only stream (`src.sum()`, buffer bytes) is measured beside it; the ceiling is the faster of
-  the two, because a CPU's copy also pays a read-for-ownership of every destination line that this count
-  leaves out (on GPUs the two agree and copy is the usual figure).
-- Matmul: `torch.mm` of random square matrices per dtype, 2·n³ FLOPs a call; int8 through `torch._int_mm`
-  (int8 × int8 → int32). tf32 is fp32 with TF32 tensor cores allowed (CUDA, compute capability ≥ 8.0). n
-  doubles from 256 to the largest size (CPU 2048, CUDA 8192; half in --quick) unless the next size's call
-  would take too long: an emulated dtype (fp16 on most CPUs) stays small instead of taking minutes. Small
-  sizes would understate the peak (per-call overheads, thread wake-ups on a busy machine).
-- Every measurement is warmed up first; CPU calls are timed with perf_counter_ns, CUDA calls with CUDA
-  events on the current stream, read after a synchronize. The figure kept is the best iteration (the
-  device's demonstrated ceiling, as STREAM reports); the median is kept beside it.
-- A dtype the device cannot run is recorded as unavailable with the reason, never replaced by another.
-
-Store: `$BENCH_CACHE_DIR/calibration/<slug>.json` (default `~/.cache/aigc-bench`), one file per device
-name — and, on the CPU, per torch thread count, since a CPU's ceilings scale with the threads a run uses.
-A stored calibration is reused unless `--force`; a `--quick` one (fewer, smaller measurements, for tests)
-does not satisfy a full request.
-
-The CUDA path cannot be exercised on this project's CPU-only CI machine: it is written to the same rules
-(events, warm-up, synchronize) but has not been run by this project.
+"""`bench calibrate`: measure this device's memory bandwidth (copy and read-only) and matmul throughput per
+dtype (best call kept, median beside it), and store it per device under `$BENCH_CACHE_DIR/calibration/` (CPU:
+per torch thread count). A dtype the device cannot run is stored as unavailable, never replaced
+(docs/roofline.md).
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
-"""Datasheet peaks of common NVIDIA GPUs: memory bandwidth and *dense* tensor-core throughput per dtype.
-
-Units: bytes/s and FLOP/s (int8: integer OP/s). NVIDIA's datasheets print tensor throughput *with 2:4
-sparsity* for Hopper and Ada (marked "*"); the dense figure, which is what an ordinary matmul can reach, is
-half of it. Ampere datasheets print both. fp32 is the non-tensor (CUDA-core) rate: PyTorch runs fp32
-matmuls in IEEE fp32 unless TF32 is switched on (`torch.backends.cuda.matmul`), so an fp32 run is judged
-against fp32, a TF32 one against tf32. GeForce cards run fp16/bf16 tensor ops with fp32 accumulation (what
-PyTorch uses) at half the fp16-accumulate rate; the fp32-accumulate figure is listed.
-
-Devices are matched on `torch.cuda.get_device_name()`; a name no pattern matches gets no datasheet
-ceiling (reports then show the calibrated one only). Variants with other clocks or memory (H100 NVL,
-H200 NVL, RTX 4090 D, laptop parts, L40 without S) are deliberately not matched.
-"""
+"""Datasheet peaks of common NVIDIA GPUs: memory bandwidth (bytes/s) and *dense* matmul throughput per dtype
+(FLOP/s; int8 OP/s), with sources, matched on `torch.cuda.get_device_name()`; an unmatched name gets no
+datasheet ceiling (docs/roofline.md, "Datasheet ceilings")."""
 
 from __future__ import annotations
 

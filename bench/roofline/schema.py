@@ -1,9 +1,5 @@
-"""The `roofline` section of a record: the work of one measured unit, what was achieved, and how close that
-is to the device's ceilings. Pure data (no torch): bench.results imports it.
-
-Units live in field names: FLOP counts in `flops`, bytes in `bytes`, rates `_per_s`. int8 matmul rates are
-integer operations per second, kept in the same fields.
-"""
+"""The `roofline` section of a record: the work of one measured unit, what was achieved, and how close that is
+to the device's ceilings. Pure data (no torch): bench.results imports it. Units in field names."""
 
 from __future__ import annotations
 

@@ -1,41 +1,6 @@
-"""Analytic FLOPs and bytes of one measured unit of work, from the model's architecture and the run.
-
-The model's shape is read from its config through a meta-device build (no memory, no weights): layers,
-heads, KV heads, head size, and its parameters sorted by how a forward uses them:
-
-- per-token matmul weights: every ≥ 2-D parameter except embedding tables and the per-sequence heads
-  (attention and MLP projections) — 2 FLOPs per weight per token;
-- per-sequence heads: the output projection (LM head; `generate` computes logits for one position per
-  sequence, prefill included) and an encoder's pooler (one [CLS] position) — 2 FLOPs per weight per sequence;
-- lookup tables: embeddings only indexed (position embeddings; token embeddings not tied to the output) —
-  read one row per token, so neither their FLOPs nor their bytes count.
-
-Units of work and their formulas (b batch, P prompt, N new tokens, S sequence length, L layers, H query
-heads, Hkv KV heads, d head size, e bytes per activation / KV element):
-
-decode step (one new token for each sequence; timed by TPOT)
-    FLOPs = 2·(per-token + per-sequence weights)·b + 4·L·H·d·C·b
-    bytes = weights read + 2·L·Hkv·d·C·e·b                  (K and V of the C cached positions, read)
-    C = P + N/2: the mean number of keys attended over the N−1 steps TPOT averages (P+1 … P+N−1)
-prefill (the prompt, up to the first token; timed by TTFT)
-    FLOPs = 2·per-token·b·P + 2·per-sequence·b + 4·L·H·d·b·P(P+1)/2      (causal: query i sees i keys)
-    bytes = weights read + 2·L·Hkv·d·P·e·b                  (K and V of the prompt, written)
-forward (encoder, feature extraction; timed by latency)
-    FLOPs = 2·per-token·b·S + 2·per-sequence·b + 4·L·H·d·b·S²             (bidirectional)
-    bytes = weights read + b·S·hidden·e                     (the last hidden state, written)
-denoising step (text to image; timed by step_s): one UNet forward on B = 2b latents under classifier-free
-guidance (b without), latents h × w = image / VAE factor, 77 text positions
-    FLOPs = torch.utils.flop_counter over the UNet forward on the meta device (convolutions, linear layers,
-            attention — on the meta device SDPA decomposes into matmuls the counter sees)
-    bytes = UNet weights (as run) + latents in, noise prediction out, text embeddings read
-
-Weights read = the record's weight bytes as run (after quantization) minus the lookup tables' bytes. A tied
-output projection that int8 quantization gave its own int8 copy (every linear layer quantized: torchao) leaves
-the float table as a lookup only; a quantizer that left the tied head in float (ONNX Runtime) reads it in full.
-What is left out: activations between layers (they live in cache for these sizes), norms and softmax
-(elementwise), the new position's K/V write in decode, sampling. So the FLOPs are the useful work and the
-bytes the unavoidable traffic: a lower bound on what the hardware moved.
-"""
+"""Analytic FLOPs and bytes of one measured unit of work (decode step, prefill, encoder forward, denoising
+step), from the model's config (a meta-device build) and the run. FLOPs are the useful work and bytes the
+unavoidable traffic; the formulas and what is left out: docs/roofline.md, "The work of a measured unit"."""
 
 from __future__ import annotations
 

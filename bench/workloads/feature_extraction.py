@@ -1,15 +1,6 @@
-"""Feature extraction (encoders: BERT, MiniLM): one forward pass over `batch_size` sequences of exactly
-`sequence_length` tokens.
-
-Inputs: when the model directory ships a tokenizer (the pretrained all-MiniLM-L6-v2 does), every row is
-real English text (the sentences below, each row starting at another one) tokenized and cut to exactly
-`sequence_length` tokens, so the real-weights fidelity check sees real inputs. Without a tokenizer
-(bundled configs, random weights) the ids are seeded random tokens between [CLS] and [SEP]. No padding
-either way: every position is real work.
-
-Fidelity compares the sentence embedding (mean of the last hidden state over the attention mask, as
-sentence-transformers pools all-MiniLM-L6-v2) with the fp32 eager reference.
-"""
+"""Feature extraction (encoders: BERT, MiniLM): one forward over `batch_size` sequences of exactly
+`sequence_length` tokens (real text when the model ships a tokenizer, else seeded random ids; no padding).
+Fidelity compares the mean-pooled sentence embedding (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Text generation: greedy decoding of exactly `new_tokens` after a random prompt of `prompt_tokens`.
-
-One call = one `generate` for the whole batch. A streamer marks the clock when each new token of the
-batch exists (HF hands it over with `.cpu()`, so it exists on the device), which gives TTFT and every
-inter-token gap from the same call that gives the end-to-end latency.
-"""
+"""Text generation: greedy decoding of exactly `new_tokens` after a seeded random prompt of `prompt_tokens`.
+One call = one `generate` for the whole batch; a streamer marks TTFT and every inter-token gap on the clock
+that times the call."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
-"""Text to image (Stable Diffusion-shaped): one pipeline call = encode the prompt, `num_inference_steps`
-UNet denoising steps (two UNet batches per step under classifier-free guidance), VAE decode.
-
-Models are directories of component configs (`unet.json`, `vae.json`, `text_encoder.json`,
-`scheduler.json`; `bench/models/configs/sd15` is the Stable Diffusion 1.5 shape), built with seeded
-random weights, or a local diffusers pipeline directory (`model_index.json`) with `weights: pretrained`.
-No tokenizer is needed: prompts are seeded random token ids (CLIP's length, 77) that the text encoder
-embeds inside the timed call, so the call is the whole text-to-image path.
-
-Timing inside one call comes from the same clock: a mark after the prompt is encoded, one at the end of
-every denoising step (diffusers' `callback_on_step_end`), one at the end. Step latency = the gap between
-step marks (UNet + scheduler); VAE decode = last step mark → end. The initial latents come from a seeded
-CPU generator, so every backend and device starts from the same noise and the image is comparable.
-"""
+"""Text to image (Stable Diffusion-shaped): one pipeline call = encode seeded prompt token ids,
+`num_inference_steps` UNet steps, VAE decode, with step and decode marks on the call's clock and initial
+latents from a seeded CPU generator (docs/scenarios.md, "Tasks: text to image")."""
 
 from __future__ import annotations
 
