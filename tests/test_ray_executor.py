@@ -23,11 +23,11 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (the optional extra: pip install -e '.[ray]')")
 
-from conftest import run_cli, tiny_scenario
+from bench.errors import BenchInputError  # noqa: E402
+from bench.executors import Job  # noqa: E402
+from bench.results import read_records  # noqa: E402
 
-from bench.errors import BenchInputError
-from bench.executors import Job
-from bench.results import read_records
+from conftest import run_cli, tiny_scenario  # noqa: E402
 
 SITECUSTOMIZE = '''
 import os
