@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 ifeq ($(GPU),1)
 	@# Same module, two packages: remove the CPU build before installing the CUDA one.
 	$(PY) -m pip uninstall -q -y onnxruntime 2>/dev/null || true
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,gpu]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,gpu,ray]"
 else
 	$(PY) -m pip uninstall -q -y onnxruntime-gpu 2>/dev/null || true
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,cpu]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,cpu,ray]"
 endif
 ifeq ($(GPU),1)
 	@# PyPI's torch for Linux x86-64 is the CUDA build; a local CPU wheel (pip find-links) can shadow it.

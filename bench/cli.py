@@ -33,6 +33,13 @@ def run(
     worker_memory_limit: Optional[str] = typer.Option(None, "--worker-memory-limit", metavar="SIZE",
                                                       help="address-space limit of each worker, e.g. 8G "
                                                       "(CPU runs; CUDA maps far more virtual memory)"),
+    executor_name: str = typer.Option("local", "--executor", help="where runs execute: local | ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--executor ray; "
+                                          "default $RAY_ADDRESS, else a Ray started here); ships this checkout"),
+    max_infra_retries: int = typer.Option(2, "--max-infra-retries", min=0, help="--executor ray: runs again a "
+                                          "point whose node or Ray worker was lost, at most this many times"),
+    gpus_per_point: int = typer.Option(1, "--gpus-per-point", min=1, help="--executor ray: GPUs each CUDA "
+                                       "point reserves together (a placement group when more than 1)"),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
     import re
@@ -50,12 +57,18 @@ def run(
         if given and out_dir is None:
             raise BenchInputError(flag, "needs --out naming the sweep to continue")
     limit = _size(worker_memory_limit, "--worker-memory-limit") if worker_memory_limit else None
+    options: dict = {"memory_limit_bytes": limit}
+    if executor_name == "ray":
+        options |= dict(address=address, max_infra_retries=max_infra_retries, gpus_per_point=gpus_per_point)
+    elif address is not None:
+        raise BenchInputError("--address", "names a Ray cluster: use it with --executor ray")
+    runner = executor(executor_name, **options)
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     try:
         result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
-                           fidelity=fidelity, retry_failed=retry_failed, executor=executor(memory_limit_bytes=limit))
+                           fidelity=fidelity, retry_failed=retry_failed, executor=runner)
     except RecordWriteError as exc:
         err.print(f"error: {exc}; `bench run --resume --out {out_dir}` continues once there is room",
                   markup=False, highlight=False, soft_wrap=True)

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import environment, store
 from bench.backends import BACKENDS
 from bench.errors import BenchInputError
-from bench.executors import Executor, Job
+from bench.executors import Executor, Job, run_all
 from bench.executors import executor as make_executor
 from bench.models import downloads_allowed
 from bench.records import failed_record
@@ -65,11 +65,11 @@ def check_device(requested: str, source: str) -> str:
     return requested
 
 
-def plan(scenarios: list[LoadedScenario], repeats: int, device: str | None) -> list[RunSpec]:
+def plan(scenarios: list[LoadedScenario], repeats: int, device: str | None, check=check_device) -> list[RunSpec]:
     specs = []
     for ls in scenarios:
         requested = device or ls.scenario.device
-        resolved = check_device(requested, "--device" if device else ls.path)
+        resolved = check(requested, "--device" if device else ls.path)
         specs.extend(ls.run_specs(repeats=repeats, device=resolved))
     return specs
 
@@ -187,7 +187,8 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
     """Run every planned point not yet recorded in OUT (all of them unless resume); one sweep per OUT at a time."""
     console = console or Console(stderr=True)
     executor = executor or make_executor()
-    specs = plan(scenarios, repeats, device)  # may raise BenchInputError: nothing written yet
+    check = getattr(executor, "check_device", check_device)  # where the runs go decides which devices exist
+    specs = plan(scenarios, repeats, device, check)  # may raise BenchInputError: nothing written yet
     resume = resume or retry_failed
     results_path = out_dir / RESULTS_FILE
     with store.sweep_lock(out_dir):
@@ -209,16 +210,27 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
         references = References(out_dir / "references", executor)
         with progress_bar(console) as progress:
             bar = progress.add_task("sweep", total=len(todo))
-            for spec in todo:
-                if fidelity:
-                    references.attach(spec, logs, env, progress, bar)
-                progress.update(bar, description=spec.label())
-                records = execute(spec, executor, logs, env)
+
+            def record(spec: RunSpec, records: list[Record]) -> None:
                 store.append_records(results_path, records)
                 result.records.extend(records)
-                for record in records:
-                    if record.status != "ok":
-                        progress.console.print(f"[yellow]{record.status}[/]: {spec.label()}: {record.error}")
+                for r in records:
+                    if r.status != "ok":
+                        progress.console.print(f"[yellow]{r.status}[/]: {spec.label()}: {r.error}")
                 progress.advance(bar)
+
+            def jobs():  # lazily: an executor running jobs at once (Ray) submits each as it is made
+                for spec in todo:
+                    if fidelity:
+                        references.attach(spec, logs, env, progress, bar)
+                    progress.update(bar, description=spec.label())
+                    reason = unsupported(spec)
+                    if reason:
+                        record(spec, [failed_record(spec, "unsupported", reason)])
+                    else:
+                        yield Job(spec, logs, env)
+
+            for job, records in run_all(executor, jobs()):
+                record(job.spec, records)
             progress.update(bar, description="sweep done")
     return result

@@ -199,3 +199,58 @@ class MemoryTracker:
         if self._nvml is not None and self._nvml.process_error:
             return [f"NVML per-process memory not measured: {self._nvml.process_error}"]
         return []
+
+# --- GPUs a point was given (the Ray executor checks them before its worker starts) ----------------------------
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def gpu_identities(indices: list[int]) -> list[dict[str, Any]]:
+    """NVML name and UUID of each GPU (NVML's physical index), or why NVML could not say."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        out = []
+        for i in indices:
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            out.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(h)),
+                        "uuid": _text(pynvml.nvmlDeviceGetUUID(h))})
+        return out
+    except Exception as exc:  # no driver library (a CPU machine), or a GPU NVML does not know
+        return [{"index": i, "error": f"NVML: {type(exc).__name__}: {exc}"} for i in indices]
+
+
+def gpu_processes(indices: list[int], own_pids: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """The compute and graphics processes on these GPUs other than `own_pids`, with the device memory NVML
+    says each uses: {"processes": [{"index", "uuid", "pid", "used_bytes"}]}, or {"error": why not known}."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        found: dict[tuple[int, int], dict[str, Any]] = {}
+        for i in indices:
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            uuid = _text(pynvml.nvmlDeviceGetUUID(h))
+            for query in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
+                for proc in query(h):
+                    if proc.pid not in own_pids:
+                        found.setdefault((i, proc.pid), {"index": i, "uuid": uuid, "pid": proc.pid,
+                                                         "used_bytes": proc.usedGpuMemory})
+        return {"processes": list(found.values())}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def busy_reason(found: dict[str, Any]) -> str | None:
+    """Why a run is invalid because its GPU was shared as it started (None: it was not); a reason starting
+    'could not' when NVML could not tell (a warning, not invalidity)."""
+    if "error" in found:
+        return f"could not check whether another process used the GPU as the run started (NVML {found['error']})"
+    if not found["processes"]:
+        return None
+    used = ", ".join(f"pid {p['pid']} on GPU {p['index']} ({p['uuid']}) using "
+                     + (f"{p['used_bytes'] / 2**20:.0f} MiB" if p["used_bytes"] is not None else "unknown memory")
+                     for p in found["processes"])
+    return f"the GPU was in use by another process when the run started: {used}"

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.report.charts import ChartGroup, draw_all
-from bench.report.points import (PRIMARY_THROUGHPUT, Point, describe_baseline, device_labels, group_points,
-                                 parse_baseline, workload_label)
+from bench.report.points import (PRIMARY_THROUGHPUT, Point, describe_baseline, device_labels, device_note,
+                                 group_points, parse_baseline, workload_label)
 from bench.report.render import Block, Bullets, Heading, Image, Paragraph, to_html, to_markdown
 from bench.report.runs import Run, load_runs
 from bench.report.serving import section as serving_section
@@ -132,6 +132,8 @@ def _scenario_section(scenario: str, model: str, runs: list[Run], points_by_run:
     devices = ", ".join(device_labels(records))
     blocks.append(Paragraph(f"Task `{first.task}`, weights {first.weights}, workload: {workloads}; "
                             f"device: {devices}; scenario file `{first.scenario_file}`."))
+    if note := device_note(records):
+        blocks.append(Paragraph(note))
     several = len(runs) > 1
     for run, points, all_points in zip(runs, in_section, points_by_run):
         if not points:

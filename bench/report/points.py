@@ -186,14 +186,34 @@ def parse_baseline(args: list[str], records: list[Record]) -> dict[str, Any]:
     return baseline
 
 
+def _host(r: Record) -> str | None:
+    """The node an executor ran the record on when it says (Ray: details.node), else None (this machine)."""
+    return (r.details.get("node") or {}).get("hostname")
+
+
 def device_labels(records: list[Record]) -> list[str]:
-    """"cuda:0 (NVIDIA H100 80GB HBM3)" per device, in order; a failed run's record may lack the name."""
-    names: dict[str, list[str]] = {}
+    """"cuda:0 (NVIDIA H100 80GB HBM3)" per device, in order, with " on HOST" when an executor ran records on
+    other nodes (Ray); a failed run's record may lack the name."""
+    names: dict[tuple[str, str | None], list[str]] = {}
     for r in records:
-        known = names.setdefault(r.device, [])
+        known = names.setdefault((r.device, _host(r)), [])
         if r.device_name and r.device_name not in known:
             known.append(r.device_name)
-    return [f"{device} ({', '.join(n)})" if n else device for device, n in names.items()]
+    return [(f"{device} ({', '.join(n)})" if n else device) + (f" on {host}" if host else "")
+            for (device, host), n in names.items()]
+
+
+def device_note(records: list[Record]) -> str | None:
+    """Said when the records ran on several device models or nodes: timings compare only on the same model."""
+    models = sorted({r.device_name for r in records if r.device_name})
+    hosts = sorted({h for r in records if (h := _host(r))})
+    if len(models) > 1:
+        return (f"These points ran on {len(models)} device models ({', '.join(models)}): compare timings only "
+                "between points measured on the same model.")
+    if len(hosts) > 1:
+        model = models[0] if models else "one device model"
+        return f"These points ran on {len(hosts)} nodes ({', '.join(hosts)}), all on {model}."
+    return None
 
 
 def workload_label(workload: dict[str, Any]) -> str:
