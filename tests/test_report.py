@@ -402,8 +402,8 @@ def test_bad_run_dirs_exit_2(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {words}"), proc.stderr
-    (empty / "results.jsonl").write_text("not json\n")
-    with pytest.raises(BenchInputError, match="holds no readable records"):
+    (empty / "results.jsonl").write_text("not json\n")  # a malformed line is named, never dropped
+    with pytest.raises(BenchInputError, match=r"results.jsonl: line 1 is not a valid record"):
         write_report([empty], tmp_path / "out")
 
 
