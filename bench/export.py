@@ -63,8 +63,9 @@ def _benchmark(point: Point, samples: list[float]) -> dict[str, Any]:
         "peak_memory_bytes": point.peak_memory_bytes,
     }
     if tp is not None:
-        extra[tp[0].field] = point.throughput
-    for name in ("ttft_s", "tpot_s"):
+        extra[tp[0].name] = point.throughput
+    gated = [i.name for i in type(first.metrics).metric_infos.values() if i.distribution and i.gated]
+    for name in (n for n in gated if n != "latency_s"):  # e.g. ttft_s, tpot_s
         value = point.stat(name, "p50")
         if value is not None:
             extra[f"{name}_p50"] = value
@@ -80,7 +81,7 @@ def _benchmark(point: Point, samples: list[float]) -> dict[str, Any]:
         "extra_info": extra,
         "options": {"disable_gc": False, "timer": first.details.get("clock", "perf_counter"),
                     "min_rounds": min(r.metrics.latency_s.count for r in point.ok), "max_time": None,
-                    "min_time": None, "warmup": first.metrics.warmup_calls},
+                    "min_time": None, "warmup": first.warmup_calls},
         "stats": _stats(samples),
     }
 

@@ -20,7 +20,7 @@ def run_fields(run: RunSpec, device: str) -> dict[str, Any]:
                 model=run.model, weights=run.weights, task=run.task, backend=run.backend,
                 precision=run.precision, batch_size=run.batch_size, workload=run.workload,
                 backend_options=run.backend_options, device=device, repeat=run.repeat,
-                measure=run.measured_settings(), **WORKLOADS[run.task].record_fields(run.workload))
+                measure=run.measured_settings())
 
 
 def failed_record(run: RunSpec, status: str, error: str, *, device: str | None = None,

@@ -1,63 +1,59 @@
 """The record schema (the only thing reports, compare and roofline read) and JSONL storage.
 
 One record per (matrix point, repeat). Units live in field names. Raw samples are kept in the stats.
+`metrics` is the record's workload's own model (bench.workloads), `cold_costs` what the worker and the
+backend declared; the top-level shape is in docs/design.md ("Workloads and their metrics").
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from dataclasses import dataclass
-
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, SerializeAsAny, model_validator
 
 from bench.measure.memory import MemoryMetrics
-from bench.measure.stats import Stats
 from bench.measure.telemetry.schema import Telemetry
 from bench.roofline.schema import Roofline
 from bench.serving.metrics import ServingLevel
+from bench.workloads.metrics import MetricInfo, WorkloadMetrics
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.jsonl"  # inside a run directory: one record per line
 ENVIRONMENT_FILE = "environment.json"
 Status = Literal["ok", "failed", "unsupported", "timeout"]
 
 
-class Throughput(BaseModel):
-    output_tokens_per_s: float | None = None  # batch × new_tokens / mean latency
-    requests_per_s: float | None = None  # batch / mean latency (one sequence = one request)
-    prefill_tokens_per_s: float | None = None  # batch × prompt_tokens / mean TTFT
-    decode_tokens_per_s: float | None = None  # batch × (new_tokens − 1) / mean (latency − TTFT)
-    sequences_per_s: float | None = None  # feature extraction: batch / mean latency
-    input_tokens_per_s: float | None = None  # feature extraction: batch × sequence_length / mean latency
-    images_per_s: float | None = None  # text to image: batch / mean latency
-    steps_per_s: float | None = None  # text to image: denoising steps / mean latency
-    goodput_per_s: float | None = None  # serving level: requests/s within every SLO (bench.serving.slo)
-    max_sustainable_rate_per_s: float | None = None  # serving summary ("@max"): highest rate meeting the SLO, 0: none
-
-
 @dataclass(frozen=True)
-class ThroughputMetric:
-    field: str  # attribute of `Throughput` in the record schema
-    unit: str  # what the tables and axes call it
+class ColdCost:
+    """A one-off cost of a run, declared by whoever pays it (the worker or a backend), never in the samples."""
+
+    name: str  # key in the record's `cold_costs`; the unit is in the name (`_s`: seconds)
+    what: str
+    column: str | None = None  # header of the report's points-table column, None: not shown there
+
+    @property
+    def unit(self) -> str:
+        return "s" if self.name.endswith("_s") else self.name.rsplit("_", 1)[-1]
 
 
-# The throughput a record is judged by, per task: every table, ratio, chart and the gate follow this.
-PRIMARY_THROUGHPUT: dict[str, ThroughputMetric] = {
-    "text-generation": ThroughputMetric("output_tokens_per_s", "tokens/s"),
-    "feature-extraction": ThroughputMetric("sequences_per_s", "sequences/s"),
-    "text-to-image": ThroughputMetric("images_per_s", "images/s"),
-}
+# Paid by every run, whatever its backend (the worker measures them).
+RUN_COLD_COSTS = (ColdCost("load_s", "build/load the model onto the device"),
+                  ColdCost("first_call_s", "the first (cold) call, never part of the measured samples"))
 
 
-def primary_throughput(record: Record) -> tuple[ThroughputMetric, float] | None:
-    """The metric a record's speed is compared on, with its value; None when the record has none."""
-    metric = PRIMARY_THROUGHPUT.get(record.task)
-    if metric is None or record.metrics is None:
+def primary_throughput(record: Record) -> tuple[MetricInfo, float] | None:
+    """The metric a record's speed is compared on (its workload's `primary`), with its value; None when the
+    record has none."""
+    from bench.workloads import WORKLOADS
+
+    workload = WORKLOADS.get(record.task)
+    if workload is None or record.metrics is None:
         return None
-    value = getattr(record.metrics.throughput, metric.field, None)
-    return (metric, value) if value is not None else None
+    value = getattr(record.metrics, workload.primary, None)
+    return (workload.primary_metric(), value) if value is not None else None
 
 
 class Fidelity(BaseModel):
@@ -89,27 +85,6 @@ class Quantization(BaseModel):
     weight_bytes_after: int
 
 
-class Metrics(BaseModel):
-    latency_s: Stats
-    ttft_s: Stats | None = None
-    tpot_s: Stats | None = None
-    itl_s: Stats | None = None  # every inter-token gap of every measured call (summary only)
-    step_s: Stats | None = None  # text to image: each denoising step (UNet + scheduler) of every call
-    vae_decode_s: Stats | None = None  # text to image: VAE decode per call
-    text_encode_s: Stats | None = None  # text to image: prompt encoding per call
-    throughput: Throughput
-    memory: MemoryMetrics
-    load_s: float  # build/load the model onto the device
-    first_call_s: float  # the first (cold) call, never part of the measured samples
-    warmup_calls: int
-    measured_time_s: float  # wall time of the measured phase
-    # Cold costs of a backend, each its own number and never part of the measured samples.
-    compile_s: float | None = None  # torch.compile: time dynamo + inductor spent compiling (cold calls)
-    export_s: float | None = None  # onnxruntime: ONNX export (0 when the export cache was hit)
-    quantize_s: float | None = None  # int8: quantizing the weights
-    session_s: float | None = None  # onnxruntime: creating the inference session(s)
-
-
 class Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -124,9 +99,7 @@ class Record(BaseModel):
     backend: str
     precision: str
     batch_size: int
-    prompt_tokens: int | None = None
-    new_tokens: int | None = None
-    workload: dict[str, Any] = {}
+    workload: dict[str, Any] = {}  # the validated `workload:` section
     backend_options: dict[str, Any] = {}
     measure: dict[str, Any] = {}  # the measure settings it was measured with (run_id covers them)
     device: str  # resolved: cpu | cuda:N
@@ -147,12 +120,76 @@ class Record(BaseModel):
     fidelity: Fidelity | None = None
     started_at: str | None = None
     duration_s: float | None = None  # whole run, process start to record
-    metrics: Metrics | None = None
+    # One-off costs (load, first call, and what the backend declares: compile, export, session, …) in seconds.
+    cold_costs: dict[str, NonNegativeFloat] = {}
+    memory: MemoryMetrics | None = None  # of the measured phase
+    warmup_calls: int | None = None
+    measured_time_s: float | None = None  # wall time of the measured phase
+    metrics: SerializeAsAny[WorkloadMetrics] | None = None  # the workload's own Metrics model (WORKLOADS[task])
     # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
     roofline: Roofline | None = None
     # Serving load tests (bench.serving): one record per load level, plus the point's summary ("@max").
     serving: ServingLevel | None = None
     telemetry: Telemetry | None = None  # energy, power, clocks, throttling of the measured phase (measure.telemetry)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _workload_metrics(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = upgrade(data)
+        metrics = data.get("metrics")
+        if metrics is None:
+            return data
+        from bench.workloads import EXTRA_ENV, WORKLOADS
+
+        workload = WORKLOADS.get(data.get("task"))
+        if workload is None:
+            raise ValueError(f"task {data.get('task')!r} has no registered workload to read its metrics with "
+                             f"(known: {', '.join(WORKLOADS)}; extra workloads: {EXTRA_ENV})")
+        if isinstance(metrics, BaseModel):
+            if type(metrics) is workload.Metrics:
+                return data
+            metrics = metrics.model_dump()
+        return {**data, "metrics": workload.Metrics.model_validate(metrics)}
+
+    @model_validator(mode="after")
+    def _declared_cold_costs(self) -> Record:
+        if not self.cold_costs:
+            return self
+        from bench.backends import BACKENDS
+
+        declared = {c.name for c in RUN_COLD_COSTS}
+        backend = BACKENDS.get(self.backend)
+        declared |= {c.name for c in backend.cold_costs} if backend is not None else set()
+        undeclared = sorted(set(self.cold_costs) - declared)
+        if undeclared:
+            raise ValueError(f"cold cost(s) {', '.join(undeclared)} not declared by backend {self.backend!r} "
+                             f"(declared: {', '.join(sorted(declared))})")
+        return self
+
+
+V1_COLD_COSTS = ("load_s", "first_call_s", "compile_s", "export_s", "quantize_s", "session_s")
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record (one `Metrics` union with `throughput`, `memory` and cold costs inside) in the
+    current shape; a current record unchanged. Old run directories stay readable; nothing is rewritten."""
+    if data.get("schema_version", SCHEMA_VERSION) >= 2:
+        return data
+    data = {k: v for k, v in data.items() if k not in ("prompt_tokens", "new_tokens")}
+    data["schema_version"] = SCHEMA_VERSION
+    old = data.get("metrics")
+    if old is not None:
+        m = dict(old)
+        data["memory"] = m.pop("memory", None)
+        data["warmup_calls"] = m.pop("warmup_calls", None)
+        data["measured_time_s"] = m.pop("measured_time_s", None)
+        cold = {k: m.pop(k, None) for k in V1_COLD_COSTS}
+        data["cold_costs"] = {k: v for k, v in cold.items() if v is not None}
+        m.update(m.pop("throughput", None) or {})
+        data["metrics"] = {k: v for k, v in m.items() if v is not None}
+    return data
 
 
 def now_iso() -> str:

@@ -28,11 +28,10 @@ from pydantic import (
 )
 
 from bench.errors import BenchInputError
+from bench.precisions import PRECISIONS, Precision  # noqa: F401 (PRECISIONS re-exported)
 from bench.measure.telemetry.schema import TelemetrySpec
 from bench.serving.spec import ServingSpec
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
-Precision = Literal["fp32", "fp16", "bf16", "int8", "int8-dyn"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 MATRIX_KEYS = ("backend", "precision", "batch_size", "batching")
 

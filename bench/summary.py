@@ -31,9 +31,9 @@ def fmt_bytes(b: int | None) -> str:
 
 def peak_memory_bytes(r: Record) -> int | None:
     """The figure that matters on the run's device: GPU memory on CUDA, host RSS on the CPU."""
-    if r.metrics is None:
+    if r.memory is None:
         return None
-    m = r.metrics.memory
+    m = r.memory
     if r.device.startswith("cuda"):
         return m.nvml_process_peak_bytes or m.cuda_reserved_peak_bytes
     return m.host_rss_peak_bytes
@@ -47,10 +47,16 @@ def row(r: Record) -> list[str]:
     tp = primary_throughput(r)
     return base + [
         r.status, f"{tp[1]:.1f} {tp[0].unit}" if tp is not None else "-",
-        fmt_seconds(m.ttft_s.p50 if m.ttft_s else None), fmt_seconds(m.tpot_s.p50 if m.tpot_s else None),
+        fmt_seconds(_p50(m, "ttft_s")), fmt_seconds(_p50(m, "tpot_s")),
         fmt_seconds(m.latency_s.p50), fmt_seconds(m.latency_s.p99), fmt_bytes(peak_memory_bytes(r)),
         "yes" if r.valid else "no", _short("; ".join(r.invalid_reasons)),
     ]
+
+
+def _p50(metrics, name: str) -> float | None:
+    """p50 of a distribution the record's workload may not measure (the table's TTFT/TPOT columns)."""
+    stats = getattr(metrics, name, None)
+    return stats.p50 if stats is not None else None
 
 
 def _short(text: str, limit: int = 90) -> str:

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from bench.inject import maybe_slow_down
-from bench.results import Metrics, Record, now_iso
+from bench.results import Record, now_iso
 from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
 
@@ -49,17 +49,18 @@ def base_record(run: RunSpec, device: str) -> dict:
     return run_fields(run, device)
 
 
-def quality(metrics: Metrics, max_cv: float) -> tuple[list[str], list[str]]:
-    """(invalid_reasons, warnings): too noisy to trust vs. worth knowing."""
+def quality(metrics, max_cv: float) -> tuple[list[str], list[str]]:
+    """(invalid_reasons, warnings): too noisy to trust vs. worth knowing. Every workload measures `latency_s`
+    (one call); the percentile warnings cover the distributions its gate compares."""
     invalid, warnings = [], []
     lat = metrics.latency_s
     if lat.count < 3:
         invalid.append(f"latency_s has {lat.count} samples; at least 3 are needed for a spread")
     elif lat.cv > max_cv:
         invalid.append(f"latency_s coefficient of variation {lat.cv:.1%} exceeds max_cv {max_cv:.0%}")
-    for name in ("latency_s", "ttft_s", "tpot_s"):
+    for name, info in type(metrics).metric_infos.items():
         stats = getattr(metrics, name)
-        if stats is None:
+        if stats is None or not (info.distribution and info.gated):
             continue
         unresolved = stats.unresolved_percentiles()
         if unresolved:
@@ -114,9 +115,7 @@ def measure(run: RunSpec) -> Record:
         measured_time_s = time.perf_counter() - t_measure
     monitor_details, monitor_invalid = prepared.monitor.end_measured()
 
-    metrics = Metrics(**workload.metrics(calls), memory=tracker.metrics(lifetime_peak), load_s=load_s,
-                      first_call_s=first_call_s, warmup_calls=run.measure.warmup, measured_time_s=measured_time_s,
-                      **cold_metrics)
+    metrics = workload.metrics(calls)
     invalid, warnings = quality(metrics, run.measure.max_cv)
     invalid += monitor_invalid
     units = energy_units(run.task, run.batch_size, run.workload, len(calls))
@@ -134,7 +133,10 @@ def measure(run: RunSpec) -> Record:
                   valid=not invalid, invalid_reasons=invalid, warnings=warnings, details=details,
                   parameters=prepared.parameters, weight_bytes=prepared.weight_bytes,
                   quantization=prepared.quantization, fidelity=fidelity, telemetry=telemetry_section,
-                  started_at=started, duration_s=time.perf_counter() - t_process, metrics=metrics)
+                  started_at=started, duration_s=time.perf_counter() - t_process,
+                  cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold_metrics},
+                  memory=tracker.metrics(lifetime_peak), warmup_calls=run.measure.warmup,
+                  measured_time_s=measured_time_s, metrics=metrics)
 
 
 def compute_fidelity(run: RunSpec, workload, runnable):

@@ -35,7 +35,8 @@ from bench.gate.compare import Side, compare  # noqa: E402
 from bench.gate.config import load_config  # noqa: E402
 from bench.measure.memory import MemoryMetrics  # noqa: E402
 from bench.measure.stats import Stats  # noqa: E402
-from bench.results import Metrics, Record, Throughput  # noqa: E402
+from bench.results import Record  # noqa: E402
+from bench.workloads.text_generation import TextGenerationMetrics  # noqa: E402
 
 ENV = {"cpu": {"model": "synthetic", "torch_threads": 1}, "libraries": {"torch": "synthetic"}}
 PROMPT, NEW = 32, 32
@@ -43,16 +44,17 @@ PROMPT, NEW = 32, 32
 
 def record(repeat: int, latencies: np.ndarray) -> Record:
     ttft = latencies * 0.1
-    metrics = Metrics(
+    metrics = TextGenerationMetrics(
         latency_s=Stats.of(latencies), ttft_s=Stats.of(ttft), tpot_s=Stats.of((latencies - ttft) / (NEW - 1)),
-        throughput=Throughput(output_tokens_per_s=NEW / latencies.mean(), prefill_tokens_per_s=PROMPT / ttft.mean(),
-                              decode_tokens_per_s=(NEW - 1) / (latencies - ttft).mean()),
-        memory=MemoryMetrics(host_rss_peak_bytes=400_000_000), load_s=1.0, first_call_s=0.1, warmup_calls=1,
-        measured_time_s=float(latencies.sum()))
+        output_tokens_per_s=NEW / latencies.mean(), requests_per_s=1 / latencies.mean(),
+        prefill_tokens_per_s=PROMPT / ttft.mean(), decode_tokens_per_s=(NEW - 1) / (latencies - ttft).mean())
     return Record(run_id=f"r{repeat}", point_id="p", scenario="sim", scenario_file="sim.yaml", model="tiny-gpt2",
                   weights="random", task="text-generation", backend="eager", precision="fp32", batch_size=1,
-                  prompt_tokens=PROMPT, new_tokens=NEW, workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
-                  device="cpu", repeat=repeat, status="ok", valid=True, metrics=metrics)
+                  workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
+                  device="cpu", repeat=repeat, status="ok", valid=True, metrics=metrics,
+                  memory=MemoryMetrics(host_rss_peak_bytes=400_000_000),
+                  cold_costs={"load_s": 1.0, "first_call_s": 0.1},
+                  warmup_calls=1, measured_time_s=float(latencies.sum()))
 
 
 # (single-repeat sd of log p10 latency, per-round a2 − a sd, session sd) measured 2026-11-23

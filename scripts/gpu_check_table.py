@@ -24,7 +24,7 @@ def _row(r) -> list[str]:
     m = r.metrics
     if r.status != "ok" or m is None:
         return cells + ["-"] * 6 + [(r.error or "")[:160].replace("|", "/")]
-    tp = getattr(m.throughput, "decode_tokens_per_s", None)
+    tp = getattr(m, "decode_tokens_per_s", None)
     rate = f"{tp:.1f} tok/s (decode)" if tp is not None else "-"
     if tp is None and (primary := primary_throughput(r)) is not None:
         rate = f"{primary[1]:.1f} {primary[0].unit}"
@@ -36,7 +36,7 @@ def _row(r) -> list[str]:
         bound = phase.bounds.get(source) if phase is not None else None
         return bound.bandwidth_fraction if bound is not None else None
 
-    compile_s = getattr(m, "compile_s", None)
+    compile_s = r.cold_costs.get("compile_s")
     note = "; ".join(r.invalid_reasons or [])[:160].replace("|", "/")
     return cells + [rate, f"{tpot.p50 * 1e3:.2f} ms" if tpot is not None else "-",
                     _pct(rf.efficiency("calibrated") if rf else None), _pct(bandwidth("calibrated")),

@@ -13,7 +13,8 @@ import numpy as np
 
 from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
-from bench.results import Metrics, Record, Throughput
+from bench.results import Record
+from bench.workloads.text_generation import TextGenerationMetrics
 
 ENV: dict[str, Any] = {
     "timestamp": "2026-11-23T00:00:00+00:00", "command": "bench run synthetic", "hostname": "synth",
@@ -30,22 +31,21 @@ def record(scenario: str, repeat: int, latencies: np.ndarray, ttft_fraction: flo
     base = dict(run_id=f"{scenario}-{precision}-{batch}-{repeat}", point_id=f"{scenario}-{precision}-{batch}",
                 scenario=scenario, scenario_file=f"{scenario}.yaml", model=model, weights="random",
                 task="text-generation", backend="eager", precision=precision, batch_size=batch,
-                prompt_tokens=PROMPT, new_tokens=NEW, workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
+                workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
                 device="cpu", device_name="Synthetic CPU", repeat=repeat, details=details or {})
     if status != "ok":
         return Record(**base, status=status, error=f"synthetic {status}")
     lat = np.asarray(latencies, dtype=float)
     ttft = lat * ttft_fraction
     tpot = (lat - ttft) / (NEW - 1)
-    metrics = Metrics(
+    metrics = TextGenerationMetrics(
         latency_s=Stats.of(lat, keep_samples), ttft_s=Stats.of(ttft, keep_samples), tpot_s=Stats.of(tpot, keep_samples),
-        throughput=Throughput(output_tokens_per_s=batch * NEW / lat.mean(), requests_per_s=batch / lat.mean(),
-                              prefill_tokens_per_s=batch * PROMPT / ttft.mean(),
-                              decode_tokens_per_s=batch * (NEW - 1) / (lat - ttft).mean()),
-        memory=MemoryMetrics(host_rss_peak_bytes=int(rss)), load_s=1.0, first_call_s=0.1, warmup_calls=1,
-        measured_time_s=float(lat.sum()))
+        output_tokens_per_s=batch * NEW / lat.mean(), requests_per_s=batch / lat.mean(),
+        prefill_tokens_per_s=batch * PROMPT / ttft.mean(), decode_tokens_per_s=batch * (NEW - 1) / (lat - ttft).mean())
     invalid = [] if valid else ["latency_s coefficient of variation 30.0% exceeds max_cv 10%"]
-    return Record(**base, status="ok", valid=valid, invalid_reasons=invalid, metrics=metrics)
+    return Record(**base, status="ok", valid=valid, invalid_reasons=invalid, metrics=metrics,
+                  memory=MemoryMetrics(host_rss_peak_bytes=int(rss)), cold_costs={"load_s": 1.0, "first_call_s": 0.1},
+                  warmup_calls=1, measured_time_s=float(lat.sum()))
 
 
 def side(scenario: str = "synth", factor: float = 1.0, repeats: int = 5, calls: int = 30, between: float = 0.01,

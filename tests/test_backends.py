@@ -88,7 +88,7 @@ def test_weight_bytes_follow_the_precision(matrix_sweep):
             assert q.weight_bytes_before == fp32.weight_bytes and q.weight_bytes_after == r.weight_bytes
             assert r.weight_bytes < q.weight_bytes_before
             assert r.details["conv1d_converted_to_linear"] == 8
-            assert r.metrics.quantize_s > 0
+            assert r.cold_costs["quantize_s"] > 0
             assert r.parameters == fp32.parameters  # an untied int8 lm_head copy is bytes, not parameters
     assert by["eager", "fp32"].quantization is None
 
@@ -97,14 +97,14 @@ def test_compile_records_its_own_cold_costs(matrix_sweep):
     _, records = matrix_sweep
     for r in records:
         if r.backend == "compile":
-            assert r.metrics.compile_s > 0
+            assert r.cold_costs["compile_s"] > 0
             assert r.details["compiler"] == "aot_eager" and r.details["cache_implementation"] == "static"
             c = r.details["compile"]
             assert c["compilations_cold"] == 1  # the decode step; HF generate runs the prefill eagerly
             assert r.details["compiled"].startswith("decode step")
             assert c["compilations_measured"] == 0 and r.valid
         else:
-            assert r.metrics.compile_s is None
+            assert "compile_s" not in r.cold_costs
 
 
 def test_inductor_compiles_the_decode_step_once_with_a_cold_cache(tmp_path):
@@ -127,7 +127,7 @@ def test_inductor_compiles_the_decode_step_once_with_a_cold_cache(tmp_path):
     assert r.details["compiler"] == "inductor" and r.details["inductor_cache"] == "cold"
     assert c["fx_graph_cache_hits"] == 0 and c["fx_graph_cache_misses"] >= 1  # a fresh cache: nothing reused
     assert c["compilations_cold"] == 1 and c["compilations_measured"] == 0
-    assert r.valid and r.metrics.compile_s > 0
+    assert r.valid and r.cold_costs["compile_s"] > 0
 
 
 def test_a_compilation_in_the_measured_phase_makes_the_record_invalid():

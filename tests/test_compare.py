@@ -19,8 +19,8 @@ from gate_synth import ENV, record, side, write_run
 
 FIXTURES = REPO / "tests" / "fixtures"
 TIME_METRICS = ("latency_s", "ttft_s", "tpot_s")
-RATE_METRICS = ("throughput.output_tokens_per_s", "throughput.prefill_tokens_per_s",
-                "throughput.decode_tokens_per_s")
+RATE_METRICS = ("output_tokens_per_s", "prefill_tokens_per_s",
+                "decode_tokens_per_s")
 
 
 def gate(tmp_path, base_records, cur_records, config=None, base_env=ENV, cur_env=ENV, **kw):
@@ -123,7 +123,7 @@ def test_clear_regression(tmp_path):
     assert v["memory.host_rss_peak_bytes"] == "unchanged"
     lat = next(c for c in result.comparisons if c.metric.name == "latency_s")
     assert lat.ratio == pytest.approx(1.25, rel=0.03) and lat.interval[0] > 1.05
-    tput = next(c for c in result.comparisons if c.metric.name == "throughput.output_tokens_per_s")
+    tput = next(c for c in result.comparisons if c.metric.name == "output_tokens_per_s")
     assert tput.ratio == pytest.approx(1 / 1.25, rel=0.03) and tput.interval[1] < 0.95  # lower is worse here
     assert result.exit_code == 1 and result.outcome == "fail: regression"
 
@@ -194,7 +194,7 @@ def test_p10_statistic_sees_through_interference_bursts(tmp_path):
     p10 = gate(tmp_path / "p10", base, _bursty(1.10, 2, burst_repeats=()))
     lat = next(c for c in p10.comparisons if c.metric.name == "latency_s")
     assert lat.ratio == pytest.approx(1.10, rel=0.02) and lat.verdict == "regression" and p10.exit_code == 1
-    tput = next(c for c in p10.comparisons if c.metric.name == "throughput.output_tokens_per_s")
+    tput = next(c for c in p10.comparisons if c.metric.name == "output_tokens_per_s")
     assert tput.ratio == pytest.approx(1 / lat.ratio, rel=0.005) and tput.verdict == "regression"  # the same call
     same = gate(tmp_path / "aa", base, _bursty(1.0, 3, burst_repeats=()))
     assert verdicts(same)["latency_s"] == "unchanged"

@@ -21,8 +21,8 @@ POINTS = [{"batch": 1, "base": 0.020}, {"batch": 2, "base": 0.030}, {"batch": 4,
 # Noise of log p10 latency measured on this project's 2-vCPU VM (docs/measurements/2026-11-23-gate-quality.md):
 # single repeats 6.2% (quiet session) / 11.7% (noisy session); call-to-call CV 6–21% (scripts/gate_quality.py)
 QUIET, NOISY, CALL_NOISE, CALLS = 0.062, 0.117, 0.10, 40
-TIMED = ("latency_s", "ttft_s", "tpot_s", "throughput.output_tokens_per_s", "throughput.prefill_tokens_per_s",
-         "throughput.decode_tokens_per_s")
+TIMED = ("latency_s", "ttft_s", "tpot_s", "output_tokens_per_s", "prefill_tokens_per_s",
+         "decode_tokens_per_s")
 
 
 def sides(tmp_path, base, cur):
@@ -147,7 +147,7 @@ def test_a_change_in_one_metric_of_a_point_is_found_through_its_family(tmp_path)
            for r in range(5)]
     result = compare(*sides(tmp_path, base, cur), GateConfig())
     regressed = {c.metric.name for c in result.comparisons if c.verdict == "regression"}
-    assert regressed == {"ttft_s", "throughput.prefill_tokens_per_s"}
+    assert regressed == {"ttft_s", "prefill_tokens_per_s"}
     assert result.discoveries == 1 and result.family_size == 2
 
 
@@ -217,7 +217,7 @@ def test_a_metric_the_current_run_lost_fails_the_gate(tmp_path):
     result = compare(*sides(tmp_path, side(seed=1), cur), GateConfig())
     assert [(i.kind, i.detail) for i in result.failures] == [  # the prefill rate is computed from TTFT
         ("metric-missing", "ttft_s: missing in 2 of the current's ok repeats"),
-        ("metric-missing", "throughput.prefill_tokens_per_s: missing in 2 of the current's ok repeats")]
+        ("metric-missing", "prefill_tokens_per_s: missing in 2 of the current's ok repeats")]
     assert result.exit_code == 1 and result.outcome.startswith("fail: failures")
     warned = compare(*sides(tmp_path / "w", side(seed=1), cur), GateConfig(missing="warn"))
     assert warned.exit_code == 0 and warned.outcome.startswith("warn:")

@@ -196,7 +196,7 @@ def test_tiny_sweep_with_the_knob_and_the_gate(tmp_path):
     assert failed.returncode == 1 and json.loads(failed.stdout)["outcome"] == "fail: could not judge 1 point(s)"
     assert any("BENCH_INJECT_SLOWDOWN=0.5" in w for w in data["warnings"])
     by_metric = {c["metric"]: c for c in data["comparisons"]}
-    assert {"latency_s", "ttft_s", "throughput.output_tokens_per_s", "memory.host_rss_peak_bytes"} <= set(by_metric)
+    assert {"latency_s", "ttft_s", "output_tokens_per_s", "memory.host_rss_peak_bytes"} <= set(by_metric)
     assert by_metric["latency_s"]["repeats"] == {"baseline": 1, "current": 2} or "too noisy" in by_metric[
         "latency_s"]["reason"]
     assert all(c["verdict"] == "inconclusive" for c in data["comparisons"])

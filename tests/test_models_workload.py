@@ -74,7 +74,7 @@ def test_generation_call_is_exact_and_ordered(tmp_path):
     for c in calls:
         assert 0 < c["ttft_s"] < c["latency_s"] and len(c["itl_s"]) == 3
     m = w.metrics(calls)
-    assert m["tpot_s"].count == 3 and m["throughput"]["output_tokens_per_s"] > 0
+    assert m.tpot_s.count == 3 and m.output_tokens_per_s > 0
     # Same seed, same prompt: a second workload sees identical inputs.
     w2 = TextGeneration(run, torch.device("cpu"), HostClock())
     w2.prepare_inputs(model)
@@ -102,13 +102,12 @@ def test_generation_metrics_by_hand(tmp_path):
 
 
 def test_quality_flags_noise_and_small_samples():
-    from bench.measure.memory import MemoryMetrics
     from bench.measure.stats import Stats
-    from bench.results import Metrics, Throughput
+    from bench.workloads.feature_extraction import FeatureExtractionMetrics
 
     def metrics(samples):
-        return Metrics(latency_s=Stats.of(samples), throughput=Throughput(), memory=MemoryMetrics(),
-                       load_s=1, first_call_s=1, warmup_calls=0, measured_time_s=1)
+        rate = 1 / float(sum(samples) / len(samples))
+        return FeatureExtractionMetrics(latency_s=Stats.of(samples), sequences_per_s=rate, input_tokens_per_s=rate)
 
     invalid, warnings = quality(metrics([1.0, 1.01, 0.99] * 40), max_cv=0.1)
     assert invalid == [] and warnings == []

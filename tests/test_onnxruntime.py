@@ -77,22 +77,22 @@ def test_every_supported_precision_runs_with_fidelity(runs):
     assert set(ok) == {("text-generation", "fp32"), ("text-generation", "int8"), ("text-generation", "int8-dyn"),
                        ("feature-extraction", "fp32")}
     for (task, precision), r in ok.items():
-        m, d = r.metrics, r.details
-        assert m.latency_s.count >= 3 and m.first_call_s > 0
-        assert m.session_s > 0 and m.load_s > 0
+        m, d, cold = r.metrics, r.details, r.cold_costs
+        assert m.latency_s.count >= 3 and cold["first_call_s"] > 0
+        assert cold["session_s"] > 0 and cold["load_s"] > 0
         assert d["providers"] == ["CPUExecutionProvider"] and d["io_binding"] is False
         assert d["onnx_files"] == ["model.onnx"] and Path(d["onnx_dir"]).is_relative_to(runs.cache / "onnx")
         assert d["graph_optimization_level"] == "all" and d["intra_op_num_threads"] == 0
         assert r.parameters > 0 and r.weight_bytes > 0
         assert r.fidelity is not None, r.warnings
         if precision == "fp32":
-            assert d["export_cache"] == "miss" and m.export_s > 0
-            assert m.quantize_s is None and r.quantization is None
+            assert d["export_cache"] == "miss" and cold["export_s"] > 0
+            assert "quantize_s" not in cold and r.quantization is None
             assert r.fidelity.cosine_min > 0.9999
             assert r.weight_bytes >= r.parameters * 4 * 0.9  # fp32 initializers (ties and zero biases shared)
         else:  # the int8 runs come after fp32 in the sweep: they quantize the export fp32 made
-            assert d["export_cache"] == "hit" and m.export_s == 0.0
-            assert d["quantize_cache"] == "miss" and m.quantize_s > 0
+            assert d["export_cache"] == "hit" and cold["export_s"] == 0.0
+            assert d["quantize_cache"] == "miss" and cold["quantize_s"] > 0
             q = r.quantization
             assert q.quantized_layers > 0 and q.weight_bytes_after < q.weight_bytes_before
             assert r.weight_bytes == q.weight_bytes_after
@@ -120,7 +120,7 @@ def test_second_sweep_reuses_the_export_and_quantization_cache(runs):
     first = next(x for x in runs.records if x.task == "text-generation" and x.precision == "int8-dyn")
     assert r.status == "ok" and r.fidelity is None
     assert r.details["export_cache"] == "hit" and r.details["quantize_cache"] == "hit"
-    assert r.metrics.export_s == 0.0 and r.metrics.quantize_s == 0.0
+    assert r.cold_costs["export_s"] == 0.0 and r.cold_costs["quantize_s"] == 0.0
     assert r.details["onnx_dir"] == first.details["onnx_dir"]
     assert r.quantization == first.quantization
     # one export per model + one entry per quantization of gpt2, each complete, no temporary directory left
@@ -141,7 +141,7 @@ def test_provider_fallback_fails_the_run(runs):
     assert spec.precision == "fp32"
     spec_path, result_path = runs.tmp / "fallback.spec.json", runs.tmp / "fallback.result.json"
     spec_path.write_text(spec.model_dump_json())
-    harness = ("import sys; import bench.backends.onnxruntime as b; "
+    harness = ("import sys; import bench.backends.onnxruntime.providers as b; "
                "b.requested_providers = lambda device: [('CUDAExecutionProvider', {'device_id': 0})]; "
                "import onnxruntime as ort; claimed = ort.get_available_providers() + ['CUDAExecutionProvider']; "
                "ort.get_available_providers = lambda: claimed; "

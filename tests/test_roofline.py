@@ -11,7 +11,7 @@ import pytest
 
 from bench.measure.memory import MemoryMetrics
 from bench.measure.stats import Stats
-from bench.results import Metrics, Record, Throughput, read_records
+from bench.results import Record, read_records
 from bench.roofline import analysis, calibrate, datasheets, work
 from bench.roofline.schema import Ceiling
 
@@ -127,16 +127,23 @@ def _record(model: str, precision: str = "fp32", batch: int = 1, prompt: int = 8
             details: dict | None = None, workload: dict | None = None, **extra) -> Record:
     samples = [ttft + tpot * (new - 1)] * 3
     generation = task == "text-generation"
-    metrics = Metrics(latency_s=Stats.of(samples), ttft_s=Stats.of([ttft] * 3) if generation else None,
-                      tpot_s=Stats.of([tpot] * 3) if generation else None, throughput=Throughput(),
-                      step_s=Stats.of([tpot] * 3) if task == "text-to-image" else None,
-                      memory=MemoryMetrics(), load_s=1, first_call_s=1, warmup_calls=0, measured_time_s=1)
+    rate = batch / samples[0]  # the workload's throughputs (the roofline reads none of them)
+    metrics = {"latency_s": Stats.of(samples)}
+    if generation:
+        metrics |= {"ttft_s": Stats.of([ttft] * 3), "tpot_s": Stats.of([tpot] * 3), "output_tokens_per_s": rate * new,
+                    "requests_per_s": rate, "prefill_tokens_per_s": batch * prompt / ttft}
+    elif task == "text-to-image":
+        metrics |= {"step_s": Stats.of([tpot] * 3), "vae_decode_s": Stats.of([ttft] * 3),
+                    "text_encode_s": Stats.of([ttft] * 3), "images_per_s": rate, "steps_per_s": new / samples[0]}
+    else:
+        metrics |= {"sequences_per_s": rate, "input_tokens_per_s": rate * prompt}
     workload = workload or ({"prompt_tokens": prompt, "new_tokens": new} if generation else {"sequence_length": prompt})
     return Record(run_id="r", point_id="p", scenario="s", scenario_file="s.yaml", model=model, weights="random",
                   task=task, backend="eager", precision=precision, batch_size=batch,
-                  prompt_tokens=prompt if generation else None, new_tokens=new if generation else None,
-                  workload=workload, device="cpu",
-                  device_name="Test CPU", status="ok", details=details or {"torch_threads": 2}, weight_bytes=weight_bytes,
+                  workload=workload, device="cpu", memory=MemoryMetrics(), warmup_calls=0, measured_time_s=1,
+                  cold_costs={"load_s": 1, "first_call_s": 1},
+                  device_name="Test CPU", status="ok", details=details or {"torch_threads": 2},
+                  weight_bytes=weight_bytes,
                   metrics=metrics, **extra)
 
 

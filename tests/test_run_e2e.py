@@ -29,7 +29,7 @@ def test_tiny_sweep_records(tmp_path):
     assert len(ok) == 4
     for r in ok:
         m = r.metrics
-        assert r.prompt_tokens == 8 and r.new_tokens == 4 and r.device == "cpu"
+        assert r.workload == {"prompt_tokens": 8, "new_tokens": 4} and r.device == "cpu"
         assert m.latency_s.count >= 5 and len(m.latency_s.samples) == m.latency_s.count
         assert m.latency_s.p50 <= m.latency_s.p99 <= m.latency_s.max
         assert all(t < lat for t, lat in zip(m.ttft_s.samples, m.latency_s.samples))
@@ -41,9 +41,9 @@ def test_tiny_sweep_records(tmp_path):
         # batch × 4 tokens per call: at least that many tokens per second of the test's wall clock, and at
         # most what the fastest call reached
         tokens = r.batch_size * 4
-        assert tokens * m.latency_s.count / wall_s < m.throughput.output_tokens_per_s <= tokens / m.latency_s.min
-        assert m.memory.host_rss_peak_bytes > 0 and m.memory.host_rss_measured_peak_bytes > 0
-        assert m.load_s > 0 and m.first_call_s > 0 and m.warmup_calls == 1
+        assert tokens * m.latency_s.count / wall_s < m.output_tokens_per_s <= tokens / m.latency_s.min
+        assert r.memory.host_rss_peak_bytes > 0 and r.memory.host_rss_measured_peak_bytes > 0
+        assert r.cold_costs["load_s"] > 0 and r.cold_costs["first_call_s"] > 0 and r.warmup_calls == 1
         assert r.details["compute_dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[r.precision]
         assert r.fidelity is not None and r.fidelity.cosine_min > 0.99
         assert r.valid == (r.invalid_reasons == [])  # invalid exactly when a reason says why

@@ -388,7 +388,7 @@ def with_energy(records, j_per_token: float, seed: int):
 
     rng = np.random.default_rng(seed)
     for r in records:
-        tokens = r.metrics.latency_s.count * r.batch_size * r.new_tokens
+        tokens = r.metrics.latency_s.count * r.batch_size * r.workload["new_tokens"]
         j = j_per_token * (1 + rng.normal(0, 0.01))
         r.telemetry = Telemetry(
             device="cuda:0",

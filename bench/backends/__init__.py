@@ -10,7 +10,7 @@ BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (EagerBackend, CompileB
 
 def capability_markdown() -> str:
     """The capability matrix as a markdown table (the README embeds this exact text; a test checks)."""
-    from bench.scenario import PRECISIONS
+    from bench.precisions import PRECISIONS
     from bench.workloads import WORKLOADS
 
     lines = ["| backend | task | device | " + " | ".join(PRECISIONS) + " |",

@@ -10,6 +10,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from bench.precisions import PRECISIONS
+from bench.results import ColdCost
+
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -20,7 +23,7 @@ class Monitor:
     compilations (lazy: they happen in the first calls) and catches recompiles in the measured phase."""
 
     def cold_metrics(self) -> dict[str, float]:
-        """Cold costs known only after the first call and warm-up (e.g. compile_s)."""
+        """Cold costs known only after the first call and warm-up (e.g. compile_s), each declared by the backend."""
         return {}
 
     def start_measured(self) -> None:
@@ -36,7 +39,7 @@ class Prepared:
     """A runnable with the workload's calling convention (HF `generate` / forward) and what it cost."""
 
     runnable: Any
-    cold_metrics: dict[str, float] = field(default_factory=dict)  # export_s, quantize_s, session_s
+    cold_metrics: dict[str, float] = field(default_factory=dict)  # each one declared in Backend.cold_costs
     details: dict[str, Any] = field(default_factory=dict)
     uses_foreign_streams: bool = False  # True: time with a device-wide synchronize (SyncClock)
     parameters: int | None = None  # of the model as run
@@ -48,15 +51,29 @@ class Prepared:
 class Backend:
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
-    # Capability matrix: task -> device type -> precisions supported. Anything else is `unsupported`.
-    capabilities: ClassVar[dict[str, dict[str, tuple[str, ...]]]] = {}
+    # Capability matrix: workload class -> device type -> precisions supported; a key covers its subclasses
+    # (`Workload` itself: every workload). Anything else is `unsupported`.
+    capabilities: ClassVar[dict[type, dict[str, tuple[str, ...]]]] = {}
+    # The cold costs this backend records (Prepared.cold_metrics, Monitor.cold_metrics); a record with any
+    # other key fails validation (bench.results.Record).
+    cold_costs: ClassVar[tuple[ColdCost, ...]] = ()
 
     def __init__(self, options: dict[str, Any] | None = None):
         self.options = self.Options.model_validate(options or {})
 
     @classmethod
+    def capability(cls, task: str) -> dict[str, tuple[str, ...]] | None:
+        """Device type -> precisions for the workload registered as `task`; None: not implemented."""
+        from bench.workloads import WORKLOADS
+
+        workload = WORKLOADS.get(task)
+        if workload is None:
+            return None
+        return next((cls.capabilities[k] for k in workload.__mro__ if k in cls.capabilities), None)
+
+    @classmethod
     def unsupported_reason(cls, task: str, precision: str, device_type: str) -> str | None:
-        by_device = cls.capabilities.get(task)
+        by_device = cls.capability(task)
         if by_device is None:
             return f"backend {cls.name} does not implement task {task}"
         precisions = by_device.get(device_type, ())
@@ -72,7 +89,9 @@ class Backend:
 
         if precision.startswith("int8"):
             return torch.bfloat16 if device_type == "cuda" else torch.float32
-        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        assert set(dtypes) | {p for p in PRECISIONS if p.startswith("int8")} == set(PRECISIONS)
+        return dtypes[precision]
 
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
         raise NotImplementedError

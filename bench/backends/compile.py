@@ -17,7 +17,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bench.backends.base import Backend, Monitor, Prepared
-from bench.backends.eager import PRECISIONS, TASKS, prepare_torch
+from bench.backends.eager import QUANTIZE, prepare_torch
+from bench.cache import cache_dir
+from bench.precisions import PRECISIONS
+from bench.results import ColdCost
+from bench.workloads.base import Workload
 
 
 class CompileOptions(BaseModel):
@@ -36,14 +40,10 @@ class CompileOptions(BaseModel):
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # inductor modes that capture CUDA graphs on CUDA
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "aigc-bench"))
-
-
 def use_inductor_cache(cache: str) -> str:
     """Point inductor (and triton) at the cache directory for this run, before anything compiles."""
     if cache == "warm":
-        directory = cache_root() / "inductor"
+        directory = cache_dir("inductor")
         directory.mkdir(parents=True, exist_ok=True)
     else:
         directory = Path(tempfile.mkdtemp(prefix="bench-inductor-"))
@@ -110,26 +110,30 @@ class CompileMonitor(Monitor):
 class CompileBackend(Backend):
     name = "compile"
     Options = CompileOptions
-    capabilities = {task: {"cpu": PRECISIONS, "cuda": PRECISIONS} for task in TASKS}
+    capabilities = {Workload: {"cpu": PRECISIONS, "cuda": PRECISIONS}}  # any workload's torch model
+    cold_costs = (ColdCost("compile_s", "time dynamo + inductor spent compiling (cold calls)", column="compile"),
+                  QUANTIZE)
 
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
         import torch
 
         from bench.workloads import WORKLOADS
+        from bench.workloads.text_generation import TextGeneration
 
+        workload = WORKLOADS[run.task]
         opts: CompileOptions = self.options
         if opts.mode == "reduce-overhead" and device.type != "cuda":
             raise ValueError("compile mode reduce-overhead uses CUDA graphs: it needs a CUDA device")
         if opts.compiler != "inductor" and opts.mode != "default":
             raise ValueError(f"compile mode {opts.mode} is an inductor mode; compiler {opts.compiler} has none")
-        if opts.generation == "loop" and run.task != "text-generation":
+        if opts.generation == "loop" and not issubclass(workload, TextGeneration):
             raise ValueError(f"compile option generation: loop is for text generation, not {run.task}")
         cache_dir = use_inductor_cache(opts.cache)
         prepared = prepare_torch(model, run)  # quantize first: compile the int8 model
         mode = None if opts.compiler != "inductor" else opts.mode
         prepared.details.update({"compiler": opts.compiler, "compile_mode": opts.mode, "fullgraph": opts.fullgraph, "dynamic": False,
                                  "inductor_cache": opts.cache, "inductor_cache_dir": cache_dir})
-        if run.task == "text-generation" and opts.generation == "loop":
+        if issubclass(workload, TextGeneration) and opts.generation == "loop":
             from bench.backends.decode_loop import DecodeLoop
 
             prepared.runnable = DecodeLoop(model, dict(backend=opts.compiler, mode=mode, dynamic=False,
@@ -138,7 +142,7 @@ class CompileBackend(Backend):
             prepared.details.update({"generation": "loop", "cache_implementation": "static",
                                      "compiled": "decode step (bench decode loop: forward + greedy argmax); "
                                                  "prefill eager"})
-        elif run.task == "text-generation":
+        elif issubclass(workload, TextGeneration):  # generate(): HF's own compiled decode step
             from transformers import CompileConfig
 
             config = CompileConfig(fullgraph=opts.fullgraph, dynamic=False, backend=opts.compiler, mode=mode)
@@ -149,7 +153,7 @@ class CompileBackend(Backend):
             prepared.details.update({"generation": "generate", "cache_implementation": "static",
                                      "compiled": "decode step (HF generate's compiled call); prefill eager"})
         else:
-            target = WORKLOADS[run.task].optimized_module(model)  # the encoder, or a pipeline's UNet
+            target = workload.optimized_module(model)  # the encoder, or a pipeline's UNet
             target.forward = torch.compile(target.forward, backend=opts.compiler, mode=mode, dynamic=False,
                                            fullgraph=opts.fullgraph)
         prepared.monitor = CompileMonitor()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from bench.backends.base import Backend, Prepared
+from bench.precisions import PRECISIONS
+from bench.results import ColdCost
+from bench.workloads.base import Workload
 
-TASKS = ("text-generation", "feature-extraction", "text-to-image")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dyn")
+QUANTIZE = ColdCost("quantize_s", "int8: quantizing the weights (torchao)")
 
 
 def prepare_torch(model: Any, run: Any) -> Prepared:
@@ -37,7 +39,8 @@ def prepare_torch(model: Any, run: Any) -> Prepared:
 
 class EagerBackend(Backend):
     name = "eager"
-    capabilities = {task: {"cpu": PRECISIONS, "cuda": PRECISIONS} for task in TASKS}
+    capabilities = {Workload: {"cpu": PRECISIONS, "cuda": PRECISIONS}}  # any workload's torch model
+    cold_costs = (QUANTIZE,)
 
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
         return prepare_torch(model, run)

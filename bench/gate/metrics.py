@@ -1,7 +1,7 @@
 """Which record metrics the gate compares, in which direction, and how each is read from one repeat.
 
-A metric the records gain later (an encoder's sequences/s, a diffusion workload's images/s) becomes
-gated by adding one line to GATE_METRICS.
+The workload metrics come from the workload registry: every `Metric(gated=True)` a workload declares
+(bench.workloads.metrics), by its name in the record's `metrics`; memory peaks (`memory.*`) are common to all.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from bench.results import Record
 
 @dataclass(frozen=True)
 class GateMetric:
-    name: str  # dotted path inside the record's `metrics`
+    name: str  # a field of the record's `metrics`, or a dotted path from the record (memory.host_rss_peak_bytes)
     kind: Literal["time", "rate", "memory", "energy", "serving"]  # memory has its own tolerance (memory_threshold)
     higher_is_better: bool
-    unit: Literal["s", "tokens/s", "bytes", "J/token", "req/s"]
+    unit: str  # s, tokens/s, images/s, bytes, J/token, req/s
     rule: MetricRule
     what: str  # one line for the README and the report's legend
 
@@ -39,26 +39,47 @@ def _time(name: str, what: str) -> GateMetric:
     return GateMetric(name, "time", False, "s", MetricRule(name, "quantile", name), what)
 
 
-def _rate(name: str, source: str, what: str) -> GateMetric:
-    return GateMetric(name, "rate", True, "tokens/s", MetricRule(name, "rate", source), what)
+def _rate(name: str, source: str, what: str, unit: str = "tokens/s") -> GateMetric:
+    return GateMetric(name, "rate", True, unit, MetricRule(name, "rate", source), what)
 
 
 def _memory(name: str, what: str) -> GateMetric:
     return GateMetric(name, "memory", False, "bytes", MetricRule(name, "value"), what)
 
 
+def workload_gate_metrics(workload: Any) -> list[GateMetric]:
+    """The metrics a workload's gate compares by default (its `Metric(gated=True)` fields), in declared order."""
+    out = []
+    for info in workload.Metrics.metric_infos.values():
+        if not info.gated:
+            continue
+        if info.distribution:
+            out.append(GateMetric(info.name, "time", info.higher_is_better, info.unit,
+                                  MetricRule(info.name, "quantile", info.name), info.what))
+        else:
+            out.append(_rate(info.name, info.rate_of, info.what, info.unit))
+    return out
+
+
+def _workload_metrics() -> list[GateMetric]:
+    """Every registered workload's gated metrics, first declaration of a name kept (latency_s is shared)."""
+    from bench.workloads import WORKLOADS
+
+    seen: dict[str, GateMetric] = {}
+    for workload in WORKLOADS.values():
+        for metric in workload_gate_metrics(workload):
+            seen.setdefault(metric.name, metric)
+    return list(seen.values())
+
+
 GATE_METRICS: tuple[GateMetric, ...] = (
-    _time("latency_s", "latency of a call at the gate's statistic (p10 of all calls of all repeats by default)"),
-    _time("ttft_s", "time to first token at the gate's statistic"),
-    _time("tpot_s", "time per output token at the gate's statistic"),
-    _rate("throughput.output_tokens_per_s", "latency_s", "output tokens/s at that latency (batch × new tokens / it)"),
-    _rate("throughput.prefill_tokens_per_s", "ttft_s", "prefill tokens/s at that TTFT (batch × prompt tokens / it)"),
-    _rate("throughput.decode_tokens_per_s", "tpot_s", "decode tokens/s at that TPOT (batch / it)"),
+    *_workload_metrics(),
     # serving (bench.serving): one value per level / point record, read as recorded
-    GateMetric("throughput.goodput_per_s", "serving", True, "req/s", MetricRule("throughput.goodput_per_s", "value"),
+    GateMetric("serving.attainment.goodput_per_s", "serving", True, "req/s",
+               MetricRule("serving.attainment.goodput_per_s", "value"),
                "serving level: requests/s within every SLO at that offered rate"),
-    GateMetric("throughput.max_sustainable_rate_per_s", "serving", True, "req/s",
-               MetricRule("throughput.max_sustainable_rate_per_s", "value"),
+    GateMetric("serving.max_sustainable_rate_per_s", "serving", True, "req/s",
+               MetricRule("serving.max_sustainable_rate_per_s", "value"),
                "serving point: the highest offered rate that met the SLO"),
     _memory("memory.host_rss_peak_bytes", "peak RSS of the run's process"),
     _memory("memory.cuda_allocated_peak_bytes", "torch's peak allocated CUDA memory"),
@@ -70,9 +91,13 @@ GATE_METRICS: tuple[GateMetric, ...] = (
 METRICS_BY_NAME = {m.name: m for m in GATE_METRICS}
 
 
-def lookup(metrics: Any, path: str) -> Any:
-    """metrics.throughput.output_tokens_per_s by its dotted name; None where any part is missing."""
-    value = metrics
+def lookup(record: Any, path: str) -> Any:
+    """A gated metric of a record by its name: a field of `record.metrics` (output_tokens_per_s), else a dotted
+    path from the record (memory.host_rss_peak_bytes); None where any part is missing."""
+    metrics = record.metrics
+    if metrics is not None and path in type(metrics).model_fields:
+        return getattr(metrics, path)
+    value = record
     for part in path.split("."):
         value = getattr(value, part, None)
         if value is None:
@@ -99,7 +124,7 @@ def summary_statistic(stats: Any, quantile: float) -> float | None:
 def read_repeat(record: Record, metrics: list[GateMetric], quantile: float = 0.5) -> RepeatReading:
     """Per-repeat values of every metric this record has, time metrics at `quantile` of the calls and rates
     at that same quantile of their source (a metric it lacks, or cannot give at that statistic, is absent)."""
-    m = record.metrics
+    m = record
     calls: dict[str, np.ndarray] = {}
     values: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -131,7 +156,7 @@ def read_repeat(record: Record, metrics: list[GateMetric], quantile: float = 0.5
             if isinstance(recorded, (int, float)) and recorded > 0 and at:  # batch × tokens / statistic
                 values[metric.name] = float(recorded) * source_stats.mean / at
         else:
-            value = lookup(record if metric.kind == "energy" else m, metric.name)
+            value = lookup(m, metric.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values[metric.name] = float(value)
     return RepeatReading(Repeat(calls=calls, values=values), counts, summary_only, record.pair)

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.report.charts import ChartGroup, draw_all
-from bench.report.points import (PRIMARY_THROUGHPUT, Point, describe_baseline, device_labels, device_note,
-                                 group_points, parse_baseline, workload_label)
+from bench.report.points import (WORKLOADS, Point, describe_baseline, device_labels, device_note, group_points,
+                                 parse_baseline, workload_label)
 from bench.report.render import Block, Bullets, Heading, Image, Paragraph, to_html, to_markdown
 from bench.report.runs import Run, load_runs
 from bench.report.serving import section as serving_section
@@ -82,7 +82,7 @@ def _runs_section(runs: list[Run]) -> list[Block]:
 
 
 def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
-    throughputs = ", ".join(f"`{m.field}` ({task})" for task, m in PRIMARY_THROUGHPUT.items())
+    throughputs = ", ".join(f"`{w.primary}` ({task})" for task, w in WORKLOADS.items())
     repeats = any(len(p.records) > 1 for run in runs for p in group_points(run.records))
     warned = sum(1 for run in runs for r in run.records if r.warnings)
     items = [

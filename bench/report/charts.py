@@ -22,7 +22,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from bench.report.points import (Point, PointKey, baseline_key, describe_baseline, device_labels,  # noqa: E402
                                  speedup, workload_label)
 from bench.report.tables import FIDELITY, fmt_rate, sort_points  # noqa: E402
-from bench.scenario import PRECISIONS  # noqa: E402
+from bench.precisions import PRECISIONS  # noqa: E402
 
 DPI = 100
 PANELS_PER_ROW = 4  # batch-size panels of the quantization chart before it wraps

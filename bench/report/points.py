@@ -10,7 +10,9 @@ from typing import Any, Callable
 
 from bench.errors import BenchInputError
 from bench.measure.stats import Stats
-from bench.results import PRIMARY_THROUGHPUT, Metrics, Record, ThroughputMetric, primary_throughput
+from bench.results import Record, primary_throughput
+from bench.workloads import WORKLOADS
+from bench.workloads.metrics import MetricInfo, WorkloadMetrics
 from bench.summary import peak_memory_bytes
 
 
@@ -95,14 +97,15 @@ class Point:
         return _mean(values)
 
     @property
-    def throughput_metric(self) -> ThroughputMetric | None:
-        return PRIMARY_THROUGHPUT.get(self.key.task)
+    def throughput_metric(self) -> MetricInfo | None:
+        workload = WORKLOADS.get(self.key.task)
+        return workload.primary_metric() if workload is not None else None
 
     @property
     def peak_memory_bytes(self) -> float | None:
         return _mean([v for v in map(peak_memory_bytes, self.ok) if v])
 
-    def metric(self, get: Callable[[Metrics], Any]) -> float | None:
+    def metric(self, get: Callable[[WorkloadMetrics], Any]) -> float | None:
         """Mean over the ok repeats of a scalar metric; None when no repeat has it."""
         return self.value(lambda r: get(r.metrics))
 

@@ -15,8 +15,9 @@ import pandas as pd
 from bench.report.points import (Point, PointKey, baseline_key, device_labels, memory_saving, primary_throughput,
                                  speedup, workload_label)
 from bench.report.runs import Run
-from bench.results import Metrics
-from bench.scenario import PRECISIONS
+from bench.results import RUN_COLD_COSTS
+from bench.workloads import WORKLOADS
+from bench.precisions import PRECISIONS
 from bench.summary import fmt_bytes, fmt_seconds, peak_memory_bytes
 
 INVALID = "⚠"  # marks a point whose measurement the record itself calls too noisy to trust
@@ -75,14 +76,14 @@ def records_frame(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         for r in run.records:
-            data = r.model_dump(exclude={"metrics"})
+            data = r.model_dump(exclude={"metrics"})  # (cold costs and memory flatten as cold_costs.X, memory.X)
             data["invalid_reasons"] = "; ".join(r.invalid_reasons)
             data["warnings"] = "; ".join(r.warnings)
             row = {"run": run.label, "run_dir": str(run.path), **_flatten(data)}
             if r.metrics is not None:
                 row.update(_flatten({"metrics": _without_samples(r.metrics.model_dump())}))
             tp = primary_throughput(r)
-            row["primary_throughput_metric"] = tp[0].field if tp else None
+            row["primary_throughput_metric"] = tp[0].name if tp else None
             row["primary_throughput"] = tp[1] if tp else None
             row["peak_memory_bytes"] = peak_memory_bytes(r)
             rows.append(row)
@@ -136,8 +137,8 @@ def _stat(name: str, which: str) -> Callable[[Point], float | None]:
     return lambda p: p.stat(name, which)
 
 
-def _metric(get: Callable[[Metrics], Any]) -> Callable[[Point], float | None]:
-    return lambda p: p.metric(get)
+def _cold_cost(name: str) -> Callable[[Point], float | None]:
+    return lambda p: p.value(lambda r: r.cold_costs.get(name))
 
 
 def _fidelity(field: str) -> Callable[[Point], float | None]:
@@ -155,17 +156,32 @@ def _generation_loop(p: Point) -> str | None:
     return ", ".join(sorted(loops)) or None
 
 
-# Adding a metric to the report is one entry here; a column appears when some point has a value for it.
+def workload_columns(points: list[Point]) -> list[MetricColumn]:
+    """The columns the points' workloads declare (`Workload.report_columns`), in registry order."""
+    tasks = {p.key.task for p in points}
+    columns: dict[str, MetricColumn] = {}
+    for task, workload in WORKLOADS.items():
+        for c in workload.report_columns if task in tasks else ():
+            value = _stat(c.metric, c.statistic) if c.statistic else (lambda p, m=c.metric: p.metric(
+                lambda metrics: getattr(metrics, m, None)))
+            unit = workload.Metrics.metric_infos[c.metric].unit
+            columns.setdefault(c.header, MetricColumn(c.header, value, fmt_seconds if unit == "s" else fmt_rate))
+    return list(columns.values())
+
+
+def cold_cost_columns() -> list[MetricColumn]:
+    """One column per cold cost a backend declares with a `column` header (export, compile)."""
+    from bench.backends import BACKENDS
+
+    costs = [*RUN_COLD_COSTS, *(c for b in BACKENDS.values() for c in b.cold_costs)]
+    headers = dict.fromkeys((c.column, c.name) for c in costs if c.column)
+    return [MetricColumn(header, _cold_cost(name), fmt_seconds) for header, name in headers]
+
+
+# Adding a metric to the report is one entry here (a workload's own: Workload.report_columns); a column
+# appears when some point has a value for it.
 FIDELITY = MetricColumn("fidelity (cosine)", _fidelity("cosine_mean"), fmt_number)
-METRIC_COLUMNS: tuple[MetricColumn, ...] = (
-    MetricColumn("TTFT p50", _stat("ttft_s", "p50"), fmt_seconds),
-    MetricColumn("TTFT p95", _stat("ttft_s", "p95"), fmt_seconds),
-    MetricColumn("TTFT p99", _stat("ttft_s", "p99"), fmt_seconds),
-    MetricColumn("TPOT p50", _stat("tpot_s", "p50"), fmt_seconds),
-    MetricColumn("TPOT p95", _stat("tpot_s", "p95"), fmt_seconds),
-    MetricColumn("TPOT p99", _stat("tpot_s", "p99"), fmt_seconds),
-    MetricColumn("step p50", _stat("step_s", "p50"), fmt_seconds),
-    MetricColumn("VAE decode p50", _stat("vae_decode_s", "p50"), fmt_seconds),
+COMMON_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
     MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
     MetricColumn("efficiency", _efficiency("calibrated"), fmt_percent, _generation_loop),
@@ -173,11 +189,13 @@ METRIC_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("prefill efficiency", _efficiency("calibrated", "prefill"), fmt_percent),
     MetricColumn("peak memory", lambda p: p.peak_memory_bytes, lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("weights", lambda p: p.value(lambda r: r.weight_bytes), lambda b: fmt_bytes(round(b) if b else None)),
-    MetricColumn("export", _metric(lambda m: m.export_s), fmt_seconds),
-    MetricColumn("compile", _metric(lambda m: m.compile_s), fmt_seconds),
-    FIDELITY,
-    MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number),
 )
+FIDELITY_COLUMNS = (FIDELITY, MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number))
+
+
+def metric_columns(points: list[Point]) -> list[MetricColumn]:
+    """Every metric column the points table may show, in order (shown when some point has a value)."""
+    return [*workload_columns(points), *COMMON_COLUMNS, *cold_cost_columns(), *FIDELITY_COLUMNS]
 
 
 def throughput_column(points: list[Point]) -> MetricColumn:
@@ -226,7 +244,7 @@ def note_cell(point: Point) -> str:
 def points_table(points: list[Point], by_key: dict[PointKey, Point], baseline: dict[str, Any]) -> Table:
     """Every point of one run and scenario/model: metrics, ratios to its baseline, status and reasons."""
     points = sort_points(points)
-    columns = [c for c in (throughput_column(points), *METRIC_COLUMNS)
+    columns = [c for c in (throughput_column(points), *metric_columns(points))
                if any(c.value(p) is not None for p in points)]
     keys = key_columns(points)
     show_repeats = any(len(p.records) > 1 for p in points)

@@ -5,6 +5,7 @@ worker at the end of a run and completed by `bench report` (docs/roofline.md).""
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,78 +55,52 @@ def for_report(record: Any) -> Roofline | None:
     return rf
 
 
+@dataclass
+class Context:
+    """What the workloads' `roofline` hooks share: the record's dtypes and the section's notes."""
+
+    fbytes: int  # bytes of the floating dtype of activations, KV cache and embeddings
+    compute_dtype: str  # the dtype whose matmul peak bounds the unit (int8 for int8-dyn)
+    notes: list[str] = field(default_factory=list)
+
+    def transformer(self, record: Any, config: Any, model_class: Any) -> tuple[Any, float] | None:
+        """(work.ModelShape, weight bytes read per pass) of a transformers model; None (with a note) when the
+        weight bytes cannot be known."""
+        shape = work.model_shape(config, model_class)
+        weight_bytes = record.weight_bytes
+        if weight_bytes is None:  # records from before weight_bytes existed: an unquantized model is exact
+            if record.precision.startswith("int8"):
+                self.notes.append("record has no weight_bytes (quantized weights cannot be inferred)")
+                return None
+            weight_bytes = shape.parameters * self.fbytes
+            self.notes.append("weight bytes inferred as parameters × dtype size (the record predates weight_bytes)")
+        # A quantizer that left no linear layer in floating point quantized the tied LM head too, into its own
+        # int8 copy (torchao); one that left some (ONNX Runtime keeps GPT-2's transposed, tied head in fp32)
+        # still reads the float table in full.
+        q = record.quantization
+        return shape, work.weights_read_bytes(shape, weight_bytes, self.fbytes,
+                                              q is not None and q.float_layers_left == 0)
+
+
 def _for_record(record: Any, config: Any, ref: Any, computed_at: str) -> Roofline:
     from bench.workloads import WORKLOADS
+    from bench.workloads.base import Workload
 
-    notes: list[str] = []
     rf = Roofline(computed_at=computed_at)
-    if record.task not in ("text-generation", "feature-extraction", "text-to-image"):
+    workload = WORKLOADS.get(record.task)
+    if workload is None or workload.roofline.__func__ is Workload.roofline.__func__:
         rf.notes.append(f"no analytic model of task {record.task}")
         return rf
     if config is None:
         config = _config(record, ref)
     float_dtype = _float_dtype(record)
-    compute_dtype = "int8" if record.precision == "int8-dyn" else float_dtype
-    fbytes = FLOAT_BYTES[float_dtype]
-    if record.task == "text-to-image":
-        step = _denoising_step(record, config, fbytes, compute_dtype, notes)
-        if step is None:
-            rf.notes = notes
-            return rf
-        rf.phases["step"], rf.primary = step, "step"
-        return _with_ceilings(rf, record, notes)
-    shape = work.model_shape(config, WORKLOADS[record.task].model_class())
-    weight_bytes = record.weight_bytes
-    if weight_bytes is None:  # records from before weight_bytes existed: an unquantized model is exact
-        if record.precision.startswith("int8"):
-            rf.notes.append("record has no weight_bytes (quantized weights cannot be inferred)")
-            return rf
-        weight_bytes = shape.parameters * fbytes
-        notes.append("weight bytes inferred as parameters × dtype size (the record predates weight_bytes)")
-    # A quantizer that left no linear layer in floating point quantized the tied LM head too, into its own
-    # int8 copy (torchao); one that left some (ONNX Runtime keeps GPT-2's transposed, tied head in fp32)
-    # still reads the float table in full.
-    q = record.quantization
-    weights = work.weights_read_bytes(shape, weight_bytes, fbytes, q is not None and q.float_layers_left == 0)
-    m, batch = record.metrics, record.batch_size
-    if record.task == "text-generation":
-        prompt, new = record.prompt_tokens, record.new_tokens
-        if m.tpot_s is not None and new and new > 1:
-            rf.phases["decode"] = work.decode_step(shape, batch, prompt, new, weights, fbytes, compute_dtype,
-                                                   m.tpot_s.p50, "tpot_s p50")
-        if m.ttft_s is not None:
-            rf.phases["prefill"] = work.prefill(shape, batch, prompt, weights, fbytes, compute_dtype,
-                                                m.ttft_s.p50, "ttft_s p50")
-        rf.primary = "decode" if "decode" in rf.phases else "prefill"
-    else:
-        length = record.workload.get("sequence_length")
-        rf.phases["forward"] = work.encoder_forward(shape, batch, length, weights, fbytes, compute_dtype,
-                                                    m.latency_s.p50, "latency_s p50")
-        rf.primary = "forward"
-    return _with_ceilings(rf, record, notes)
-
-
-def _denoising_step(record: Any, config: Any, fbytes: int, dtype: str, notes: list[str]):
-    """The UNet step of a text-to-image record (None, with a note, when it cannot be computed)."""
-    from bench.workloads.text_to_image import TextToImageSpec
-
-    m = record.metrics
-    if getattr(m, "step_s", None) is None:
-        notes.append("record has no step_s")
-        return None
-    spec = TextToImageSpec.model_validate(record.workload)
-    factor = 2 ** (len(config["vae"].get("block_out_channels", [0])) - 1)
-    latents = record.batch_size * (2 if spec.guidance_scale > 1 else 1)  # classifier-free guidance: 2 batches
-    text_tokens = config["text_encoder"].get("max_position_embeddings", 77)
-    if record.quantization is not None:  # the backend quantized the UNet: its bytes as run
-        unet_bytes = record.quantization.weight_bytes_after
-    elif record.precision.startswith("int8"):
-        notes.append("int8 record without its quantization summary: UNet bytes unknown")
-        return None
-    else:
-        unet_bytes = work.unet_parameters(config["unet"]) * fbytes
-    return work.unet_step(config["unet"], latents, spec.height // factor, spec.width // factor, text_tokens,
-                          unet_bytes, fbytes, dtype, m.step_s.p50, "step_s p50")
+    ctx = Context(FLOAT_BYTES[float_dtype], "int8" if record.precision == "int8-dyn" else float_dtype)
+    found = workload.roofline(record, config, ctx)
+    if found is None:
+        rf.notes = ctx.notes
+        return rf
+    rf.phases, rf.primary = found
+    return _with_ceilings(rf, record, ctx.notes)
 
 
 def _with_ceilings(rf: Roofline, record: Any, notes: list[str]) -> Roofline:

@@ -73,9 +73,9 @@ class Calibration(BaseModel):
 # --- store -------------------------------------------------------------------------------------------------
 
 def store_dir() -> Path:
-    from bench.backends.compile import cache_root
+    from bench.cache import cache_dir
 
-    return cache_root() / "calibration"
+    return cache_dir("calibration")
 
 
 def slug(device_type: str, device_name: str, threads: int | None) -> str:

@@ -46,7 +46,7 @@ def measure_serving(run: Any) -> list:
     from bench import models
     from bench.backends import BACKENDS
     from bench.measure.memory import MemoryTracker, host_rss_peak_bytes
-    from bench.results import Metrics, Record, Throughput, now_iso
+    from bench.results import Record, now_iso
     from bench.serving.engine import GenerateEngine
     from bench.serving.policies import POLICIES
     from bench.worker import base_record, device_name, resolve_device
@@ -111,21 +111,16 @@ def measure_serving(run: Any) -> list:
             target=spec.attainment_target, stopped_early=stopped, abort_wait_s=spec.abort_after_s, where=where)
         out.in_sweep, out.fail_on_slo = spec.rates == "sweep", spec.fail_on_slo
         levels.append(out)
-        metrics = None
-        if out.e2e_s is not None:
-            metrics = Metrics(latency_s=out.e2e_s, ttft_s=out.ttft_s, tpot_s=out.tpot_s, itl_s=out.itl_s,
-                              throughput=Throughput(output_tokens_per_s=out.output_tokens_per_s,
-                                                    requests_per_s=out.request_throughput_per_s,
-                                                    goodput_per_s=out.attainment.goodput_per_s
-                                                    if out.attainment else None),
-                              memory=tracker.metrics(host_rss_peak_bytes()), load_s=load_s,
-                              first_call_s=first_call_s, warmup_calls=spec.warmup_requests,
-                              measured_time_s=level.duration_s, **cold)
-        status, error = ("ok", None) if metrics is not None else ("failed", "no measured request was answered")
+        # A level's figures are its `serving` section (per-request distributions, rates, SLOs); `metrics` is the
+        # workload's fixed-batch model and stays empty. Memory and cold costs are the common top-level fields.
+        answered = out.e2e_s is not None
+        status, error = ("ok", None) if answered else ("failed", "no measured request was answered")
         records.append(record(tag(rate), status=status, error=error, valid=not invalid, invalid_reasons=invalid,
                               warnings=warnings, details=details, parameters=prepared.parameters,
                               weight_bytes=prepared.weight_bytes, quantization=prepared.quantization,
-                              metrics=metrics, serving=out))
+                              serving=out, memory=tracker.metrics(host_rss_peak_bytes()) if answered else None,
+                              cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold},
+                              warmup_calls=spec.warmup_requests, measured_time_s=level.duration_s))
         return out
 
     def passes(out: ServingLevel) -> bool:
@@ -156,16 +151,10 @@ def measure_serving(run: Any) -> list:
                                     "attainment": lv.attainment.fraction if lv.attainment else None,
                                     "saturated": lv.saturated, "generator_behind": lv.generator_behind}
                                    for lv in levels])
-    # The summary's metrics are those of the level at the max sustainable rate (else the lowest-rate level),
-    # with that rate (0 when no level met the SLO) as throughput.max_sustainable_rate_per_s, which the gate reads.
-    at = {lv.requested_rate_per_s: rec for lv, rec in zip(levels, records)}
-    shown = at.get(best) or next((at[r] for r in sorted(x for x in at if x is not None) if at[r].metrics), None)
-    metrics = None
-    if shown is not None and shown.metrics is not None:
-        metrics = shown.metrics.model_copy(deep=True)
-        metrics.throughput.max_sustainable_rate_per_s = best or 0.0
+    # The gate reads serving.max_sustainable_rate_per_s of this summary (0 when no level met the SLO).
+    summary.max_sustainable_rate_per_s = best or 0.0
     level_invalid = [f"level {r.run_id.partition('@')[2]}: {why}" for r in records for why in r.invalid_reasons]
     records.append(record("max", status="ok", valid=not level_invalid, invalid_reasons=level_invalid, details=details,
                           parameters=prepared.parameters, weight_bytes=prepared.weight_bytes, serving=summary,
-                          metrics=metrics))
+                          cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold}))
     return records

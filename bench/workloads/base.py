@@ -1,6 +1,9 @@
-"""What a workload is: it makes seeded inputs, performs one timed call, and turns samples into metrics.
+"""What a workload is: everything task-specific. It makes seeded inputs, performs one timed call, turns the
+measured calls into its own `Metrics` model, and declares how that model is read downstream (its primary
+throughput, what the gate compares, report columns, roofline units). Contract: docs/design.md.
 
-Adding a workload = one module with a `Workload` subclass + one entry in `bench.workloads.WORKLOADS`.
+Adding a workload = one module with a `Workload` subclass + one entry in `bench.workloads.WORKLOADS`
+(or a module named in BENCH_WORKLOAD_MODULES that exposes it as `WORKLOAD`).
 """
 
 from __future__ import annotations
@@ -9,11 +12,20 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from bench.workloads.metrics import MetricInfo, ReportColumn, WorkloadMetrics
+
 
 class Workload:
     task: ClassVar[str]
     Spec: ClassVar[type[BaseModel]]  # the scenario's `workload:` section for this task
-    fidelity_output: ClassVar[str]  # what `fidelity_outputs()["primary"]` is, in words
+    Metrics: ClassVar[type[WorkloadMetrics]]  # the record's `metrics` for this task
+    primary: ClassVar[str]  # the Metrics field a record's speed is judged by (its throughput)
+    report_columns: ClassVar[tuple[ReportColumn, ...]] = ()  # task-specific columns of the points table
+    fidelity_output: ClassVar[str] = "primary output"  # what `fidelity_outputs()["primary"]` is, in words
+
+    @classmethod
+    def primary_metric(cls) -> MetricInfo:
+        return cls.Metrics.metric_infos[cls.primary]
 
     @classmethod
     def model_class(cls):
@@ -49,8 +61,16 @@ class Workload:
         return None
 
     @classmethod
-    def record_fields(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        """Workload parameters promoted to top-level record fields."""
+    def roofline(cls, record: Any, config: Any, ctx: Any) -> tuple[dict[str, Any], str] | None:
+        """({phase name: bench.roofline.schema.Phase}, primary phase) of a measured record, from the analytic
+        work of its units (bench.roofline.work); `ctx` is a bench.roofline.analysis.Context (dtypes, notes).
+        None: this workload has no analytic model."""
+        return None
+
+    @classmethod
+    def energy_units(cls, batch_size: int, spec: dict[str, Any], calls: int) -> dict[str, int]:
+        """Units of work `calls` measured calls did, which energy is divided by (keys of
+        bench.measure.telemetry.units.PER_UNIT_FIELD); the first is the primary one. {}: none."""
         return {}
 
     def __init__(self, run: Any, device: Any, clock: Any):
@@ -72,6 +92,6 @@ class Workload:
         [batch, features] tensor, and optionally `tokens`. Called after the measured phase."""
         raise NotImplementedError
 
-    def metrics(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
-        """Fields of `bench.results.Metrics` computed from the measured calls."""
+    def metrics(self, calls: list[dict[str, Any]]) -> WorkloadMetrics:
+        """This workload's `Metrics`, computed from the measured calls."""
         raise NotImplementedError

@@ -5,13 +5,14 @@ Fidelity compares the mean-pooled sentence embedding (docs/design.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.measure.stats import Stats
 from bench.workloads.base import Workload
+from bench.workloads.metrics import Metric, WorkloadMetrics
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -31,9 +32,20 @@ class FeatureExtractionSpec(BaseModel):
     sequence_length: int = Field(128, ge=2)
 
 
+class FeatureExtractionMetrics(WorkloadMetrics):
+    latency_s: Annotated[Stats, Metric("s", "lower", "one forward pass over the batch at the gate's statistic",
+                                       gated=True)]
+    sequences_per_s: Annotated[float, Metric("sequences/s", "higher", "sequences/s at that latency (batch / it)",
+                                             gated=True, rate_of="latency_s")]
+    input_tokens_per_s: Annotated[float, Metric("tokens/s", "higher", "batch × sequence_length / mean latency",
+                                                rate_of="latency_s")]
+
+
 class FeatureExtraction(Workload):
     task = "feature-extraction"
     Spec = FeatureExtractionSpec
+    Metrics = FeatureExtractionMetrics
+    primary = "sequences_per_s"
     fidelity_output = "sentence embedding (mean-pooled last hidden state)"
 
     @classmethod
@@ -60,6 +72,23 @@ class FeatureExtraction(Workload):
             return ("workload.sequence_length",
                     f"sequence_length {spec.sequence_length} exceeds the model's maximum positions ({limit})")
         return None
+
+    @classmethod
+    def energy_units(cls, batch_size: int, spec: dict[str, Any], calls: int) -> dict[str, int]:
+        return {"sequences": calls * batch_size}
+
+    @classmethod
+    def roofline(cls, record: Any, config: Any, ctx: Any):
+        """One forward pass over batch × sequence_length tokens at the median latency."""
+        from bench.roofline import work
+
+        found = ctx.transformer(record, config, cls.model_class())
+        if found is None:
+            return None
+        shape, weights = found
+        forward = work.encoder_forward(shape, record.batch_size, record.workload["sequence_length"], weights,
+                                       ctx.fbytes, ctx.compute_dtype, record.metrics.latency_s.p50, "latency_s p50")
+        return {"forward": forward}, "forward"
 
     def _token_ids(self, config: Any):
         import torch
@@ -121,9 +150,8 @@ class FeatureExtraction(Workload):
         mask = self.inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return {"primary": ((hidden * mask).sum(1) / mask.sum(1)).cpu()}
 
-    def metrics(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    def metrics(self, calls: list[dict[str, Any]]) -> FeatureExtractionMetrics:
         batch, length = self.run.batch_size, self.spec.sequence_length
         latency = np.array([c["latency_s"] for c in calls])
-        return {"latency_s": Stats.of(latency),
-                "throughput": {"sequences_per_s": batch / latency.mean(),
-                               "input_tokens_per_s": batch * length / latency.mean()}}
+        return FeatureExtractionMetrics(latency_s=Stats.of(latency), sequences_per_s=batch / latency.mean(),
+                                        input_tokens_per_s=batch * length / latency.mean())

@@ -4,13 +4,14 @@ that times the call."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from bench.measure.stats import Stats
 from bench.workloads.base import Workload
+from bench.workloads.metrics import Metric, ReportColumn, WorkloadMetrics
 
 
 class TextGenerationSpec(BaseModel):
@@ -18,6 +19,27 @@ class TextGenerationSpec(BaseModel):
 
     prompt_tokens: PositiveInt = 128
     new_tokens: PositiveInt = 64
+
+
+class TextGenerationMetrics(WorkloadMetrics):
+    latency_s: Annotated[Stats, Metric(
+        "s", "lower", "latency of a call at the gate's statistic (p10 of all calls of all repeats by default)",
+        gated=True)]
+    ttft_s: Annotated[Stats, Metric("s", "lower", "time to first token at the gate's statistic", gated=True)]
+    tpot_s: Annotated[Stats | None, Metric(
+        "s", "lower", "time per output token at the gate's statistic", gated=True)] = None  # None: new_tokens 1
+    itl_s: Annotated[Stats | None, Metric(
+        "s", "lower", "every inter-token gap of every measured call (summary only)")] = None
+    output_tokens_per_s: Annotated[float, Metric(
+        "tokens/s", "higher", "output tokens/s at that latency (batch × new tokens / it)", gated=True,
+        rate_of="latency_s")]
+    requests_per_s: Annotated[float, Metric(
+        "requests/s", "higher", "batch / mean latency (one sequence = one request)", rate_of="latency_s")]
+    prefill_tokens_per_s: Annotated[float, Metric(
+        "tokens/s", "higher", "prefill tokens/s at that TTFT (batch × prompt tokens / it)", gated=True,
+        rate_of="ttft_s")]
+    decode_tokens_per_s: Annotated[float | None, Metric(
+        "tokens/s", "higher", "decode tokens/s at that TPOT (batch / it)", gated=True, rate_of="tpot_s")] = None
 
 
 class _TokenClock:
@@ -41,6 +63,11 @@ class _TokenClock:
 class TextGeneration(Workload):
     task = "text-generation"
     Spec = TextGenerationSpec
+    Metrics = TextGenerationMetrics
+    primary = "output_tokens_per_s"
+    report_columns = tuple(ReportColumn(f"{label} {p}", name, p) for label, name in (("TTFT", "ttft_s"),
+                                                                                   ("TPOT", "tpot_s"))
+                           for p in ("p50", "p95", "p99"))
     fidelity_output = "logits at the prompt's last position; greedy tokens"
 
     @classmethod
@@ -70,8 +97,28 @@ class TextGeneration(Workload):
         return None
 
     @classmethod
-    def record_fields(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"prompt_tokens": spec["prompt_tokens"], "new_tokens": spec["new_tokens"]}
+    def energy_units(cls, batch_size: int, spec: dict[str, Any], calls: int) -> dict[str, int]:
+        sequences = calls * batch_size
+        return {"output_tokens": sequences * int(spec["new_tokens"]), "sequences": sequences}
+
+    @classmethod
+    def roofline(cls, record: Any, config: Any, ctx: Any):
+        """Decode: one step at the median TPOT (the primary unit); prefill: the prompt at the median TTFT."""
+        from bench.roofline import work
+
+        found = ctx.transformer(record, config, cls.model_class())
+        if found is None:
+            return None
+        shape, weights = found
+        m, batch = record.metrics, record.batch_size
+        prompt, new = record.workload["prompt_tokens"], record.workload["new_tokens"]
+        phases = {}
+        if m.tpot_s is not None and new > 1:
+            phases["decode"] = work.decode_step(shape, batch, prompt, new, weights, ctx.fbytes, ctx.compute_dtype,
+                                                m.tpot_s.p50, "tpot_s p50")
+        phases["prefill"] = work.prefill(shape, batch, prompt, weights, ctx.fbytes, ctx.compute_dtype,
+                                         m.ttft_s.p50, "ttft_s p50")
+        return phases, "decode" if "decode" in phases else "prefill"
 
     def prepare_inputs(self, runnable: Any) -> None:
         import torch
@@ -121,18 +168,17 @@ class TextGeneration(Workload):
         return {"primary": out.logits[0].float().cpu(),
                 "tokens": out.sequences[:, self.input_ids.shape[1]:].cpu()}
 
-    def metrics(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    def metrics(self, calls: list[dict[str, Any]]) -> TextGenerationMetrics:
         batch, prompt, new = self.run.batch_size, self.spec.prompt_tokens, self.spec.new_tokens
         latency = np.array([c["latency_s"] for c in calls])
         ttft = np.array([c["ttft_s"] for c in calls])
-        out: dict[str, Any] = {"latency_s": Stats.of(latency), "ttft_s": Stats.of(ttft)}
-        throughput = {"output_tokens_per_s": batch * new / latency.mean(),
-                      "requests_per_s": batch / latency.mean(),
-                      "prefill_tokens_per_s": batch * prompt / ttft.mean()}
+        out: dict[str, Any] = {"latency_s": Stats.of(latency), "ttft_s": Stats.of(ttft),
+                               "output_tokens_per_s": batch * new / latency.mean(),
+                               "requests_per_s": batch / latency.mean(),
+                               "prefill_tokens_per_s": batch * prompt / ttft.mean()}
         if new > 1:
             decode = latency - ttft
             out["tpot_s"] = Stats.of(decode / (new - 1))
             out["itl_s"] = Stats.of([g for c in calls for g in c["itl_s"]], keep_samples=False)
-            throughput["decode_tokens_per_s"] = batch * (new - 1) / decode.mean()
-        out["throughput"] = throughput
-        return out
+            out["decode_tokens_per_s"] = batch * (new - 1) / decode.mean()
+        return TextGenerationMetrics(**out)

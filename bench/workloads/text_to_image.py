@@ -5,7 +5,7 @@ latents from a seeded CPU generator (docs/scenarios.md, "Tasks: text to image").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from bench.measure.stats import Stats
 from bench.models import DiffusionConfig
 from bench.workloads.base import Workload
+from bench.workloads.metrics import Metric, ReportColumn, WorkloadMetrics
 
 class TextToImageSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -23,9 +24,25 @@ class TextToImageSpec(BaseModel):
     guidance_scale: float = Field(7.5, ge=0.0)
 
 
+class TextToImageMetrics(WorkloadMetrics):
+    latency_s: Annotated[Stats, Metric("s", "lower", "one pipeline call (encode, every step, VAE decode) at the "
+                                       "gate's statistic", gated=True)]
+    step_s: Annotated[Stats, Metric("s", "lower", "each denoising step (UNet + scheduler) at the gate's statistic",
+                                    gated=True)]
+    vae_decode_s: Annotated[Stats, Metric("s", "lower", "VAE decode per call")]
+    text_encode_s: Annotated[Stats, Metric("s", "lower", "prompt encoding per call")]
+    images_per_s: Annotated[float, Metric("images/s", "higher", "images/s at that latency (batch / it)", gated=True,
+                                          rate_of="latency_s")]
+    steps_per_s: Annotated[float, Metric("steps/s", "higher", "denoising steps per call / mean latency",
+                                         rate_of="latency_s")]
+
+
 class TextToImage(Workload):
     task = "text-to-image"
     Spec = TextToImageSpec
+    Metrics = TextToImageMetrics
+    primary = "images_per_s"
+    report_columns = (ReportColumn("step p50", "step_s", "p50"), ReportColumn("VAE decode p50", "vae_decode_s", "p50"))
     fidelity_output = "decoded image at a fixed seed (pixels in [0, 1])"
 
     @classmethod
@@ -102,6 +119,30 @@ class TextToImage(Workload):
     def weight_modules(cls, model: Any) -> dict[str, Any]:
         return {"unet": model.unet, "vae": model.vae, "text_encoder": model.text_encoder}
 
+    @classmethod
+    def energy_units(cls, batch_size: int, spec: dict[str, Any], calls: int) -> dict[str, int]:
+        return {"images": calls * batch_size}
+
+    @classmethod
+    def roofline(cls, record: Any, config: Any, ctx: Any):
+        """One UNet denoising step (both classifier-free guidance batches) at the median step time."""
+        from bench.roofline import work
+
+        spec = TextToImageSpec.model_validate(record.workload)
+        factor = 2 ** (len(config["vae"].get("block_out_channels", [0])) - 1)
+        latents = record.batch_size * (2 if spec.guidance_scale > 1 else 1)
+        text_tokens = config["text_encoder"].get("max_position_embeddings", 77)
+        if record.quantization is not None:  # the backend quantized the UNet: its bytes as run
+            unet_bytes = record.quantization.weight_bytes_after
+        elif record.precision.startswith("int8"):
+            ctx.notes.append("int8 record without its quantization summary: UNet bytes unknown")
+            return None
+        else:
+            unet_bytes = work.unet_parameters(config["unet"]) * ctx.fbytes
+        step = work.unet_step(config["unet"], latents, spec.height // factor, spec.width // factor, text_tokens,
+                              unet_bytes, ctx.fbytes, ctx.compute_dtype, record.metrics.step_s.p50, "step_s p50")
+        return {"step": step}, "step"
+
     def prepare_inputs(self, runnable: Any) -> None:
         import torch
 
@@ -156,11 +197,11 @@ class TextToImage(Workload):
         images = self._generate(runnable)
         return {"primary": images.float().flatten(1).cpu()}
 
-    def metrics(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    def metrics(self, calls: list[dict[str, Any]]) -> TextToImageMetrics:
         latency = np.array([c["latency_s"] for c in calls])
-        return {"latency_s": Stats.of(latency),
-                "step_s": Stats.of([x for c in calls for x in c["step_s"]]),
-                "vae_decode_s": Stats.of([c["vae_decode_s"] for c in calls]),
-                "text_encode_s": Stats.of([c["text_encode_s"] for c in calls]),
-                "throughput": {"images_per_s": self.run.batch_size / latency.mean(),
-                               "steps_per_s": len(calls[0]["step_s"]) / latency.mean()}}
+        return TextToImageMetrics(latency_s=Stats.of(latency),
+                                  step_s=Stats.of([x for c in calls for x in c["step_s"]]),
+                                  vae_decode_s=Stats.of([c["vae_decode_s"] for c in calls]),
+                                  text_encode_s=Stats.of([c["text_encode_s"] for c in calls]),
+                                  images_per_s=self.run.batch_size / latency.mean(),
+                                  steps_per_s=len(calls[0]["step_s"]) / latency.mean())

@@ -1,8 +1,5 @@
-"""The units of work a measured phase did, which energy is divided by.
-
-Knowledge of tasks that belongs to the workloads: kept in this one function until each workload declares
-its own (then `energy_units` becomes a method of `bench.workloads.base.Workload` and this module goes).
-The first key is the task's primary energy unit (what charts and the gate show).
+"""The units of work a measured phase did, which energy is divided by: each workload declares its own
+(`Workload.energy_units`); the first key is its primary energy unit (what charts and the gate show).
 """
 
 from __future__ import annotations
@@ -19,15 +16,11 @@ PER_UNIT_FIELD = {
 
 
 def energy_units(task: str, batch_size: int, workload: dict[str, Any], calls: int) -> dict[str, int]:
-    """Work done by `calls` measured calls of `batch_size` (text generation: `new_tokens` per sequence)."""
-    sequences = calls * batch_size
-    if task == "text-generation":
-        return {"output_tokens": sequences * int(workload["new_tokens"]), "sequences": sequences}
-    if task == "feature-extraction":
-        return {"sequences": sequences}
-    if task == "text-to-image":
-        return {"images": sequences}
-    return {}
+    """Work done by `calls` measured calls of `batch_size`, as the task's workload counts it."""
+    from bench.workloads import WORKLOADS
+
+    found = WORKLOADS.get(task)
+    return found.energy_units(batch_size, workload, calls) if found is not None else {}
 
 
 def primary_energy(telemetry: Any) -> tuple[str, float] | None:
