@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 ifeq ($(GPU),1)
 	@# Same module, two packages: remove the CPU build before installing the CUDA one.
 	$(PY) -m pip uninstall -q -y onnxruntime 2>/dev/null || true
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,gpu]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,gpu,ray]"
 else
 	$(PY) -m pip uninstall -q -y onnxruntime-gpu 2>/dev/null || true
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,cpu]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,cpu,ray]"
 endif
 ifeq ($(GPU),1)
 	@# PyPI's torch for Linux x86-64 is the CUDA build; a local CPU wheel (pip find-links) can shadow it.
@@ -81,7 +81,20 @@ bench-ab: install
 validate: install
 	$(BENCH) validate cpu cuda cuda-quick examples ci ci-cuda
 
-test: install
+# System packages the tests need: chromium renders the HTML report (tests/test_report.py). Installed with
+# apt-get when absent and this is a root Debian/Ubuntu shell; otherwise that one test skips and says why.
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: test-deps
+test-deps:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends chromium \
+	    || echo "test-deps: could not install chromium: the headless-browser test will skip" >&2; \
+	else echo "test-deps: $(CHROMIUM) absent and apt-get (as root) unavailable: the headless-browser test will skip" >&2; fi
+
+# --durations: the slowest tests, to keep the suite's wall time in view.
+test: install test-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
 # The unit tests only: no CLI process, no sweep, no worker subprocess (tests/markers.py marks them; docs/design.md, "Tests").

@@ -26,31 +26,81 @@ def run(
     device: Optional[str] = typer.Option(None, help="override every scenario's device: auto | cpu | cuda[:N]"),
     repeats: int = typer.Option(1, min=1, help="independent processes per matrix point"),
     resume: bool = typer.Option(False, "--resume", help="skip runs already recorded in --out"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="resume, and run failed and timed-out "
+                                      "points again (their old records move to a side file)"),
     fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity",
                                   help="compare every run's outputs with the fp32 eager reference"),
+    worker_memory_limit: Optional[str] = typer.Option(None, "--worker-memory-limit", metavar="SIZE",
+                                                      help="address-space limit of each worker, e.g. 8G "
+                                                      "(CPU runs; CUDA maps far more virtual memory)"),
+    executor_name: str = typer.Option("local", "--executor", help="where runs execute: local | ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--executor ray; "
+                                          "default $RAY_ADDRESS, else a Ray started here); ships this checkout"),
+    max_infra_retries: int = typer.Option(2, "--max-infra-retries", min=0, help="--executor ray: runs again a "
+                                          "point whose node or Ray worker was lost, at most this many times"),
+    gpus_per_point: int = typer.Option(1, "--gpus-per-point", min=1, help="--executor ray: GPUs each CUDA "
+                                       "point reserves together (a placement group when more than 1)"),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
-    from bench.results import RESULTS_FILE, read_records
-    from bench.runner import run_sweep
-    from bench.scenario import DEVICE_PATTERN, load_all
-    from bench.summary import markdown, rich_table
-
     import re
+
+    from bench.executors import executor
+    from bench.results import RESULTS_FILE, read_records
+    from bench.scenario import DEVICE_PATTERN, load_all
+    from bench.store import RecordWriteError
+    from bench.summary import markdown, rich_table
+    from bench.sweep import run_sweep
 
     if device is not None and not re.match(DEVICE_PATTERN, device):
         raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
-    if resume and out_dir is None:
-        raise BenchInputError("--resume", "needs --out naming the sweep to continue")
+    for flag, given in (("--resume", resume), ("--retry-failed", retry_failed)):
+        if given and out_dir is None:
+            raise BenchInputError(flag, "needs --out naming the sweep to continue")
+    limit = _size(worker_memory_limit, "--worker-memory-limit") if worker_memory_limit else None
+    options: dict = {"memory_limit_bytes": limit}
+    if executor_name == "ray":
+        options |= dict(address=address, max_infra_retries=max_infra_retries, gpus_per_point=gpus_per_point)
+    elif address is not None:
+        raise BenchInputError("--address", "names a Ray cluster: use it with --executor ray")
+    runner = executor(executor_name, **options)
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
-                       fidelity=fidelity)
+    try:
+        result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
+                           fidelity=fidelity, retry_failed=retry_failed, executor=runner)
+    except RecordWriteError as exc:
+        err.print(f"error: {exc}; `bench run --resume --out {out_dir}` continues once there is room",
+                  markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     records = read_records(out_dir / RESULTS_FILE)
-    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(records))
-    out.print(rich_table(records, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
+    from bench.serving import summary as serving
+
+    plain = [r for r in records if r.serving is None]  # serving levels have their own table
+    (out_dir / "summary.md").write_text(f"# Summary of {out_dir}\n\n" + markdown(plain) + serving.markdown(records))
+    if plain or not serving.serving_records(records):
+        out.print(rich_table(plain, title=f"{out_dir} ({len(result.records)} run now, {result.skipped} resumed)"))
+    if serving.serving_records(records):
+        out.print(serving.rich_table(records))
+    for alert in serving.alerts(records):
+        out.print(f"[red]SLO alert[/]: {alert}")
     out.print(f"results: {out_dir / RESULTS_FILE}")
     raise typer.Exit(result.exit_code)
+
+
+def _size(text: str, option: str) -> int:
+    """Bytes of a size such as 512M, 8G or 1000000."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    number, unit = text.strip().upper().rstrip("IB").rstrip("B"), ""
+    if number and number[-1] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise BenchInputError(option, f"{text!r} is not a size such as 512M or 8G") from None
+    if not 2**20 <= value < 2**60:
+        raise BenchInputError(option, f"{text!r} is outside 1M .. 1E")
+    return int(value)
 
 
 def _env_pairs(values: list[str], option: str) -> dict[str, str]:
@@ -85,8 +135,8 @@ def ab(
     the machine hit both; then `bench compare OUT/baseline OUT/current` compares them round by round."""
     import re
 
+    from bench.ab import Arm, run_interleaved
     from bench.results import RESULTS_FILE, read_records
-    from bench.runner import Arm, run_interleaved
     from bench.scenario import DEVICE_PATTERN, load_all
     from bench.summary import markdown
 
@@ -97,8 +147,14 @@ def ab(
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"ab-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
-                              seed=seed)
+    from bench.store import RecordWriteError
+
+    try:
+        results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
+                                  seed=seed)
+    except RecordWriteError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     for arm in arms:
         arm_dir = out_dir / arm.name
         (arm_dir / "summary.md").write_text(f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE)))
@@ -247,11 +303,12 @@ def compare(
     baseline_dir: Optional[Path] = typer.Option(None, "--baseline-dir",
                                                 help="where saved baselines live (default baselines/)"),
 ) -> None:
-    """Regression gate: exit 0 pass (improvements included), 1 regression or failure, 2 invalid input."""
+    """Regression gate: exit 0 pass (improvements included; inconclusive per gate.yaml), 1 regression, failure
+    or a result the gate could not judge that its `inconclusive` policy fails, 2 invalid input."""
     import json
 
-    from bench.compare import compare as run_gate
-    from bench.compare import load_side
+    from bench.gate.compare import compare as run_gate
+    from bench.gate.compare import load_side
     from bench.gate.config import load_config
     from bench.gate.render import to_json, to_markdown
 
@@ -266,6 +323,8 @@ def compare(
         (out_dir / "compare.md").write_text(markdown, encoding="utf-8")
         (out_dir / "compare.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     sys.stdout.write(markdown if fmt == "md" else json.dumps(data, indent=2) + "\n")
+    if result.outcome != "pass":
+        sys.stderr.write(f"gate: {result.outcome}\n")
     raise typer.Exit(result.exit_code)
 
 
@@ -282,7 +341,7 @@ def baseline_save(
     force: bool = typer.Option(False, "--force", help="replace a baseline of the same name"),
 ) -> None:
     """Copy a run directory's records and environment into the baselines folder under NAME."""
-    from bench import baselines
+    from bench.gate import baselines
 
     saved = baselines.save(run_dir, name, directory, force)
     for warning in saved.warnings:
@@ -299,7 +358,7 @@ def baseline_list(
     """The saved baselines: name, when measured, commit, device, points, repeats."""
     from rich.table import Table
 
-    from bench import baselines
+    from bench.gate import baselines
 
     found = baselines.list_saved(directory)
     where = directory if directory is not None else baselines.default_dir()

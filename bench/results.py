@@ -7,8 +7,6 @@ backend declared; the top-level shape is in docs/design.md ("Workloads and their
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, NonNegativeFloat, SerializeAsAny, mo
 from bench.measure.memory import MemoryMetrics
 from bench.measure.telemetry.schema import Telemetry
 from bench.roofline.schema import Roofline
+from bench.serving.metrics import ServingLevel
 from bench.workloads.metrics import MetricInfo, WorkloadMetrics
 
 SCHEMA_VERSION = 2
@@ -102,6 +101,7 @@ class Record(BaseModel):
     batch_size: int
     workload: dict[str, Any] = {}  # the validated `workload:` section
     backend_options: dict[str, Any] = {}
+    measure: dict[str, Any] = {}  # the measure settings it was measured with (run_id covers them)
     device: str  # resolved: cpu | cuda:N
     device_name: str | None = None
     repeat: int = 0
@@ -128,6 +128,8 @@ class Record(BaseModel):
     metrics: SerializeAsAny[WorkloadMetrics] | None = None  # the workload's own Metrics model (WORKLOADS[task])
     # Analytic FLOPs/bytes of the measured units, achieved rates, fraction of the device's ceilings (bench.roofline).
     roofline: Roofline | None = None
+    # Serving load tests (bench.serving): one record per load level, plus the point's summary ("@max").
+    serving: ServingLevel | None = None
     telemetry: Telemetry | None = None  # energy, power, clocks, throttling of the measured phase (measure.telemetry)
 
     @model_validator(mode="before")
@@ -194,30 +196,5 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def append_record(path: Path, record: Record) -> None:
-    """Append one line and flush it to disk: a killed sweep loses at most the run in flight."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(record.model_dump_json() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_records(path: Path) -> list[Record]:
-    records = []
-    if not path.exists():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            records.append(Record.model_validate_json(line))
-        except ValueError:
-            continue  # a line cut short by a kill: that run is simply not recorded
-    return records
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+# JSONL storage lives in bench.store (integrity, side files, the directory lock); re-exported here.
+from bench.store import append_record, append_records, read_records, write_json  # noqa: E402,F401

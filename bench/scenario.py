@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -28,13 +30,18 @@ from pydantic import (
 from bench.errors import BenchInputError
 from bench.precisions import PRECISIONS, Precision  # noqa: F401 (PRECISIONS re-exported)
 from bench.measure.telemetry.schema import TelemetrySpec
+from bench.serving.spec import ServingSpec
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
-MATRIX_KEYS = ("backend", "precision", "batch_size")
+MATRIX_KEYS = ("backend", "precision", "batch_size", "batching")
+
+
+MAX_BATCH_SIZE = 65_536
+MAX_INT = 2**63 - 1  # any integer in a scenario must fit a C int64 (torch, numpy)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(Strict):
@@ -49,9 +56,20 @@ def _as_list(value: Any) -> Any:
 class MatrixSpec(Strict):
     backend: list[str] = Field(default=["eager"], min_length=1)
     precision: list[Precision] = Field(default=["fp32"], min_length=1)
-    batch_size: list[PositiveInt] = Field(default=[1], min_length=1)
+    batch_size: list[Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]] = Field(default=[1], min_length=1)
+    batching: list[str] | None = Field(None, min_length=1, description="serving scenarios: batching policies")
 
-    _wrap = field_validator("backend", "precision", "batch_size", mode="before")(_as_list)
+    _wrap = field_validator("backend", "precision", "batch_size", "batching", mode="before")(_as_list)
+
+    @field_validator("batching")
+    @classmethod
+    def _known_policy(cls, names: list[str] | None) -> list[str] | None:
+        from bench.serving.policies import POLICIES
+
+        for name in names or []:
+            if name not in POLICIES:
+                raise ValueError(f"unknown batching policy {name!r} (known: {', '.join(POLICIES)})")
+        return names
 
     @field_validator("backend")
     @classmethod
@@ -65,12 +83,13 @@ class MatrixSpec(Strict):
 
 
 class MeasureSpec(Strict):
-    warmup: NonNegativeInt = Field(2, description="warm-up calls after the first (cold) call")
-    min_iterations: PositiveInt = 10
-    min_time_s: NonNegativeFloat = 2.0
-    timeout_s: PositiveFloat = Field(600.0, description="wall-clock limit of one run's process")
-    max_cv: PositiveFloat = Field(0.10, description="latency coefficient of variation above which a run is invalid")
-    seed: int = 0
+    warmup: NonNegativeInt = Field(2, le=100_000, description="warm-up calls after the first (cold) call")
+    min_iterations: PositiveInt = Field(10, le=10_000_000)
+    min_time_s: NonNegativeFloat = Field(2.0, le=86_400.0)
+    timeout_s: PositiveFloat = Field(600.0, le=7 * 86_400.0, description="wall-clock limit of one run's process")
+    max_cv: PositiveFloat = Field(0.10, le=100.0,
+                                  description="latency coefficient of variation above which a run is invalid")
+    seed: int = Field(0, ge=0, le=MAX_INT)
     telemetry: TelemetrySpec = TelemetrySpec()  # energy, clocks, throttling: bench.measure.telemetry
 
 
@@ -85,6 +104,7 @@ class Scenario(Strict):
     workload: dict[str, Any] = {}
     backend_options: dict[str, dict[str, Any]] = {}
     measure: MeasureSpec = MeasureSpec()
+    serving: ServingSpec | None = None  # a load test (bench.serving): arrivals, rates, SLOs
 
     @field_validator("task")
     @classmethod
@@ -116,18 +136,27 @@ class RunSpec(BaseModel):
     backend_options: dict[str, Any] = {}
     measure: MeasureSpec
     repeat: int = 0
+    batching: str | None = None  # serving: the batching policy (bench.serving.policies)
+    serving: dict[str, Any] | None = None  # serving: the scenario's validated `serving:` section
     # Set by the runner, not part of the identity: the fp32 eager reference outputs to compare with
     # (a file), or why there are none.
     reference_path: str | None = None
     reference_error: str | None = None
 
     def identity(self, with_repeat: bool = True) -> dict[str, Any]:
+        """What is measured: the point (with its repeat). `run_id` adds how it is measured."""
         keys = ["scenario", "task", "model", "weights", "device", "backend", "precision", "batch_size",
                 "workload", "backend_options"]
         ident = {k: getattr(self, k) for k in keys}
+        if self.serving is not None:  # only then: other points keep their ids
+            ident |= {"batching": self.batching, "serving": self.serving}
         if with_repeat:
             ident["repeat"] = self.repeat
         return ident
+
+    def measured_settings(self) -> dict[str, Any]:
+        """The measure settings that change a measurement (all but the process time limit)."""
+        return self.measure.model_dump(mode="json", exclude={"timeout_s"})
 
     @property
     def point_id(self) -> str:
@@ -135,7 +164,7 @@ class RunSpec(BaseModel):
 
     @property
     def run_id(self) -> str:
-        return _digest(self.identity())
+        return _digest(self.identity() | {"measure": self.measured_settings()})
 
     def reference_spec(self) -> "RunSpec":
         """The run whose outputs are this run's fidelity reference: same model, weights, seed, inputs
@@ -150,7 +179,8 @@ class RunSpec(BaseModel):
                                                      "batch_size", "workload")} | {"seed": self.measure.seed})
 
     def label(self) -> str:
-        return f"{self.scenario}/{self.model}/{self.backend}/{self.precision}/bs{self.batch_size}#r{self.repeat}"
+        policy = f"/{self.batching}" if self.batching else ""
+        return f"{self.scenario}/{self.model}/{self.backend}/{self.precision}{policy}/bs{self.batch_size}#r{self.repeat}"
 
 
 def _digest(obj: Any) -> str:
@@ -178,7 +208,8 @@ class LoadedScenario(BaseModel):
                     device=device or sc.device, backend=point["backend"], precision=point["precision"],
                     batch_size=point["batch_size"], workload=self.workload.model_dump(),
                     backend_options=sc.backend_options.get(point["backend"], {}), measure=sc.measure,
-                    repeat=repeat,
+                    repeat=repeat, batching=point.get("batching"),
+                    serving=sc.serving.model_dump(mode="json") if sc.serving else None,
                 ))
         return specs
 
@@ -209,6 +240,44 @@ def _raise_validation(path: str, err: ValidationError, prefix: str = "") -> None
     raise BenchInputError(path, f"{msg}{more}", field) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML (never constructs Python objects); `1e9` is a number, as in YAML 1.2 and JSON."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def _check_nodes(src: str, node: yaml.Node, path: str = "") -> None:
+    """Duplicate keys, non-finite numbers and integers that fit no int64 are errors naming key and line."""
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                _check_nodes(src, value_node, path)
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"<{key_node.id}>"
+            where = f"{path}.{key}" if path else str(key)
+            if key in seen:
+                raise BenchInputError(src, f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                                      f"(first at line {seen[key]})", where)
+            seen[key] = key_node.start_mark.line + 1
+            _check_nodes(src, value_node, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_nodes(src, item, f"{path}[{i}]")
+    elif node.tag == "tag:yaml.org,2002:float":
+        value = _Loader.construct_yaml_float(_Loader(""), node)
+        if not math.isfinite(value):
+            raise BenchInputError(src, f"non-finite number {node.value!r} at line {line}", path or None)
+    elif node.tag == "tag:yaml.org,2002:int":
+        value = _Loader.construct_yaml_int(_Loader(""), node)
+        if abs(value) > MAX_INT:
+            raise BenchInputError(src, f"integer {node.value} at line {line} is beyond any sane limit (2**63)",
+                                  path or None)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     src = str(path)
     if not path.exists():
@@ -219,13 +288,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchInputError(src, f"cannot read: {exc}") from None
+    loader = _Loader(text)
     try:
-        data = yaml.safe_load(text)  # safe: never constructs Python objects
+        node = loader.get_single_node()
+        if node is not None:
+            _check_nodes(src, node)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BenchInputError(src, f"malformed YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
     if data is None:
         raise BenchInputError(src, "empty scenario file")
     if not isinstance(data, dict):
@@ -243,8 +318,9 @@ def _expand(path: str, sc: Scenario) -> list[dict[str, Any]]:
         if not rule:
             raise BenchInputError(path, "an exclude rule needs at least one key", f"exclude[{i}]")
     points = []
-    for values in itertools.product(matrix.backend, matrix.precision, matrix.batch_size):
-        point = dict(zip(MATRIX_KEYS, values))
+    batching = matrix.batching or ["none"] if sc.serving else [None]
+    for values in itertools.product(matrix.backend, matrix.precision, matrix.batch_size, batching):
+        point = {k: v for k, v in zip(MATRIX_KEYS, values) if v is not None}
         if any(all(point[k] == v for k, v in rule.items()) for rule in sc.exclude):
             continue
         if point not in points:
@@ -263,7 +339,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     src = str(path)
     data = read_yaml(path)
     try:
-        sc = Scenario.model_validate(data)
+        sc = Scenario.model_validate(data, strict=True)
     except ValidationError as err:
         _raise_validation(src, err)
     for name in sc.backend_options:
@@ -274,12 +350,17 @@ def load_scenario(path: str | Path) -> LoadedScenario:
 
     for name, options in sc.backend_options.items():
         try:
-            BACKENDS[name].Options.model_validate(options)
+            BACKENDS[name].Options.model_validate(options, strict=True)
         except ValidationError as err:
             _raise_validation(src, err, prefix=f"backend_options.{name}")
     workload_cls = WORKLOADS[sc.task]
+    workload_section = sc.workload
+    if sc.serving is not None or sc.matrix.batching is not None:
+        from bench.serving.scenario import check_serving
+
+        workload_section = check_serving(src, sc, _expand(src, sc))
     try:
-        workload = workload_cls.Spec.model_validate(sc.workload)
+        workload = workload_cls.Spec.model_validate(workload_section, strict=True)
     except ValidationError as err:
         _raise_validation(src, err, prefix="workload")
     points = _expand(src, sc)

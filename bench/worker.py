@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from bench.inject import maybe_slow_down
-from bench.results import Record, now_iso, write_json
+from bench.results import Record, now_iso
 from bench.roofline import analysis as roofline
 from bench.scenario import RunSpec
 
@@ -44,10 +44,9 @@ def device_name(device) -> str:
 
 
 def base_record(run: RunSpec, device: str) -> dict:
-    return dict(run_id=run.run_id, point_id=run.point_id, scenario=run.scenario, scenario_file=run.scenario_file,
-                model=run.model, weights=run.weights, task=run.task, backend=run.backend,
-                precision=run.precision, batch_size=run.batch_size, workload=run.workload,
-                backend_options=run.backend_options, device=device, repeat=run.repeat)
+    from bench.records import run_fields
+
+    return run_fields(run, device)
 
 
 def quality(metrics, max_cv: float) -> tuple[list[str], list[str]]:
@@ -122,6 +121,7 @@ def measure(run: RunSpec) -> Record:
     units = energy_units(run.task, run.batch_size, run.workload, len(calls))
     telemetry_section, telemetry_invalid, telemetry_warnings = telemetry.finish(units)
     invalid, warnings = invalid + telemetry_invalid, warnings + telemetry_warnings
+    warnings += tracker.warnings()  # NVML figures that are missing, and why
     fidelity = None
     if run.reference_path or run.reference_error:  # after timing: never inside a measured call
         fidelity, why_not = compute_fidelity(run, workload, prepared.runnable)
@@ -205,18 +205,29 @@ def main(argv: list[str]) -> int:
     run = RunSpec.model_validate_json(spec_path.read_text())
     started, t0 = now_iso(), time.perf_counter()
     try:
-        record = measure(run)
-        record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
+        if run.serving is not None:  # a serving point: one record per load level
+            from bench.serving.run import measure_serving
+
+            records = list(measure_serving(run))
+        else:
+            measured = measure(run)  # one Record, or a list of them
+            records = measured if isinstance(measured, list) else [measured]
+            for record in records:
+                record.roofline = roofline.for_run(record, run)  # never raises: a problem is a note in the section
     except Exception as exc:  # a failing run is a record; the sweep goes on
+        from bench.records import describe_exception, failed_record
+
         traceback.print_exc()
-        first_line = (str(exc).strip().splitlines() or [""])[0][:500]
         try:
             device = str(resolve_device(run.device))
         except Exception:
             device = run.device
-        record = Record(**base_record(run, device), status="failed", error=f"{type(exc).__name__}: {first_line}",
-                        started_at=started, duration_s=time.perf_counter() - t0)
-    write_json(result_path, record.model_dump(mode="json"))
+        records = [failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
+                                 duration_s=time.perf_counter() - t0)]
+    # The hand-off (bench.executors.local reads it): a JSON list of records, one compact line.
+    tmp = result_path.with_name(result_path.name + ".tmp")
+    tmp.write_text("[" + ",".join(r.model_dump_json() for r in records) + "]\n", encoding="utf-8")
+    tmp.replace(result_path)
     return 0
 
 

@@ -2,6 +2,7 @@
 """Measure the regression gate on this machine: false alarms (A/A) and power (injected slowdowns).
 
     .venv/bin/python scripts/gate_quality.py --out reports/gate-quality --max-wait 0
+    .venv/bin/python scripts/gate_quality.py --plan few-repeats --out reports/gate-few-repeats --max-wait 0
 
 Both designs run a tiny-gpt2 decode scenario this script writes, R repeats (default 5, the CI default) a side.
 
@@ -58,7 +59,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.compare import compare, load_side  # noqa: E402
+from bench.gate.compare import compare, load_side  # noqa: E402
 from bench.gate.config import load_config, parse_statistic  # noqa: E402
 from bench.inject import ENV as INJECT_ENV  # noqa: E402
 from bench.results import RESULTS_FILE, read_records  # noqa: E402
@@ -111,6 +112,12 @@ def parse_args() -> argparse.Namespace:
                     help="interleaved (default): every trial is one interleaved sweep (bench ab) of the arms "
                     "a, a2 (same code) and one per slowdown, compared as pairs; sequential: separate groups, "
                     "a baseline measured a minute or two before the current side")
+    ap.add_argument("--batch-sizes", default="1", help="the scenario's batch sizes, e.g. 1,2,4: several points per "
+                    "run, whose shared between-repeat noise the gate pools (the noise figures use the first)")
+    ap.add_argument("--plan", choices=("few-repeats",), default=None,
+                    help="few-repeats: run three measurements into OUT/<design>-<R>: sequential (plain `bench run` "
+                    "sides) with 3 and with 5 repeats, interleaved with 8 rounds, each at --levels (default here "
+                    "0.10,0.30), then one table OUT/few-repeats.md (the targets of docs/gate.md, 'Few repeats')")
     ap.add_argument("--max-wait", type=float, default=600.0,
                     help="before each group, wait up to this many seconds for other processes to leave a core "
                     "free (0: never wait)")
@@ -229,12 +236,14 @@ def paired_noise(out: Path, trials: int, quantile: float) -> dict:
     singles, means, diffs = [], [], []
     for i in range(trials):
         trial = out / "trials" / f"t-{i:02d}"
-        a = {r.pair: stat(r) for r in read_records(trial / "a" / RESULTS_FILE) if r.status == "ok"}
+        a = {r.pair: stat(r) for r in read_records(trial / "a" / RESULTS_FILE)
+             if r.status == "ok" and r.batch_size == BATCHES[0]}
         singles += list(a.values())
         if a:
             means.append(statistics.fmean(a.values()))
         if (trial / "a2" / RESULTS_FILE).exists():
-            a2 = {r.pair: stat(r) for r in read_records(trial / "a2" / RESULTS_FILE) if r.status == "ok"}
+            a2 = {r.pair: stat(r) for r in read_records(trial / "a2" / RESULTS_FILE)
+                  if r.status == "ok" and r.batch_size == BATCHES[0]}
             diffs += [a2[p] - a[p] for p in a if p in a2]
     sd = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else None)
     return {"repeat_sd": sd(singles), "trial_mean_sd": sd(means), "round_diff_sd": sd(diffs),
@@ -312,7 +321,7 @@ def session_noise(out: Path, names: list[str], quantile: float) -> dict:
     groups = []
     for name in names:
         recs = [r for r in read_records(out / "groups" / name / RESULTS_FILE)
-                if r.status == "ok" and r.valid is not False]
+                if r.status == "ok" and r.valid is not False and r.batch_size == BATCHES[0]]
         y = [math.log(float(np.quantile(r.metrics.latency_s.samples, quantile))) for r in recs]
         if len(y) >= 2:
             groups.append(y)
@@ -358,6 +367,9 @@ def summarize(results) -> dict:
             per_metric.setdefault(c.metric.name, Counter())[outcome(c)] += 1
     return {"comparisons": len(results),
             "gate_failed": sum(r.exit_code == 1 for r in results),
+            # of those: by a `regression` verdict, or by the `inconclusive` policy (a likely regression, auto)
+            "with_regression": sum(r.count("regression") > 0 for r in results),
+            "warned": sum(r.outcome.startswith("warn") for r in results),
             "with_improvement": sum(any(c.verdict == "improvement" for c in r.comparisons) for r in results),
             "latency_judged": sum(any(c.metric.name == "latency_s" and c.estimate is not None for c in r.comparisons)
                                   for r in results),
@@ -367,12 +379,48 @@ def summarize(results) -> dict:
             "verdicts": dict(verdicts), "per_metric": {m: dict(v) for m, v in per_metric.items()}}
 
 
+PLAN = (("sequential", 3), ("sequential", 5), ("interleaved", 8))  # --plan few-repeats
+BATCHES = [1]  # the scenario's batch sizes (--batch-sizes); noise figures are read from the first
+
+
+def main_plan(args) -> None:
+    """Run the few-repeats plan (one invocation of this script per design, reusing finished work) and tabulate."""
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    levels = args.levels if args.levels != "0.05,0.10" else "0.10,0.30"
+    rows = ["| design | repeats a side | A/A: gate failed | " + " | ".join(
+        f"+{float(x):.0%}: gate failed (regression verdict)" for x in levels.split(",")) + " |",
+        "|---|---|---|" + "---|" * len(levels.split(","))]
+    for design, repeats in PLAN:
+        sub = out / f"{design}-{repeats}"
+        cmd = [sys.executable, __file__, "--design", design, "--repeats", str(repeats), "--levels", levels,
+               "--batch-sizes", args.batch_sizes if args.batch_sizes != "1" else "1,2,4",
+               "--extra-levels", "", "--out", str(sub), "--max-wait", str(args.max_wait), "--threads", args.threads]
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+        rep = json.loads((sub / "gate-quality.json").read_text())
+        aa = rep["aa_paired"] if design == "interleaved" else rep["aa_chain"]
+        cells = [f"{aa['gate_failed']}/{aa['comparisons']}"]
+        for x in levels.split(","):
+            p = rep["power"][f"{float(x):g}"]
+            cells.append(f"{p['gate_failed']}/{p['comparisons']} ({p.get('with_regression', '?')})")
+        rows.append(f"| {design}{' (paired)' if design == 'interleaved' else ''} | {repeats} | " + " | ".join(cells)
+                    + " |")
+    md = "\n".join([f"Few-repeats plan, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}", ""]
+                    + rows) + "\n"
+    (out / "few-repeats.md").write_text(md)
+    print(md)
+
+
 def main() -> None:
     args = parse_args()
+    if args.plan == "few-repeats":
+        return main_plan(args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     scenario = out / "scenario.yaml"
-    scenario.write_text(SCENARIO)
+    BATCHES[:] = [int(b) for b in args.batch_sizes.split(",")]
+    scenario.write_text(SCENARIO.replace("batch_size: [1]", f"batch_size: [{', '.join(map(str, BATCHES))}]"))
     levels = {float(x): args.trials for x in args.levels.split(",") if x.strip()}
     for x in filter(None, (s.strip() for s in args.extra_levels.split(","))):
         levels.setdefault(float(x), args.extra_trials)

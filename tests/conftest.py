@@ -26,6 +26,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
                           cwd=cwd or REPO, env=env, timeout=timeout)
 
 
+def covering(*fixture_timeouts_s: float, own_s: float = 300) -> pytest.MarkDecorator:
+    """A pytest-timeout mark for tests whose fixtures start subprocesses with these timeouts. pytest-timeout
+    charges a fixture's set-up to the first test that requests it, so the global 300 s (pyproject.toml) would
+    kill a sweep fixture before the sweep's own timeout could; `own_s` is the test's own share."""
+    return pytest.mark.timeout(own_s + sum(fixture_timeouts_s))
+
+
 TINY = """
 name: {name}
 task: text-generation

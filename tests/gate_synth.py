@@ -64,3 +64,29 @@ def write_run(path: Path, records: list[Record], env: dict[str, Any] | None = EN
     if env is not None:
         (path / "environment.json").write_text(json.dumps(env))
     return path
+
+
+def scaled(records: list[Record], factor: float) -> list[Record]:
+    """A copy of synthetic records with every call `factor` times slower (time metrics × factor, rates / factor):
+    what the issue's "slowed copy" of a run is."""
+    out = []
+    for r in records:
+        lat = np.asarray(r.metrics.latency_s.samples) * factor
+        out.append(record(r.scenario, r.repeat, lat, batch=r.batch_size, precision=r.precision, model=r.model))
+    return out
+
+
+def run_of_points(points: list[dict[str, Any]], repeats: int, between: float, within: float, calls: int, seed: int,
+                  factor: float = 1.0, scenario: str = "tiny-llama-decode", model: str = "tiny-llama") -> list[Record]:
+    """One `bench run --repeats R` of several points (e.g. batch sizes), each point's repeats with per-repeat
+    log noise N(0, between) (a float: the same for every point; a list: one per point) and per-call N(0, within)."""
+    rng = np.random.default_rng(seed)
+    sds = between if isinstance(between, list) else [between] * len(points)
+    out = []
+    for sd, point in zip(sds, points):
+        base = point.get("base", 0.020)
+        for r in range(repeats):
+            level = base * factor * np.exp(rng.normal(0, sd))
+            out.append(record(scenario, r, level * np.exp(rng.normal(0, within, calls)), model=model,
+                              **{k: v for k, v in point.items() if k != "base"}))
+    return out

@@ -16,23 +16,28 @@ from bench.worker import base_record
 from conftest import REPO, run_cli, tiny_scenario
 
 
-def _fake_runs(monkeypatch):
-    """Replace the worker processes: record which arm ran which spec, in order, with which environment."""
-    calls = []
+class FakeExecutor:
+    """In place of worker processes (bench.executors protocol): note which arm ran which spec, in order, with
+    which environment."""
 
-    def run_one(spec, logs, env=None):
-        calls.append((logs.parent.name, spec.repeat, env or {}))
-        return Record(**base_record(spec, spec.device), status="ok")
+    def __init__(self):
+        self.calls = []
 
-    monkeypatch.setattr(runner, "run_one", run_one)
-    return calls
+    def run(self, job):
+        self.calls.append((job.logs.parent.name, job.spec.repeat, job.env or {}))
+        return [Record(**base_record(job.spec, job.spec.device), status="ok")]
+
+    def reference(self, job, out):
+        raise AssertionError("fidelity is off")
 
 
-def test_arms_alternate_round_by_round_and_records_carry_the_round(tmp_path, monkeypatch):
-    calls = _fake_runs(monkeypatch)
+def test_arms_alternate_round_by_round_and_records_carry_the_round(tmp_path):
+    fake = FakeExecutor()
+    calls = fake.calls
     scenarios = load_all([str(tiny_scenario(tmp_path / "t.yaml", batch="[1, 2]"))])
     arms = [runner.Arm("baseline"), runner.Arm("current", {"BENCH_INJECT_SLOWDOWN": "0.1"})]
-    results = runner.run_interleaved(scenarios, tmp_path / "ab", arms, repeats=3, fidelity=False, seed=1)
+    results = runner.run_interleaved(scenarios, tmp_path / "ab", arms, repeats=3, fidelity=False, seed=1,
+                                     executor=fake)
 
     assert len(calls) == 2 * 3 * 2  # points × rounds × arms
     for i in range(0, len(calls), 2):  # each round runs both arms back to back, in either order
@@ -53,7 +58,7 @@ def test_arms_alternate_round_by_round_and_records_carry_the_round(tmp_path, mon
     assert env_cur["env"]["BENCH_INJECT_SLOWDOWN"] == "0.1" and "BENCH_INJECT_SLOWDOWN" not in env_base["env"]
 
     with pytest.raises(BenchInputError, match="not resumed"):
-        runner.run_interleaved(scenarios, tmp_path / "ab", arms, repeats=3, fidelity=False)
+        runner.run_interleaved(scenarios, tmp_path / "ab", arms, repeats=3, fidelity=False, executor=fake)
 
 
 def test_a_code_arm_imports_bench_from_its_checkout(tmp_path):
@@ -92,7 +97,11 @@ def test_ab_then_compare_end_to_end(tmp_path):
     assert all(r.details.get("injected_slowdown") == 0.5 for r in cur)
     assert not any(r.details.get("injected_slowdown") for r in base)
     assert {r.pair for r in base} == {r.pair for r in cur}
-    gate = run_cli("compare", str(out / "baseline"), str(out / "current"), "--format", "json")
-    assert gate.returncode in (0, 1), gate.stderr
+    # 2 rounds give 1 degree of freedom: a 50% slowdown is a regression or, unresolved, a result the gate could
+    # not judge; with `inconclusive: fail` either fails the gate, so the exit code has one right answer
+    strict = tmp_path / "gate.yaml"
+    strict.write_text("inconclusive: fail\n")
+    gate = run_cli("compare", str(out / "baseline"), str(out / "current"), "--format", "json", "--config", str(strict))
+    assert gate.returncode == 1, gate.stderr
     lat = next(c for c in json.loads(gate.stdout)["comparisons"] if c["metric"] == "latency_s")
     assert lat["paired"] is True and lat["df"] == 1 and lat["ratio"] > 1.2

@@ -14,7 +14,10 @@ from bench.backends.quantize import QuantizationNotApplied, conv1d_to_linear, qu
 from bench.measure import fidelity
 from bench.results import read_records
 
-from conftest import run_cli
+from conftest import covering, run_cli
+
+SWEEP_TIMEOUT_S = 600
+pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 
 PRECISIONS = ["fp32", "fp16", "bf16", "int8", "int8-dyn"]
 
@@ -43,7 +46,7 @@ def matrix_sweep(tmp_path_factory):
         workload: {{prompt_tokens: 8, new_tokens: 4}}
         measure: {{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120, max_cv: 10.0}}
         """)
-    proc = run_cli("run", str(scenario), "--out", str(d / "run"), timeout=600)
+    proc = run_cli("run", str(scenario), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return d / "run", read_records(d / "run" / "results.jsonl")
 

@@ -48,6 +48,21 @@ CASES = {
     "options-for-absent-backend": (scenario(backend_options="{other: {}}"), "backend_options.other",
                                    "which the matrix does not run"),
     "bad-name": (scenario(name="'has spaces'"), "name", "should match pattern"),
+    "duplicate-top-key": (scenario() + "device: cuda\n", "device",
+                          "duplicate key 'device' at line 7 (first at line 4)"),
+    "duplicate-nested-key": (scenario(measure="\n  warmup: 1\n  min_iterations: 3\n  warmup: 2"), "measure.warmup",
+                             "duplicate key 'warmup' at line 10 (first at line 8)"),
+    "infinite-timeout": (scenario(measure="{timeout_s: .inf}"), "measure.timeout_s", "non-finite number '.inf'"),
+    "overflowing-exponent": (scenario(measure="{timeout_s: 1e999}"), "measure.timeout_s", "non-finite number '1e999'"),
+    "nan-min-time": (scenario(measure="{min_time_s: .nan}"), "measure.min_time_s", "non-finite number"),
+    "huge-batch": (scenario(matrix="{batch_size: [100000000000000000000]}"), "matrix.batch_size[0]",
+                   "beyond any sane limit"),
+    "batch-too-large": (scenario(matrix="{batch_size: [1000000]}"), "matrix.batch_size[0]",
+                        "less than or equal to 65536"),
+    "week-long-timeout": (scenario(measure="{timeout_s: 1e9}"), "measure.timeout_s", "less than or equal to"),
+    "string-for-int": (scenario(workload="{prompt_tokens: '8', new_tokens: 4}"), "workload.prompt_tokens",
+                       "valid integer"),
+    "negative-seed": (scenario(measure="{seed: -1}"), "measure.seed", "greater than or equal to 0"),
 }
 
 
@@ -155,3 +170,72 @@ def test_usage_errors_exit_2_without_traceback(args):
     proc = run_cli(*args)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _tiny(tmp_path, name="t.yaml", **override):
+    path = tmp_path / name
+    measure = "{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120}"
+    path.write_text(scenario(**{"measure": measure, **override}))
+    return path
+
+
+def test_second_sweep_into_same_directory_is_refused(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bench.results import read_records
+
+    from conftest import REPO
+
+    path, out = _tiny(tmp_path), tmp_path / "out"
+    first = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(out), "--no-fidelity"],
+                             cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((out / ".lock").exists() and (out / ".lock").read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run_cli("run", str(path), "--out", str(out), "--resume")
+    check_error(second, "--out", None, f"{out} is being written by another sweep (pid {first.pid})")
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert len(read_records(out / "results.jsonl")) == 1  # each run once
+
+
+def test_resume_refuses_other_measure_settings_and_retry_failed_runs_again(tmp_path):
+    import torch
+
+    from bench import models
+    from bench.results import read_records
+    from bench.workloads.text_generation import TextGeneration
+
+    from conftest import REPO
+
+    model_dir = tmp_path / "model"  # a checkpoint directory whose weights are not there yet: a run-time failure
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text((REPO / "bench/models/configs/tiny-gpt2.json").read_text())
+    path, out = _tiny(tmp_path, model=f"{{name: {model_dir}, weights: pretrained}}"), tmp_path / "out"
+    proc = run_cli("run", str(path), "--out", str(out), "--no-fidelity")
+    assert proc.returncode == 1, proc.stderr
+    (failed,) = read_records(out / "results.jsonl")
+    assert failed.status == "failed" and failed.measure["warmup"] == 1
+
+    other = _tiny(tmp_path, "other.yaml", model=f"{{name: {model_dir}, weights: pretrained}}",
+                  measure="{warmup: 2, min_iterations: 3, min_time_s: 0, timeout_s: 120}")
+    proc = run_cli("run", str(other), "--out", str(out), "--resume", "--no-fidelity")
+    check_error(proc, out / "results.jsonl", None, "measure.warmup: recorded 1, scenario 2")
+
+    longer = _tiny(tmp_path, "longer.yaml", model=f"{{name: {model_dir}, weights: pretrained}}",
+                   measure="{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 999}")
+    proc = run_cli("run", str(longer), "--out", str(out), "--resume", "--no-fidelity")  # a time limit measures nothing
+    assert proc.returncode == 0 and "1 run(s) already recorded" in proc.stderr, proc.stderr
+
+    built = models.build(models.resolve("tiny-gpt2"), TextGeneration.model_class(), torch.float32, "cpu", 0)
+    built.save_pretrained(model_dir)  # the weights arrive
+    proc = run_cli("run", str(path), "--out", str(out), "--retry-failed", "--no-fidelity")
+    assert proc.returncode == 0, proc.stderr
+    assert "retry: moved 1 failed/timed-out record(s) to" in proc.stderr
+    (record,) = read_records(out / "results.jsonl")
+    assert record.status == "ok" and record.run_id == failed.run_id
+    (side,) = out.glob("results.retried-*.jsonl")
+    assert [r.status for r in read_records(side)] == ["failed"]

@@ -184,8 +184,16 @@ def test_tiny_sweep_with_the_knob_and_the_gate(tmp_path):
     log = (slowed / "logs" / f"{records[0].run_id}.log").read_text()
     assert "BENCH_INJECT_SLOWDOWN=0.5 is set" in log
     gate = run_cli("compare", str(plain), str(slowed), "--format", "json")
-    assert gate.returncode == 0, gate.stderr  # one plain repeat: no verdict can be a regression
+    # one plain repeat: the gate cannot judge a 50% slowdown, and says so (never a silent pass): a warning with
+    # the default `inconclusive: auto` (no interval to call it a likely regression), a failure with `fail`
+    assert gate.returncode == 0, gate.stderr
     data = json.loads(gate.stdout)
+    assert data["outcome"] == "warn: could not judge 1 point(s)" and data["counts"]["not_judged_points"] == 1
+    assert gate.stderr.strip().endswith("gate: warn: could not judge 1 point(s)")
+    strict = tmp_path / "gate.yaml"
+    strict.write_text("inconclusive: fail\n")
+    failed = run_cli("compare", str(plain), str(slowed), "--config", str(strict), "--format", "json")
+    assert failed.returncode == 1 and json.loads(failed.stdout)["outcome"] == "fail: could not judge 1 point(s)"
     assert any("BENCH_INJECT_SLOWDOWN=0.5" in w for w in data["warnings"])
     by_metric = {c["metric"]: c for c in data["comparisons"]}
     assert {"latency_s", "ttft_s", "output_tokens_per_s", "memory.host_rss_peak_bytes"} <= set(by_metric)

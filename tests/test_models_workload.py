@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 
@@ -22,7 +24,7 @@ def test_random_weights_are_seeded_and_tied():
             assert not torch.equal(pa, pc), n
             assert 0.015 < pa.std().item() < 0.025, n
     assert a.lm_head.weight is a.transformer.wte.weight
-    assert not a.training and not any(p.requires_grad for p in a.parameters())
+    assert not a.training  # requires_grad stays as from_pretrained leaves it: tests/test_model_state.py
 
 
 def test_parameter_count_matches_hand_computation():
@@ -64,7 +66,10 @@ def test_generation_call_is_exact_and_ordered(tmp_path):
     w.prepare_inputs(model)
     assert w.input_ids.shape == (3, 8)
     assert not torch.isin(w.input_ids, torch.tensor([1, 2])).any()  # no bos/eos inside the prompt
+    t0 = time.perf_counter()  # a second clock around the three calls
     calls = [w.call(model) for _ in range(3)]
+    wall_s = time.perf_counter() - t0
+    assert sum(c["latency_s"] for c in calls) <= wall_s
     assert w.last_output.shape == (3, 12)
     for c in calls:
         assert 0 < c["ttft_s"] < c["latency_s"] and len(c["itl_s"]) == 3
@@ -74,6 +79,26 @@ def test_generation_call_is_exact_and_ordered(tmp_path):
     w2 = TextGeneration(run, torch.device("cpu"), HostClock())
     w2.prepare_inputs(model)
     assert torch.equal(w.input_ids, w2.input_ids)
+
+
+def test_generation_metrics_by_hand(tmp_path):
+    """Two hand-made calls (batch 3, 8 prompt tokens, 4 new tokens): latencies 1.0 s and 0.7 s, TTFTs 0.4 s
+    and 0.1 s. TPOT = 0.6 s / 3 gaps = 0.2 s for both; 12 output tokens per call over a mean latency of
+    0.85 s = 14.1176 tokens/s; 24 prompt tokens over a mean TTFT of 0.25 s = 96 tokens/s; 9 decode tokens
+    over a mean decode time of 0.6 s = 15 tokens/s."""
+    ls = load_scenario(tiny_scenario(tmp_path / "t.yaml", batch="[3]"))
+    (run,) = ls.run_specs(device="cpu")
+    w = TextGeneration(run, torch.device("cpu"), HostClock())
+    calls = [{"latency_s": 1.0, "ttft_s": 0.4, "itl_s": [0.1, 0.2, 0.3]},
+             {"latency_s": 0.7, "ttft_s": 0.1, "itl_s": [0.2, 0.2, 0.2]}]
+    m = w.metrics(calls)
+    assert m["tpot_s"].samples == [pytest.approx(0.2), pytest.approx(0.2)]
+    assert m["itl_s"].count == 6 and m["itl_s"].max == 0.3
+    t = m["throughput"]
+    assert t["output_tokens_per_s"] == pytest.approx(14.117647, rel=1e-6)
+    assert t["prefill_tokens_per_s"] == pytest.approx(96.0)
+    assert t["decode_tokens_per_s"] == pytest.approx(15.0)
+    assert t["requests_per_s"] == pytest.approx(3 / 0.85)
 
 
 def test_quality_flags_noise_and_small_samples():

@@ -16,7 +16,10 @@ from bench.backends import onnxruntime as ortb
 from bench.backends.quantize import QuantizationNotApplied
 from bench.results import read_records
 
-from conftest import REPO, run_cli
+from conftest import REPO, covering, run_cli
+
+SWEEP_TIMEOUT_S = 600
+pytestmark = covering(SWEEP_TIMEOUT_S, SWEEP_TIMEOUT_S)  # the module fixture runs two sweeps
 
 SCENARIO = """
 name: {name}
@@ -47,7 +50,7 @@ def scenario(path: Path, name: str, precision: str, **kw) -> Path:
 def sweep(cache: Path, *args: str):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCH_CACHE_DIR", str(cache))
-        proc = run_cli("run", *args, timeout=600)
+        proc = run_cli("run", *args, timeout=SWEEP_TIMEOUT_S)
     return proc
 
 

@@ -4,6 +4,7 @@ and reports. Analytic values are checked against numbers worked out by hand from
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -14,7 +15,10 @@ from bench.results import Record, read_records
 from bench.roofline import analysis, calibrate, datasheets, work
 from bench.roofline.schema import Ceiling
 
-from conftest import REPO, run_cli
+from conftest import REPO, covering, run_cli
+
+CALIBRATE_TIMEOUT_S, RUN_TIMEOUT_S = 120, 300
+pytestmark = covering(CALIBRATE_TIMEOUT_S)  # the module fixture's calibration
 
 FIXTURES = REPO / "tests" / "fixtures"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,7 +34,7 @@ def quick_calibration(tmp_path_factory):
     os.environ["BENCH_CACHE_DIR"] = str(cache)
     try:
         t0 = time.perf_counter()
-        proc = run_cli("calibrate", "--quick", "--device", "cpu", timeout=120)
+        proc = run_cli("calibrate", "--quick", "--device", "cpu", timeout=CALIBRATE_TIMEOUT_S)
         seconds = time.perf_counter() - t0
     finally:
         os.environ["BENCH_CACHE_DIR"] = saved or ""
@@ -308,6 +312,7 @@ def test_bound_rule():
 
 # --- records and reports ---------------------------------------------------------------------------------
 
+@covering(CALIBRATE_TIMEOUT_S, RUN_TIMEOUT_S)
 def test_gpt2_decode_run_gets_an_efficiency(quick_calibration, tmp_path, monkeypatch):
     """The real GPT-2 small config (random weights), batch 1, 8-token prompt, 4 new tokens, 3 calls."""
     cache, _, _, _ = quick_calibration
@@ -323,7 +328,7 @@ workload: {prompt_tokens: 8, new_tokens: 4}
 measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}
 """)
     out = tmp_path / "out"
-    proc = run_cli("run", str(scenario), "--out", str(out), "--no-fidelity")
+    proc = run_cli("run", str(scenario), "--out", str(out), "--no-fidelity", timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (record,) = read_records(out / "results.jsonl")
     rf = record.roofline
@@ -355,12 +360,20 @@ def _fake_calibration(name: str, threads: int) -> calibrate.Calibration:
 
 
 def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(tmp_path, monkeypatch):
-    """The fixtures predate the roofline section: the report computes it from the records. With no
-    calibration for their device it says so and skips the chart; with one it shows the efficiency."""
+    """Records written before the roofline section existed (the fixture's records without it): the report
+    computes it from the records. With no calibration for their device it says so and skips the chart; with
+    one it shows the efficiency."""
     from bench.report import write_report
 
+    old = tmp_path / "cpu-1thread"
+    old.mkdir()
+    shutil.copyfile(FIXTURES / "cpu-1thread" / "environment.json", old / "environment.json")
+    lines = (FIXTURES / "cpu-1thread" / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    (old / "results.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "roofline"}) + "\n"
+                                               for r in records))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "empty"))
-    files = write_report([FIXTURES / "cpu-1thread"], tmp_path / "r1")
+    files = write_report([old], tmp_path / "r1")
     md = files.markdown.read_text()
     assert "| efficiency |" not in md and "\n### Roofline\n" in md
     assert "no calibration for 'AMD EPYC' with 1 torch threads: run `bench calibrate`" in md
@@ -368,12 +381,12 @@ def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(t
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     calibrate.save(_fake_calibration("AMD EPYC", 1))
-    files = write_report([FIXTURES / "cpu-1thread"], tmp_path / "r2")
+    files = write_report([old], tmp_path / "r2")
     md = files.markdown.read_text()
     assert "| efficiency |" in md and "Calibrated ceiling of AMD EPYC: memory 10 GB/s" in md
     section = md.split("## tiny-gpt2 · text-generation · cpu (AMD EPYC)\n")[-1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| eager | fp32 | 1 |")]
-    (record,) = [r for r in read_records(FIXTURES / "cpu-1thread" / "results.jsonl")
+    (record,) = [r for r in read_records(old / "results.jsonl")
                  if (r.model, r.precision, r.batch_size) == ("tiny-gpt2", "fp32", 1)]
     # tiny-gpt2 fp32, batch 1, prompt 16, 4 new: weights but wpe + KV of 16 + 4/2 = 18 positions
     decode_bytes = (198_400 - 512 * 64) * 4 + 2 * 2 * 4 * 16 * 18 * 4

@@ -17,10 +17,14 @@ from conftest import REPO, run_cli, tiny_scenario
 def test_tiny_sweep_records(tmp_path):
     scen = tiny_scenario(tmp_path / "t.yaml", precision="[fp32, bf16]", batch="[1, 2]", iters=5)
     out = tmp_path / "out"
+    t0 = time.perf_counter()  # a second clock: the test's own, around the whole sweep
     proc = run_cli("run", str(scen), "--out", str(out))
+    wall_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = read_records(out / "results.jsonl")
     assert len(records) == 4
+    # Every measured call of every point ran inside the sweep, so their sum is below the test's wall time.
+    assert sum(sum(r.metrics.latency_s.samples) for r in records) < wall_s
     ok = [r for r in records if r.status == "ok"]
     assert len(ok) == 4
     for r in ok:
@@ -30,16 +34,19 @@ def test_tiny_sweep_records(tmp_path):
         assert m.latency_s.p50 <= m.latency_s.p99 <= m.latency_s.max
         assert all(t < lat for t, lat in zip(m.ttft_s.samples, m.latency_s.samples))
         assert m.ttft_s.mean < m.latency_s.mean
-        # TPOT is (latency - TTFT) / (new_tokens - 1), call by call
-        for lat, ttft, tpot in zip(m.latency_s.samples, m.ttft_s.samples, m.tpot_s.samples):
-            assert abs(tpot - (lat - ttft) / 3) < 1e-12
+        # TPOT's formula is checked on hand-made calls (test_models_workload.py); here: one per call, within it
+        assert m.tpot_s.count == m.latency_s.count
+        assert all(0 < tpot < lat for tpot, lat in zip(m.tpot_s.samples, m.latency_s.samples))
         assert m.itl_s.count == 3 * m.latency_s.count  # new_tokens - 1 gaps per call
-        assert abs(m.output_tokens_per_s - r.batch_size * 4 / m.latency_s.mean) < 1e-6
+        # batch × 4 tokens per call: at least that many tokens per second of the test's wall clock, and at
+        # most what the fastest call reached
+        tokens = r.batch_size * 4
+        assert tokens * m.latency_s.count / wall_s < m.output_tokens_per_s <= tokens / m.latency_s.min
         assert r.memory.host_rss_peak_bytes > 0 and r.memory.host_rss_measured_peak_bytes > 0
         assert r.cold_costs["load_s"] > 0 and r.cold_costs["first_call_s"] > 0 and r.warmup_calls == 1
         assert r.details["compute_dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[r.precision]
         assert r.fidelity is not None and r.fidelity.cosine_min > 0.99
-        assert r.valid is not None
+        assert r.valid == (r.invalid_reasons == [])  # invalid exactly when a reason says why
     env = json.loads((out / "environment.json").read_text())
     assert env["cpu"]["logical_cores"] >= 1 and env["libraries"]["torch"].startswith("2.")
     assert "timestamp" in env and "git_commit" in env

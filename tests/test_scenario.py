@@ -90,5 +90,53 @@ def test_directory_lists_yaml_files_sorted(tmp_path):
 def test_bundled_scenarios_are_valid(suite):
     from bench.suites import SUITES_DIR
 
-    for f in scenario_files([SUITES_DIR / suite]):
-        load_scenario(f)
+    files = scenario_files([SUITES_DIR / suite])
+    assert files, suite
+    for f in files:
+        ls = load_scenario(f)  # raises BenchInputError (file, field) on an invalid one
+        specs = ls.run_specs()
+        assert specs and all(s.scenario == ls.scenario.name for s in specs), f
+
+
+def test_run_id_covers_measure_settings_but_not_the_time_limit(tmp_path):
+    base = load_scenario(tiny_scenario(tmp_path / "a.yaml")).run_specs(device="cpu")[0]
+    for change in ({"warmup": 2}, {"min_iterations": 6}, {"min_time_s": 1.0}, {"max_cv": 0.2}, {"seed": 1}):
+        other = base.model_copy(update={"measure": base.measure.model_copy(update=change)})
+        assert other.run_id != base.run_id and other.point_id == base.point_id, change
+    longer = base.model_copy(update={"measure": base.measure.model_copy(update={"timeout_s": 999.0})})
+    assert longer.run_id == base.run_id
+
+
+def test_duplicate_key_names_key_and_lines(tmp_path):
+    p = write(tmp_path, """
+        name: d
+        task: text-generation
+        model: {name: tiny-gpt2}
+        matrix:
+          precision: [fp32]
+          batch_size: [1]
+          precision: [bf16]
+    """)
+    with pytest.raises(BenchInputError) as exc:
+        load_scenario(p)
+    assert exc.value.field == "matrix.precision" and "at line 8 (first at line 6)" in exc.value.message
+
+
+def test_the_largest_accepted_values_reach_the_worker_unchanged(tmp_path):
+    """One schema: the worker parses its RunSpec with the same models, so what validation accepts it accepts;
+    the seed bound is what torch's generators take."""
+    import torch
+
+    from bench.scenario import MAX_BATCH_SIZE, MAX_INT, RunSpec
+
+    p = write(tmp_path, f"""
+        name: big
+        task: text-generation
+        model: {{name: tiny-gpt2}}
+        matrix: {{batch_size: [{MAX_BATCH_SIZE}]}}
+        measure: {{warmup: 100000, min_iterations: 10000000, min_time_s: 86400, timeout_s: 604800, seed: {MAX_INT}}}
+    """)
+    (spec,) = load_scenario(p).run_specs(device="cpu")
+    assert RunSpec.model_validate_json(spec.model_dump_json()) == spec
+    torch.Generator().manual_seed(spec.measure.seed)
+    torch.manual_seed(spec.measure.seed)

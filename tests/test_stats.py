@@ -16,12 +16,22 @@ def test_known_values():
     assert s.cv == pytest.approx(math.sqrt(2.5) / 3)
 
 
-def test_percentiles_ordered_and_match_numpy():
-    rng = np.random.default_rng(0)
-    x = rng.lognormal(size=257)
+def test_percentiles_by_hand_on_a_shuffled_sample():
+    # 1..21 in shuffled order: the q-th percentile (linear interpolation) sits at rank q/100 * 20 of the sorted
+    # values, i.e. the value 1 + q/5: p50 = 11, p90 = 19, p95 = 20, p99 = 20.8.
+    x = [7.0, 1.0, 21.0, 13.0, 4.0, 18.0, 10.0, 2.0, 16.0, 20.0, 5.0, 12.0, 9.0, 19.0, 3.0, 15.0, 8.0, 14.0, 6.0,
+         17.0, 11.0]
+    s = Stats.of(x)
+    assert (s.min, s.max, s.mean) == (1.0, 21.0, 11.0)
+    assert (s.p50, s.p90, s.p95) == (pytest.approx(11.0), pytest.approx(19.0), pytest.approx(20.0))
+    assert s.p99 == pytest.approx(20.8)
+    assert s.samples == x  # kept in call order, not sorted
+
+
+def test_percentiles_ordered():
+    x = np.random.default_rng(0).lognormal(size=257)
     s = Stats.of(x)
     assert s.min <= s.p50 <= s.p90 <= s.p95 <= s.p99 <= s.max
-    assert s.p95 == pytest.approx(np.percentile(x, 95))
 
 
 def test_single_sample_and_empty():
@@ -39,3 +49,9 @@ def test_unresolved_percentiles_follow_sample_count():
 
 def test_keep_samples_off():
     assert Stats.of([1.0, 2.0], keep_samples=False).samples == []
+
+
+def test_text_form():
+    assert str(Stats.of([0.010, 0.012, 0.014])) == "p50 12.00 ms, p99 13.96 ms, mean 12.00 ms ± 16.7% over 3 samples"
+    assert str(Stats.of([2.0, 2.0])) == "p50 2.000 s, p99 2.000 s, mean 2.000 s ± 0.0% over 2 samples"
+    assert str(Stats.of([5e-6])) == "p50 5.0 us, p99 5.0 us, mean 5.0 us ± 0.0% over 1 samples"

@@ -406,7 +406,7 @@ def with_energy(records, j_per_token: float, seed: int):
 
 
 def test_gate_compares_energy_per_token(tmp_path):
-    from bench.compare import compare, load_side
+    from bench.gate.compare import compare, load_side
     from bench.gate.config import load_config
 
     from gate_synth import side, write_run

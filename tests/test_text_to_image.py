@@ -5,16 +5,21 @@ weights."""
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
 from bench.results import read_records
 
-from conftest import run_cli
+from conftest import covering, run_cli
+
+SWEEP_TIMEOUT_S = 600
+pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 
 
 @pytest.fixture(scope="module")
-def sd_sweep(tmp_path_factory):
+def sd_run(tmp_path_factory):
+    """(records by (backend, precision), the test's own wall time around the sweep)."""
     d = tmp_path_factory.mktemp("sd")
     (d / "s.yaml").write_text(textwrap.dedent("""
         name: tiny-sd
@@ -32,15 +37,23 @@ def sd_sweep(tmp_path_factory):
         workload: {height: 32, width: 32, num_inference_steps: 3, guidance_scale: 7.5}
         measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}
         """))
-    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=600)
+    t0 = time.perf_counter()
+    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
+    wall_s = time.perf_counter() - t0  # a second clock, the test's own, around the whole sweep
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}
+    return {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}, wall_s
+
+
+@pytest.fixture(scope="module")
+def sd_sweep(sd_run):
+    return sd_run[0]
 
 
 MEASURED = {("eager", "fp32"), ("eager", "int8"), ("compile", "fp32"), ("onnxruntime", "fp32")}
 
 
-def test_pipeline_records(sd_sweep):
+def test_pipeline_records(sd_run):
+    sd_sweep, wall_s = sd_run
     assert set(sd_sweep) == MEASURED | {("onnxruntime", "int8")}
     for (backend, precision), r in sd_sweep.items():
         if (backend, precision) not in MEASURED:
@@ -49,12 +62,11 @@ def test_pipeline_records(sd_sweep):
         m = r.metrics
         steps = r.details["unet_steps_per_call"]  # PNDM (PLMS) runs one more UNet step than asked
         assert steps == 4 and m.step_s.count == steps * m.latency_s.count
-        # the parts add up to the call: encode + steps + decode (same clock, same call)
-        for i, latency in enumerate(m.latency_s.samples):
-            parts = m.text_encode_s.samples[i] + sum(m.step_s.samples[i * steps:(i + 1) * steps]) \
-                + m.vae_decode_s.samples[i]
-            assert parts == pytest.approx(latency, rel=1e-9)
-        assert m.images_per_s == pytest.approx(2 / m.latency_s.mean)
+        # The VAE time is the remainder of the call after the last step, so the parts add up by construction;
+        # what can fail: every part is positive (the step marks lie inside the call, in order).
+        assert min(m.text_encode_s.samples) > 0 and min(m.step_s.samples) > 0 and min(m.vae_decode_s.samples) > 0
+        # 2 images per call: at least 2 × calls per second of the test's wall clock, at most the fastest call's
+        assert 2 * m.latency_s.count / wall_s < m.images_per_s <= 2 / m.latency_s.min
         assert "ttft_s" not in m.model_dump() and r.parameters > 0
         f = r.fidelity
         assert f is not None and f.output.startswith("decoded image") and f.rmse is not None

@@ -1,7 +1,8 @@
 """torch.compile backend: the model's forward compiled with static shapes (`dynamic=False`); text generation
 through HF generate's compiled decode step with a static KV cache (the prefill stays eager). `compile_s` is
 dynamo + inductor's own accounting over the cold calls; a compilation in the measured phase invalidates the
-record. Options, cache modes and why: docs/backends.md.
+record. `generation: loop` (text generation) runs bench.backends.decode_loop instead of HF generate
+(docs/compile-loop.md). Options, cache modes and why: docs/backends.md.
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ class CompileOptions(BaseModel):
     mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     fullgraph: bool = False
     cache: Literal["cold", "warm"] = "cold"
+    # text generation: HF `generate` around a compiled decode step, or the lean loop (bench.backends.decode_loop)
+    generation: Literal["generate", "loop"] = "generate"
     # torch.compile's own `backend`: inductor generates kernels; aot_eager traces and runs the same graph
     # without code generation (tells dynamo's capture cost from inductor's, and compiles in seconds).
     compiler: Literal["inductor", "aot_eager"] = "inductor"
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # inductor modes that capture CUDA graphs on CUDA
 
 
 def use_inductor_cache(cache: str) -> str:
@@ -114,18 +120,29 @@ class CompileBackend(Backend):
         from bench.workloads import WORKLOADS
         from bench.workloads.text_generation import TextGeneration
 
+        workload = WORKLOADS[run.task]
         opts: CompileOptions = self.options
         if opts.mode == "reduce-overhead" and device.type != "cuda":
             raise ValueError("compile mode reduce-overhead uses CUDA graphs: it needs a CUDA device")
         if opts.compiler != "inductor" and opts.mode != "default":
             raise ValueError(f"compile mode {opts.mode} is an inductor mode; compiler {opts.compiler} has none")
+        if opts.generation == "loop" and not issubclass(workload, TextGeneration):
+            raise ValueError(f"compile option generation: loop is for text generation, not {run.task}")
         cache_dir = use_inductor_cache(opts.cache)
         prepared = prepare_torch(model, run)  # quantize first: compile the int8 model
         mode = None if opts.compiler != "inductor" else opts.mode
         prepared.details.update({"compiler": opts.compiler, "compile_mode": opts.mode, "fullgraph": opts.fullgraph, "dynamic": False,
                                  "inductor_cache": opts.cache, "inductor_cache_dir": cache_dir})
-        workload = WORKLOADS[run.task]
-        if issubclass(workload, TextGeneration):  # generate(): HF's own compiled decode step
+        if issubclass(workload, TextGeneration) and opts.generation == "loop":
+            from bench.backends.decode_loop import DecodeLoop
+
+            prepared.runnable = DecodeLoop(model, dict(backend=opts.compiler, mode=mode, dynamic=False,
+                                                       fullgraph=opts.fullgraph),
+                                           cuda_graphs=device.type == "cuda" and opts.mode in CUDA_GRAPH_MODES)
+            prepared.details.update({"generation": "loop", "cache_implementation": "static",
+                                     "compiled": "decode step (bench decode loop: forward + greedy argmax); "
+                                                 "prefill eager"})
+        elif issubclass(workload, TextGeneration):  # generate(): HF's own compiled decode step
             from transformers import CompileConfig
 
             config = CompileConfig(fullgraph=opts.fullgraph, dynamic=False, backend=opts.compiler, mode=mode)
@@ -133,7 +150,7 @@ class CompileBackend(Backend):
             model.generation_config.cache_implementation = "static"
             model.generation_config.compile_config = config
             model.generation_config.disable_compile = False
-            prepared.details.update({"cache_implementation": "static",
+            prepared.details.update({"generation": "generate", "cache_implementation": "static",
                                      "compiled": "decode step (HF generate's compiled call); prefill eager"})
         else:
             target = workload.optimized_module(model)  # the encoder, or a pipeline's UNet

@@ -65,7 +65,6 @@ def conv1d_to_linear(model: Any) -> int:
                     linear.weight.copy_(child.weight.t())
                     if child.bias is not None:
                         linear.bias.copy_(child.bias)
-                linear.requires_grad_(False)
                 setattr(parent, name, linear)
                 replaced += 1
     return replaced

@@ -1,4 +1,5 @@
-"""The regression gate's parts: metrics.py (what is compared, which direction), stats.py (hierarchical
-bootstrap, intervals, Benjamini–Hochberg, verdicts), config.py (gate.yaml), render.py (markdown, JSON).
-bench/compare.py puts them together; bench/baselines.py stores baselines.
+"""The regression gate: compare.py (match points, check environments, verdicts, exit code) built from
+metrics.py (what is compared, which direction), stats.py (bootstrap, intervals, false-alarm control, verdicts),
+environment.py (which environment fields must agree), config.py (gate.yaml), render.py (markdown, JSON) and
+baselines.py (saved baselines).
 """

@@ -2,7 +2,7 @@
 
     threshold: 5%              # time and throughput metrics: the unchanged zone is ±5% of the baseline
     memory_threshold: 2%       # memory peaks (near-deterministic, so their own, tighter tolerance)
-    alpha: 0.05                # false discovery rate across all comparisons (Benjamini–Hochberg)
+    alpha: 0.05                # false discovery rate across points' families (Benjamini–Hochberg)
     min_repeats: 2             # ok repeats per side below which a point gets no verdict
     min_samples: 3             # raw samples per repeat below which a time metric gets no verdict
     invalid_repeats: include   # repeats the worker marked `valid: false` (latency CV above max_cv): include | exclude
@@ -12,6 +12,9 @@
                                # it (tokens/s at that call time); see README "Regression gate"
     combine: pooled            # pooled: the statistic of all calls of a side's repeats together (default);
                                # mean: the mean over repeats of each repeat's statistic
+    repeat_noise: pooled       # pooled: between-repeat noise shared by a side's points (empirical Bayes) | own
+    inconclusive: auto         # auto | fail | warn | pass: what a comparison the gate could not judge does
+    missing: fail              # fail | warn: a point or metric of the baseline that the current run lacks
     bootstrap_resamples: 2000
     seed: 0
     metrics:                   # per metric, every scenario
@@ -105,6 +108,15 @@ class GateConfig(Strict):
     # Pooled, a repeat that a slow period of the machine covered whole adds its calls to the slow end, where a
     # low quantile does not look; averaged, it moves the side by 1/R of its slowdown (measured: README).
     combine: Literal["pooled", "mean"] = "pooled"
+    # The between-repeat noise of a side: pooled over its points and metrics with empirical-Bayes shrinkage
+    # (docs/gate.md, "Few repeats: pooled noise and families"), or each comparison's own repeats alone.
+    repeat_noise: Literal["pooled", "own"] = "pooled"
+    # What an inconclusive comparison does to the exit code. auto: fail when its unadjusted 1 − alpha interval
+    # lies beyond the threshold on the bad side (a likely regression), warn otherwise; warn: exit 0, said in the
+    # summary; fail: exit 1; pass: exit 0, still listed.
+    inconclusive: Literal["auto", "fail", "warn", "pass"] = "auto"
+    # A point measured in the baseline that vanished from the current run, or a metric it no longer has.
+    missing: Literal["fail", "warn"] = "fail"
     bootstrap_resamples: int = Field(2000, ge=200, le=100_000)
     seed: NonNegativeInt = 0
     metrics: dict[str, MetricSettings] = {}

@@ -19,9 +19,9 @@ from bench.results import Record
 @dataclass(frozen=True)
 class GateMetric:
     name: str  # a field of the record's `metrics`, or a dotted path from the record (memory.host_rss_peak_bytes)
-    kind: Literal["time", "rate", "memory", "energy"]  # memory has its own tolerance (memory_threshold)
+    kind: Literal["time", "rate", "memory", "energy", "serving"]  # memory has its own tolerance (memory_threshold)
     higher_is_better: bool
-    unit: str  # s, tokens/s, images/s, bytes, J/token
+    unit: str  # s, tokens/s, images/s, bytes, J/token, req/s
     rule: MetricRule
     what: str  # one line for the README and the report's legend
 
@@ -74,6 +74,13 @@ def _workload_metrics() -> list[GateMetric]:
 
 GATE_METRICS: tuple[GateMetric, ...] = (
     *_workload_metrics(),
+    # serving (bench.serving): one value per level / point record, read as recorded
+    GateMetric("serving.attainment.goodput_per_s", "serving", True, "req/s",
+               MetricRule("serving.attainment.goodput_per_s", "value"),
+               "serving level: requests/s within every SLO at that offered rate"),
+    GateMetric("serving.max_sustainable_rate_per_s", "serving", True, "req/s",
+               MetricRule("serving.max_sustainable_rate_per_s", "value"),
+               "serving point: the highest offered rate that met the SLO"),
     _memory("memory.host_rss_peak_bytes", "peak RSS of the run's process"),
     _memory("memory.cuda_allocated_peak_bytes", "torch's peak allocated CUDA memory"),
     _memory("memory.cuda_reserved_peak_bytes", "torch's peak reserved CUDA memory"),

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from bench.compare import GateResult, MetricComparison, PointIssue, Side, pct
+from bench.gate.compare import GateResult, MetricComparison, PointIssue, Side, pct
 from bench.gate.metrics import GATE_METRICS
 from bench.report.points import PointKey, workload_label
 from bench.summary import fmt_bytes, fmt_seconds
@@ -19,6 +19,7 @@ ISSUE_TEXT = {
     "current-only": "only in the current run",
     "no-baseline-measurement": "measured now, not in the baseline (no comparison)",
     "not-measured": "measured on neither side",
+    "metric-missing": "a metric of the baseline that the current run lacks",
 }
 
 
@@ -26,6 +27,8 @@ def point_label(key: PointKey) -> str:
     label = f"{key.scenario} · {key.model} · {key.backend} {key.precision} · bs {key.batch_size}"
     if key.device != "cpu":
         label += f" · {key.device}"
+    if key.serving:  # a serving load level: policy / level kind / offered rate
+        label += f" · {key.serving}"
     return label
 
 
@@ -106,10 +109,10 @@ def _row(c: MetricComparison) -> list[str]:
 def to_markdown(result: GateResult) -> str:
     cfg = result.config
     level = 1 - result.gamma
-    title = {"pass": "✅ Performance gate: pass"}.get(result.outcome, f"❌ Performance gate: {result.outcome[6:]}")
+    title = _title(result.outcome)
     lines = [f"## {title}", "", _side_line("Baseline", result.baseline) + "  ",
              _side_line("Current", result.current), ""]
-    unmatched = [i for i in result.issues if i.kind != "failed"]
+    unmatched = [i for i in result.issues if i not in result.failures and i.kind != "metric-missing"]
     lines += _table(["failed", "regression", "inconclusive", "improvement", "unchanged", "other points"],
                     [[str(len(result.failures))] + [str(result.count(v)) for v in
                                                     ("regression", "inconclusive", "improvement", "unchanged")]
@@ -123,8 +126,10 @@ def to_markdown(result: GateResult) -> str:
     if result.failures:
         lines += ["### Failures", ""]
         lines += _table(["", "point", "what happened"],
-                        [[ICONS["failed"], point_label(i.key), i.detail] for i in result.failures])
+                        [[ICONS["failed"], point_label(i.key), i.detail if i.kind == "failed"
+                          else f"{ISSUE_TEXT[i.kind]}: {i.detail}"] for i in result.failures])
         lines.append("")
+    lines += _undecided_section(result)
 
     header = ["verdict", "point", "metric", "baseline", "current", "change", f"{fmt_level(level)} interval",
               "threshold", "repeats (base/cur)", "note"]
@@ -156,24 +161,30 @@ def to_markdown(result: GateResult) -> str:
         lines.append("")
 
     lines += ["<details><summary>How to read this</summary>", "",
-              f"- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
-              f"beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
-              f"beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
-              f"threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression or a "
-              f"failure, else 0.",
+              "- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
+              "beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
+              "beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
+              "threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression, a "
+              "failure, or what the `inconclusive` policy fails (below), else 0.",
               f"- Thresholds: ±{pct(cfg.threshold)} for time and throughput, ±{pct(cfg.memory_threshold)} for memory "
               f"(unless the gate config overrides them per metric or scenario).",
               f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
               f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
-              f"within each, seed {cfg.seed}), degrees of freedom from the repeats (Welch)"
+              f"within each, seed {cfg.seed}), degrees of freedom from the repeats and the pooled noise (Welch)"
               + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise
                  else ".")
               + (" Points measured interleaved (`bench ab`, noted \"paired\") resample rounds, the same for both "
                  "sides, with rounds − 1 degrees of freedom and no session noise." if any(
                      c.estimate and c.estimate.paired for c in result.comparisons) else ""),
-              f"- Multiple comparisons: Benjamini–Hochberg at false discovery rate {cfg.alpha:g} over the "
-              f"{result.family_size} comparisons with a verdict; {result.discoveries} change(s) found, so every "
-              f"interval is shown at level 1 − {cfg.alpha:g}·max(k, 1)/m = {fmt_level(level)}.",
+              f"- Multiple comparisons: the metrics of one point that come from the same calls are one family "
+              f"(its memory peaks another), a family's p-value Simes' over its metrics; Benjamini–Hochberg at "
+              f"false discovery rate {cfg.alpha:g} over the {result.family_size} families "
+              f"({result.comparisons_tested} comparisons with an estimate); {result.discoveries} family(ies) "
+              f"changed, so every interval is shown at level 1 − {cfg.alpha:g}·max(k, 1)/m = {fmt_level(level)}.",
+              _noise_line(result),
+              f"- Could not judge (inconclusive: {cfg.inconclusive}): "
+              + INCONCLUSIVE_TEXT[cfg.inconclusive].format(level=fmt_level(1 - cfg.alpha))
+              + f" Missing points or metrics: {cfg.missing}.",
               (f"- Latency, TTFT, TPOT: the {cfg.statistic} of all calls of a side's repeats together (statistic: "
                f"{cfg.statistic}, combine: pooled). Throughput: batch × tokens / that {cfg.statistic} time of its "
                f"source. Memory: each repeat's peak, averaged." if cfg.combine == "pooled" else
@@ -182,6 +193,77 @@ def to_markdown(result: GateResult) -> str:
                f"averaged. Memory: each repeat's peak, averaged."),
               "", "</details>", ""]
     return "\n".join(lines)
+
+
+INCONCLUSIVE_TEXT = {
+    "auto": "exit 1 when an inconclusive comparison's own {level} interval lies beyond the threshold on the bad "
+            "side (a likely regression), else a warning and exit 0.",
+    "fail": "every inconclusive comparison fails the gate (exit 1).",
+    "warn": "listed as a warning, exit 0.",
+    "pass": "listed, exit 0.",
+}
+
+
+def _title(outcome: str) -> str:
+    head, _, rest = outcome.partition(": ")
+    if head == "fail":
+        return f"❌ Performance gate: {rest}"
+    if head == "warn":
+        return f"⚠️ Performance gate: {rest}"
+    return "✅ Performance gate: " + outcome
+
+
+def _noise_line(result: GateResult) -> str:
+    cfg = result.config
+    if cfg.repeat_noise != "pooled":
+        return "- Between-repeat noise: each comparison's own repeats (repeat_noise: own)."
+    parts = []
+    for side, prior in result.priors.items():
+        if prior is None:
+            parts.append(f"{side}: own repeats only (fewer than 2 points with repeats)")
+        else:
+            df = "∞" if math.isinf(prior.df) else f"{prior.df:.3g}"
+            parts.append(f"{side}: pooled sd {math.sqrt(prior.variance) * 100:.3g}% per repeat, worth {df} df, "
+                         f"from {prior.entries} estimates of {prior.points} points")
+    return ("- Between-repeat noise pooled over a side's points and metrics (empirical Bayes: each estimate shrunk "
+            "towards the pooled value): " + "; ".join(parts) + ".")
+
+
+def fmt_detectable(c: MetricComparison) -> str:
+    if c.detectable is None:
+        return "unknown: " + (c.reason or "no estimate")
+    return fmt_change(c.detectable)
+
+
+def undecided_points(result: GateResult) -> list[tuple[PointKey, list[MetricComparison], MetricComparison]]:
+    """Per point the gate could not judge: its inconclusive comparisons and the one that could have detected
+    the smallest change (in slowdown terms: a rate's drop d counts as a time's rise 1/d)."""
+    out = []
+    for key in result.undecided_points():
+        cs = [c for c in result.undecided if c.key == key]
+        def size(c: MetricComparison) -> float:
+            if c.detectable is None:
+                return math.inf
+            return 1 / c.detectable if c.metric.higher_is_better else c.detectable
+        out.append((key, cs, min(cs, key=size)))
+    return out
+
+
+def _undecided_section(result: GateResult) -> list[str]:
+    rows = []
+    for key, cs, best in undecided_points(result):
+        likely = [c.metric.name for c in cs if c.likely_regression]
+        rows.append([point_label(key), ", ".join(c.metric.name for c in cs),
+                     f"{fmt_detectable(best)} ({best.metric.name})" if best.detectable is not None
+                     else fmt_detectable(best),
+                     ("yes: " + ", ".join(likely)) if likely else "no"])
+    if not rows:
+        return []
+    return ["### Could not judge", "",
+            f"The gate could not judge these points (inconclusive: {result.config.inconclusive}). Smallest change "
+            f"it could have detected: the smallest slowdown (or throughput drop) that would have been called a "
+            f"regression at this level with this noise.", ""] + _table(
+        ["point", "inconclusive metrics", "smallest detectable change", "likely regression"], rows) + [""]
 
 
 def _workload(key: PointKey) -> dict[str, Any]:
@@ -228,6 +310,10 @@ def _comparison_json(c: MetricComparison) -> dict[str, Any]:
         "paired": est.paired if est else None,
         "repeats": {"baseline": c.repeats[0], "current": c.repeats[1]},
         "repeats_needed": c.repeats_needed,
+        "smallest_detectable": _num(c.detectable),
+        "likely_regression": c.likely_regression if c.verdict == "inconclusive" else None,
+        "missing": c.missing,
+        "family": c.family,
         "notes": c.notes,
     }
 
@@ -246,13 +332,19 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "current": _side_json(result.current),
         "counts": {"failed": len(result.failures),
                    **{v: result.count(v) for v in ("regression", "inconclusive", "improvement", "unchanged")},
-                   "other_points": len([i for i in result.issues if i.kind != "failed"])},
+                   "not_judged_points": len(result.undecided_points()),
+                   "other_points": len([i for i in result.issues if i not in result.failures])},
         "settings": {
             "threshold": cfg.threshold, "memory_threshold": cfg.memory_threshold, "alpha": cfg.alpha,
             "min_repeats": cfg.min_repeats, "min_samples": cfg.min_samples, "invalid_repeats": cfg.invalid_repeats,
             "session_noise": cfg.session_noise, "statistic": cfg.statistic, "combine": cfg.combine,
             "bootstrap_resamples": cfg.bootstrap_resamples, "seed": cfg.seed,
+            "repeat_noise": cfg.repeat_noise, "inconclusive": cfg.inconclusive, "missing": cfg.missing,
+            "pooled_noise": {side: None if p is None else {"sd": math.sqrt(p.variance), "df": _num(p.df),
+                                                           "estimates": p.entries, "points": p.points}
+                             for side, p in result.priors.items()},
             "family_size": result.family_size, "discoveries": result.discoveries,
+            "comparisons_tested": result.comparisons_tested,
             "interval_level": 1 - result.gamma,
             "metrics": {m.name: m.direction for m in GATE_METRICS},
         },
@@ -262,5 +354,10 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "failures": [_issue_json(i) for i in result.failures],
         "noisy_repeats": [{"point": _key_json(key), "detail": text} for key, text in result.noisy],
         "comparisons": [_comparison_json(c) for c in result.sorted_comparisons()],
-        "other_points": [_issue_json(i) for i in result.issues if i.kind != "failed"],
+        "not_judged": [{"point": _key_json(key), "metrics": [c.metric.name for c in cs],
+                        "smallest_detectable": {"metric": best.metric.name, "ratio": _num(best.detectable)}
+                        if best.detectable is not None else None,
+                        "likely_regression": any(c.likely_regression for c in cs)}
+                       for key, cs, best in undecided_points(result)],
+        "other_points": [_issue_json(i) for i in result.issues if i not in result.failures],
     }

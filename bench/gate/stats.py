@@ -1,5 +1,5 @@
-"""The gate's statistics, independent of records: a hierarchical bootstrap of each side, a Student-t
-interval for the log ratio current/baseline, Benjamini–Hochberg across the family, verdicts.
+"""The gate's statistics, independent of records: a hierarchical bootstrap of each side, pooled between-repeat
+noise, a Student-t interval for the log ratio current/baseline, Benjamini–Hochberg across families, verdicts.
 
 Model. A side (baseline or current) of one point is R repeats, each a separate process with its own
 per-call samples. The side's statistic of a time metric is, by default, a low quantile (p10) of all its
@@ -35,6 +35,10 @@ the side statistic must come from the repeats, not from the calls alone.
    ran back to back), the bootstrap draws the same rounds for both sides and takes the variance of the log
    ratio's replicates (PairedBootstrap), with rounds − 1 degrees of freedom and no session term: what slowed
    the machine during a round slowed both sides and cancels in the ratio.
+6. Pooled noise (fit_noise_prior, side_variance): unpaired sides of several points replace item 2's variance by
+   the sample variance of the repeats' own statistics shrunk towards the side's pooled value (empirical Bayes,
+   Smyth 2004), with the degrees of freedom pooling gives. Families (simes): BH runs over points' families.
+   Model, assumptions and choices: docs/gate.md, "Few repeats: pooled noise and families".
 """
 
 from __future__ import annotations
@@ -121,6 +125,87 @@ def t_ppf(p: float, df: float) -> float:
         if hi - lo < 1e-10 * max(1.0, hi):
             break
     return 0.5 * (lo + hi)
+
+
+# --- pooled between-repeat noise: empirical Bayes (Smyth 2004) ---------------------------------------------
+
+def digamma(x: float) -> float:
+    """ψ(x) for x > 0: recurrence up to x ≥ 6, then the asymptotic series (error < 1e-12)."""
+    acc = 0.0
+    while x < 6.0:
+        acc -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    return acc + math.log(x) - 0.5 / x - f * (1 / 12 - f * (1 / 120 - f * (1 / 252 - f * (1 / 240 - f / 132))))
+
+
+def trigamma(x: float) -> float:
+    """ψ'(x) for x > 0, the same way."""
+    acc = 0.0
+    while x < 6.0:
+        acc += 1.0 / (x * x)
+        x += 1.0
+    f = 1.0 / (x * x)
+    return acc + 1 / x + f / 2 + f / x * (1 / 6 - f * (1 / 30 - f * (1 / 42 - f / 30)))
+
+
+def trigamma_inverse(y: float) -> float:
+    """x with ψ'(x) = y (y > 0): Newton's method on 1/ψ'(x), started at 0.5 + 1/y (Smyth 2004, limma)."""
+    if y > 1e7:
+        return 1.0 / math.sqrt(y)
+    if y < 1e-6:
+        return 1.0 / y
+    x = 0.5 + 1.0 / y
+    for _ in range(50):
+        tri = trigamma(x)
+        # d/dx of 1/ψ'(x) is −ψ''(x)/ψ'(x)²; ψ''(x) by a central difference is enough for this step
+        h = 1e-5 * x
+        tetra = (trigamma(x + h) - trigamma(x - h)) / (2 * h)
+        step = tri * (1 - tri / y) / tetra
+        x += step
+        if -step / x < 1e-8:
+            break
+    return x
+
+
+@dataclass(frozen=True)
+class NoisePrior:
+    """The pooled between-repeat variance of one side: `variance` (per repeat, log scale) worth `df` degrees of
+    freedom, from `entries` estimates of `points` points."""
+
+    variance: float
+    df: float
+    entries: int
+    points: int
+
+    def shrink(self, variance: float, df: float) -> tuple[float, float]:
+        """The posterior (variance, degrees of freedom) of one estimate with `df` of its own:
+        (d0·s0² + d·s²) / (d0 + d), d0 + d."""
+        if self.df <= 0:
+            return variance, df
+        return (self.df * self.variance + df * variance) / (self.df + df), self.df + df
+
+
+def fit_noise_prior(variances: list[float], dfs: list[float], max_total_df: float, points: int) -> NoisePrior | None:
+    """Empirical-Bayes prior of per-repeat variances that share one machine and one period (Smyth 2004, §6.2,
+    limma's fitFDist, by moments of log s²): each s_i² is taken as s0²·χ²_{d_i}/d_i around a variance drawn
+    from s0²·d0/χ²_{d0}. E[log s_i²] − ψ(d_i/2) + log(d_i/2) estimates log s0² − ψ(d0/2) + log(d0/2), and the
+    spread of those terms beyond what ψ'(d_i/2) explains is ψ'(d0/2). No spread left: d0 = ∞, every estimate
+    takes the pooled value. d0 + d_i is capped at `max_total_df` (the degrees of freedom of the points pooled:
+    metrics of one point are one measurement, not several). None with fewer than 2 estimates."""
+    pairs = [(v, d) for v, d in zip(variances, dfs) if v > 0 and math.isfinite(v) and d > 0]
+    if len(pairs) < 2 or points < 2:
+        return None
+    e = [math.log(v) - digamma(d / 2) + math.log(d / 2) for v, d in pairs]
+    mean = sum(e) / len(e)
+    spread = sum((x - mean) ** 2 for x in e) / (len(e) - 1) - sum(trigamma(d / 2) for _, d in pairs) / len(pairs)
+    cap = max(0.0, max_total_df - max(d for _, d in pairs))
+    if spread > 0:
+        d0 = 2 * trigamma_inverse(spread)
+        s0 = math.exp(mean + digamma(d0 / 2) - math.log(d0 / 2))
+    else:
+        d0, s0 = math.inf, math.exp(mean)
+    return NoisePrior(variance=s0, df=min(d0, cap), entries=len(pairs), points=points)
 
 
 # --- one side: hierarchical bootstrap ----------------------------------------------------------------------
@@ -374,6 +459,7 @@ class RatioEstimate:
     repeats_current: int
     session_var: float = 0.0  # 2 · session_noise², part of se² that more repeats do not reduce
     paired: bool = False  # rounds of bench ab: df = rounds − 1, no session term (both sides shared it)
+    prior_df: tuple[float, float] = (0.0, 0.0)  # degrees of freedom the pooled noise added to each side
 
     @property
     def ratio(self) -> float:
@@ -398,7 +484,8 @@ class RatioEstimate:
     def repeats_needed(self, threshold: float, gamma: float, limit: int = MAX_REPEATS_SUGGESTED) -> int | None:
         """Repeats per side that would likely make the interval clear the nearest threshold, assuming the
         point estimate and the per-repeat variance stay as they are: se(n)² = (var_b·R_b + var_c·R_c) / n
-        (+ the session variance, which repeats do not reduce), df(n) = 2n − 2 (∞ with session noise alone).
+        (+ the session variance, which repeats do not reduce), df(n) = 2n − 2 (∞ with session noise alone),
+        plus what the pooled noise added to each side.
         `limit + 1` when even `limit` would not; None when the estimate sits on a threshold."""
         up, down = math.log1p(threshold), math.log1p(-threshold)
         lr = self.log_ratio
@@ -410,25 +497,63 @@ class RatioEstimate:
         for n in range(start, limit + 1):
             var_n = per_repeat / n
             df_n = (n - 1 if self.paired
-                    else welch_df(var_n / 2, n - 1, var_n / 2, n - 1, known=self.session_var))
+                    else welch_df(var_n / 2, n - 1 + self.prior_df[0], var_n / 2, n - 1 + self.prior_df[1],
+                                  known=self.session_var))
             if t_ppf(1 - gamma / 2, df_n) * math.sqrt(var_n + self.session_var) < margin:
                 return n
         return limit + 1
 
 
+def repeat_variance(values: list[float]) -> float:
+    """The sample variance (ddof 1) of log per-repeat statistics: s²·χ²(R−1)/(R−1) distributed for normal
+    noise, the quantity the empirical-Bayes fit needs (a bootstrap spread of 3 repeats is far more variable)."""
+    return float(np.var(np.log(values), ddof=1))
+
+
+def side_variance(side: SideBootstrap, prior: NoisePrior | None = None, values: list[float] | None = None,
+                  design: float = 1.0) -> tuple[float, float]:
+    """(variance of log(side statistic), its degrees of freedom): the side's own bootstrap variance, R − 1 df;
+    with a `prior` and the repeats' own `values`, their sample variance shrunk towards the pooled one, over R,
+    times `design` (how much more variable the side's statistic is than a mean of its repeats' values: a pooled
+    quantile leans on the fastest repeats), with the degrees of freedom pooling gives (never below the within-run
+    part the bootstrap found)."""
+    n = side.repeats
+    if prior is None or values is None or len(values) < 2:
+        return side.log_variance(), float(n - 1)
+    per_repeat, df = prior.shrink(repeat_variance(values), n - 1)
+    return max(design * per_repeat / n, side.within_var / n), df
+
+
+def design_effect(sides: list[SideBootstrap], values: list[list[float]]) -> float:
+    """Variance of a side's statistic relative to the mean of its repeats' values, over all of a side's time
+    metrics together: Σ bootstrap variance / Σ s²/R, never below 1 (a pooled p10 of R repeats behaves like a low
+    order statistic of them: 1.2–1.5× the mean's variance for 3–5 repeats with between-repeat noise like the
+    calls')."""
+    num = sum(side.log_variance() for side in sides)
+    den = sum(repeat_variance(v) / len(v) for v in values if len(v) >= 2)
+    return max(1.0, num / den) if den > 0 else 1.0
+
+
 def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: float, current: SideBootstrap,
-                   session_noise: float = 0.0) -> RatioEstimate:
+                   session_noise: float = 0.0,
+                   priors: tuple[NoisePrior | None, NoisePrior | None] = (None, None),
+                   values: tuple[list[float] | None, list[float] | None] = (None, None),
+                   design: tuple[float, float] = (1.0, 1.0)) -> RatioEstimate:
     """`session_noise`: the standard deviation (log scale) of a whole session's shift that its repeats cannot
     show (machine load, clocks, thermal state of one `bench run`), known from calibration, not from the data:
-    each side gets session_noise² more variance, with infinite degrees of freedom."""
-    var_b, var_c = baseline.log_variance(), current.log_variance()
+    each side gets session_noise² more variance, with infinite degrees of freedom. `priors`: each side's pooled
+    between-repeat noise (fit_noise_prior), or None for the side's own variance alone; `values`: each side's
+    per-repeat statistics, whose sample variance the prior shrinks; `design`: each side's design_effect."""
+    (var_b, df_b) = side_variance(baseline, priors[0], values[0], design[0])
+    (var_c, df_c) = side_variance(current, priors[1], values[1], design[1])
     n_baseline, n_current = baseline.repeats, current.repeats
     session = 2 * session_noise ** 2
     return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est),
                          se=math.sqrt(var_b + var_c + session),
-                         df=welch_df(var_b, n_baseline - 1, var_c, n_current - 1, known=session),
+                         df=welch_df(var_b, df_b, var_c, df_c, known=session),
                          var_baseline=var_b, var_current=var_c, repeats_baseline=n_baseline,
-                         repeats_current=n_current, session_var=session)
+                         repeats_current=n_current, session_var=session,
+                         prior_df=(df_b - (n_baseline - 1), df_c - (n_current - 1)))
 
 
 def paired_ratio_estimate(baseline_est: float, current_est: float, pairs: PairedBootstrap) -> RatioEstimate:
@@ -441,7 +566,7 @@ def paired_ratio_estimate(baseline_est: float, current_est: float, pairs: Paired
                          paired=True)
 
 
-def welch_df(var_a: float, df_a: int, var_b: float, df_b: int, known: float = 0.0) -> float:
+def welch_df(var_a: float, df_a: float, var_b: float, df_b: float, known: float = 0.0) -> float:
     """Welch–Satterthwaite degrees of freedom of var_a + var_b (+ a `known` variance, infinite df)."""
     denom = (var_a * var_a / df_a if var_a else 0.0) + (var_b * var_b / df_b if var_b else 0.0)
     if denom == 0:
@@ -471,6 +596,14 @@ def benjamini_hochberg(p_values: list[float], alpha: float) -> int:
         if p <= i * alpha / m:
             k = i
     return k
+
+
+def simes(p_values: list[float]) -> float:
+    """Simes' p-value of a family (the intersection of its hypotheses): min over i of m·p_(i)/i. Valid when
+    the members are positively dependent (Sarkar 1998), as metrics computed from the same calls are; equal
+    p-values (a rate and the time it is computed from) count once."""
+    m = len(p_values)
+    return min(1.0, min(m * p / i for i, p in enumerate(sorted(p_values), start=1)))
 
 
 def family_level(p_values: list[float], alpha: float) -> tuple[float, int]:

@@ -149,7 +149,9 @@ def parameter_count(config, model_class) -> int:
 
 
 def build(ref: ModelRef, model_class, dtype, device, seed: int = 0):
-    """Build the model on `device` in `dtype`, in eval mode with gradients off."""
+    """Build the model on `device` in `dtype` in the state `from_pretrained` leaves a model in: eval mode,
+    parameters with `requires_grad` as they are (on). Workloads run it under `torch.inference_mode`, as users
+    do; switching `requires_grad` off changes which kernels some CPU paths take (docs/records.md)."""
     import torch
 
     if ref.weights == "pretrained":
@@ -170,7 +172,6 @@ def build(ref: ModelRef, model_class, dtype, device, seed: int = 0):
         model.tie_weights()  # skipped along with init by no_init_weights; output embeddings share input ones
         randomize_(model, seed)
     model.eval()
-    model.requires_grad_(False)
     return model
 
 

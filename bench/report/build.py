@@ -8,14 +8,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.report.charts import ChartGroup, draw_all
-from bench.report.points import (WORKLOADS, Baselines, Point, describe_baseline, device_labels, group_points,
+from bench.report.points import (WORKLOADS, Baselines, Point, describe_baseline, device_labels, device_note,
+                                 group_points,
                                  parse_baseline, workload_label)
 from bench.report.render import Block, Bullets, Card, Details, Heading, Image, Paragraph, to_html, to_markdown
 from bench.report.runs import Run, load_runs
+from bench.report.serving import section as serving_section
 from bench.report.tables import (INVALID, Table, comparison_table, environment_table, main_table, points_table,
                                  roofline_table, write_csv)
 from bench.report.verdict import DEFAULT_MIN_COSINE, card_intro, verdict
-from bench.roofline.analysis import for_record as roofline_for_record
+from bench.roofline.analysis import for_report as roofline_for_report
 
 CHARTS_DIR = "charts"
 
@@ -35,10 +37,9 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
     baseline = parse_baseline(baseline_args or [], [r for run in runs for r in run.records])
     for run in runs:
         for r in run.records:
-            # The ceilings stored with the run (its own machine's calibration); only records that predate the
-            # roofline section get one computed here, from this machine's calibration store (the table says so).
-            if r.roofline is None:
-                r.roofline = roofline_for_record(r, computed_at="report")
+            # The ceilings stored with the run (its own machine's calibration) are kept; a record whose run had
+            # none gets this machine's stored calibration for that device, and its roofline notes say so.
+            r.roofline = roofline_for_report(r)
     out_dir = out_dir if out_dir is not None else runs[0].path / "report"
     charts_dir = out_dir / CHARTS_DIR
     charts_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,8 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
     write_csv(runs, files.csv)
     # Points are what they measure (model, weights, task, workload, device, backend, options), whatever
     # scenario file named them, one per run directory; baselines are looked up across every run given.
-    points = [p for run in runs for p in group_points(run.records, by_scenario=False, run=run.label)]
+    points = [p for run in runs
+              for p in group_points([r for r in run.records if r.serving is None], by_scenario=False, run=run.label)]
     baselines = Baselines(points, baseline)
     cards = verdict(points, baselines, min_cosine)
     blocks: list[Block] = [Heading(1, "Benchmark report"), Paragraph(_intro(runs, baseline, min_cosine)),
@@ -58,6 +60,9 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
         section, charts = _group_section(group, runs, baselines, charts_dir, min_cosine)
         blocks += section
         files.charts += charts
+    serving_blocks, serving_charts = serving_section(runs, charts_dir)  # load levels: their own section
+    blocks += serving_blocks
+    files.charts += serving_charts
     blocks += [*_runs_section(runs), Heading(2, "Environment"), environment_table(runs),
                *_reading_guide(runs, baseline)]
     files.markdown.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
@@ -94,6 +99,8 @@ def _group_section(points: list[Point], runs: list[Run], baselines: Baselines, c
     blocks.append(Paragraph(f"Workload: {workload_label(first.workload)}; weights {first.weights}; scenarios: "
                             f"{scenarios}; run director{'y' if len(in_runs) == 1 else 'ies'}: "
                             f"{', '.join(in_runs)}."))
+    if note := device_note(records):
+        blocks.append(Paragraph(note))
     blocks += [Heading(3, "Points"), main_table(points, baselines),
                Details("Every column (cold costs, whole-life memory, efficiency, percentiles)",
                        [Heading(3, "Details"), points_table(points, baselines)])]
@@ -171,7 +178,9 @@ def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
         "analytic (weights read, KV cache, attention); the ceiling is min(peak matmul FLOP/s of its dtype, "
         "FLOP/byte × memory bandwidth), from `bench calibrate` on that device (and NVIDIA's datasheet for known "
         "GPUs). Above 100% means the data came from caches faster than the calibrated memory bandwidth "
-        "(small models on CPUs). The **Roofline** table says which bound applies.",
+        "(small models on CPUs). The **Roofline** table says which bound applies. Beside a compile point's "
+        "efficiency, the generation loop that ran: `generate` (HF generate around a compiled step) or `loop` "
+        "(the lean static-cache decode loop).",
     ]
     if repeats:
         items.append("Some points have several repeats in these run directories.")

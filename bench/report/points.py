@@ -28,14 +28,17 @@ class PointKey:
     batch_size: int
     workload: str  # canonical JSON of the record's workload dict, so the key is hashable
     backend_options: str
+    serving: str = ""  # serving records: policy / level kind / offered rate (one point per load level)
 
     @classmethod
     def of(cls, r: Record, by_scenario: bool = True) -> "PointKey":
         """`by_scenario=False`: what the point measures, whatever scenario file named it (scenario "")."""
+        s = r.serving
         return cls(scenario=r.scenario if by_scenario else "", model=r.model, weights=r.weights, task=r.task,
                    device=r.device,
                    backend=r.backend, precision=r.precision, batch_size=r.batch_size,
-                   workload=_canonical(r.workload), backend_options=_canonical(r.backend_options))
+                   workload=_canonical(r.workload), backend_options=_canonical(r.backend_options),
+                   serving=f"{s.policy}/{s.kind}/{s.requested_rate_per_s}" if s is not None else "")
 
     def replace(self, **changes: Any) -> "PointKey":
         return PointKey(**{**self.__dict__, **changes})
@@ -233,14 +236,34 @@ def parse_baseline(args: list[str], records: list[Record]) -> dict[str, Any]:
     return baseline
 
 
+def _host(r: Record) -> str | None:
+    """The node an executor ran the record on when it says (Ray: details.node), else None (this machine)."""
+    return (r.details.get("node") or {}).get("hostname")
+
+
 def device_labels(records: list[Record]) -> list[str]:
-    """"cuda:0 (NVIDIA H100 80GB HBM3)" per device, in order; a failed run's record may lack the name."""
-    names: dict[str, list[str]] = {}
+    """"cuda:0 (NVIDIA H100 80GB HBM3)" per device, in order, with " on HOST" when an executor ran records on
+    other nodes (Ray); a failed run's record may lack the name."""
+    names: dict[tuple[str, str | None], list[str]] = {}
     for r in records:
-        known = names.setdefault(r.device, [])
+        known = names.setdefault((r.device, _host(r)), [])
         if r.device_name and r.device_name not in known:
             known.append(r.device_name)
-    return [f"{device} ({', '.join(n)})" if n else device for device, n in names.items()]
+    return [(f"{device} ({', '.join(n)})" if n else device) + (f" on {host}" if host else "")
+            for (device, host), n in names.items()]
+
+
+def device_note(records: list[Record]) -> str | None:
+    """Said when the records ran on several device models or nodes: timings compare only on the same model."""
+    models = sorted({r.device_name for r in records if r.device_name})
+    hosts = sorted({h for r in records if (h := _host(r))})
+    if len(models) > 1:
+        return (f"These points ran on {len(models)} device models ({', '.join(models)}): compare timings only "
+                "between points measured on the same model.")
+    if len(hosts) > 1:
+        model = models[0] if models else "one device model"
+        return f"These points ran on {len(hosts)} nodes ({', '.join(hosts)}), all on {model}."
+    return None
 
 
 def workload_label(workload: dict[str, Any]) -> str:

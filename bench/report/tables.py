@@ -126,6 +126,11 @@ class MetricColumn:
     header: str
     value: Callable[[Point], float | None]
     fmt: Callable[[float | None], str]
+    label: Callable[[Point], str | None] | None = None  # shown beside a value: what produced it
+
+    def cell(self, p: Point) -> str:
+        value, label = self.value(p), self.label(p) if self.label is not None else None
+        return f"{self.fmt(value)} ({label})" if value is not None and label else self.fmt(value)
 
 
 def _stat(name: str, which: str) -> Callable[[Point], float | None]:
@@ -162,6 +167,12 @@ def _fidelity(field: str) -> Callable[[Point], float | None]:
 def _efficiency(source: str, phase: str | None = None) -> Callable[[Point], float | None]:
     """Fraction of the roofline ceiling (bench.roofline) of the record's primary unit of work, or `phase`."""
     return lambda p: p.value(lambda r: r.roofline.efficiency(source, phase) if r.roofline is not None else None)
+
+
+def _generation_loop(p: Point) -> str | None:
+    """Which loop generated a point's tokens (compile: HF `generate` or the decode loop), as its records say."""
+    loops = {r.details.get("generation") for r in p.ok if r.details} - {None}
+    return ", ".join(sorted(loops)) or None
 
 
 def workload_columns(points: list[Point]) -> list[MetricColumn]:
@@ -205,8 +216,8 @@ ONE_MINUS_COSINE = MetricColumn("1 − cosine", _one_minus_cosine, fmt_gap)
 COMMON_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
     MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
-    MetricColumn("efficiency", _efficiency("calibrated"), fmt_percent),
-    MetricColumn("efficiency (datasheet)", _efficiency("datasheet"), fmt_percent),
+    MetricColumn("efficiency", _efficiency("calibrated"), fmt_percent, _generation_loop),
+    MetricColumn("efficiency (datasheet)", _efficiency("datasheet"), fmt_percent, _generation_loop),
     MetricColumn("prefill efficiency", _efficiency("calibrated", "prefill"), fmt_percent),
     MetricColumn("peak memory", lambda p: p.peak_memory_bytes, lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("whole-life peak", lambda p: p.lifetime_peak_bytes, lambda b: fmt_bytes(round(b) if b else None)),
@@ -335,7 +346,7 @@ def main_table(points: list[Point], baselines: Baselines) -> Table:
               *(["1 − cosine"] if fidelity else []), *(["repeats"] if show_repeats else []), "note"]
     rows = []
     for p in points:
-        rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.fmt(c.value(p)) for c in columns],
+        rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.cell(p) for c in columns],
                      *ratio_cells(p, baselines),
                      *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
                      *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
@@ -354,8 +365,8 @@ def points_table(points: list[Point], baselines: Baselines) -> Table:
               *(["repeats"] if show_repeats else []), "note"]
     rows = []
     for p in points:
-        cells = [c.cell(p) if isinstance(c, ColdCostColumn) else c.fmt(c.value(p)) for c in columns]
-        rows.append([*[get(p) for _, get in keys], status_cell(p), *cells, *ratio_cells(p, baselines),
+        rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.cell(p) for c in columns],
+                     *ratio_cells(p, baselines),
                      *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
     notes = _baseline_notes(points, baselines)
     if any(p.lifetime_peak_bytes and p.peak_memory_bytes and p.lifetime_peak_bytes > 1.05 * p.peak_memory_bytes
@@ -408,7 +419,9 @@ def roofline_table(points: list[Point]) -> Table | None:
         for ceiling in dict.fromkeys(c.model_dump_json() for r in records if (c := r.roofline.ceilings.get(source))):
             notes.append(describe_ceiling(ceiling))
     notes += list(dict.fromkeys(n for r in records for n in r.roofline.notes))
-    if any(r.roofline.computed_at == "run" for r in records):
+    if any(r.roofline.computed_at == "run" and r.roofline.ceilings
+           and not any(n.startswith("calibrated bounds added by bench report") for n in r.roofline.notes)
+           for r in records):
         notes.append("Ceilings as stored with each record by its run (the calibration of the machine that ran it), "
                      "not this machine's.")
     if any(r.roofline.computed_at == "report" for r in records):

@@ -241,7 +241,7 @@ def card_intro(card: Card) -> str:
 
 def verdict_of_records(records: list[Record], min_cosine: float = DEFAULT_MIN_COSINE) -> list[Card]:
     """The cards of one run directory's records (bench run's summary)."""
-    points = group_points(records, by_scenario=False)
+    points = group_points([r for r in records if r.serving is None], by_scenario=False)  # levels: bench.serving
     return verdict(points, Baselines(points, dict(DEFAULT_BASELINE)), min_cosine)
 
 

@@ -106,9 +106,7 @@ class TextToImage(Workload):
                                            requires_safety_checker=False)
         pipe = pipe.to(device=device, dtype=dtype)
         for name in ("unet", "vae", "text_encoder"):
-            module = getattr(pipe, name)
-            module.eval()
-            module.requires_grad_(False)
+            getattr(pipe, name).eval()  # requires_grad as from_pretrained leaves it (bench.models.build)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

@@ -6,10 +6,13 @@
 2. Environments that differ in GPU model, driver, CUDA, torch or ONNX Runtime (and, for points measured
    on the CPU, the CPU model and torch's thread count) are refused unless allow_env_change.
 3. Point status first: a point measured in the baseline that now fails, times out or is unsupported in
-   any repeat is a failure (worse than a regression; it fails the gate).
-4. Every gated metric (bench/gate/metrics.py) of every matched point: hierarchical bootstrap of both
-   sides (of rounds, paired, when both sides are arms of one interleaved `bench ab` sweep), Student-t
-   interval of the ratio, Benjamini–Hochberg over the whole family, verdict (bench/gate/stats.py). Exit code: 0 pass (improvements included), 1 regression or failure.
+   any repeat is a failure (worse than a regression); so are a point or metric of the baseline that the current
+   run lacks, unless `missing: warn`.
+4. Every gated metric (metrics.py) of every matched point: unpaired sides with their between-repeat noise pooled
+   over the side's points (empirical Bayes) or their own hierarchical bootstrap; paired rounds when both sides
+   are arms of one `bench ab` sweep. Student-t interval of the ratio; Benjamini–Hochberg over point families
+   (Simes within); verdicts (stats.py). Exit code: 1 on a failure, a regression or what the `inconclusive`
+   policy fails, else 0 (docs/gate.md).
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
-from bench import baselines
 from bench.errors import BenchInputError
-from bench.gate import stats
+from bench.gate import baselines, stats
 from bench.gate.config import GateConfig
+from bench.gate.environment import EnvDifference, environment_differences
 from bench.gate.metrics import GATE_METRICS, GateMetric, RepeatReading, read_repeat
 from bench.report.points import Point, PointKey, group_points
 from bench.report.runs import load_runs
@@ -54,60 +57,23 @@ def load_side(arg: str, baseline_dir: Path | None = None) -> Side:
     return Side(arg, path, run.records, run.environment, baselines.read_meta(path))
 
 
-# --- environment ------------------------------------------------------------------------------------------
+# --- results ----------------------------------------------------------------------------------------------
 
 @dataclass
-class EnvDifference:
-    what: str
-    baseline: Any
-    current: Any
+class Pending:
+    """An unpaired comparison waiting for its sides' pooled noise: its repeats' own values of the metric per side,
+    the session noise it adds, and the sides' bootstrap, run only where needed (no pooled noise, or a statistic
+    whose within-run part the bootstrap must give)."""
 
-    def __str__(self) -> str:
-        return f"{self.what} {_show(self.baseline)} → {_show(self.current)}"
+    name: str
+    values: tuple[list[float], list[float]]
+    session_noise: float
+    pooled_rule: bool  # a pooled quantile (no within-run part to floor at)
+    bootstrap: Callable[[], dict[str, dict[str, stats.SideBootstrap]]]
 
+    def side(self, index: int) -> stats.SideBootstrap:
+        return self.bootstrap()[("baseline", "current")[index]][self.name]
 
-def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
-    return str(value)
-
-
-def _libs(env: dict[str, Any]) -> dict[str, Any]:
-    return env.get("libraries") or {}
-
-
-def _gpu_models(env: dict[str, Any]) -> list[str] | None:
-    names = sorted({g.get("name") for g in env.get("gpus") or [] if g.get("name")})
-    return names or ([env["gpu_name"]] if env.get("gpu_name") else None)
-
-
-ENV_FIELDS = (
-    ("GPU", _gpu_models),
-    ("driver", lambda e: e.get("driver")),
-    ("CUDA", lambda e: e.get("cuda")),
-    ("torch", lambda e: _libs(e).get("torch")),
-    ("onnxruntime", lambda e: _libs(e).get("onnxruntime")),
-    ("onnxruntime-gpu", lambda e: _libs(e).get("onnxruntime-gpu")),
-)
-CPU_ENV_FIELDS = (  # the CPU path's "GPU model": only checked when a compared point ran on the CPU
-    ("CPU", lambda e: (e.get("cpu") or {}).get("model")),
-    ("torch threads", lambda e: (e.get("cpu") or {}).get("torch_threads")),
-)
-
-
-def environment_differences(baseline: dict[str, Any] | None, current: dict[str, Any] | None,
-                            cpu: bool) -> list[EnvDifference]:
-    if baseline is None or current is None:
-        return [EnvDifference("environment.json", "missing" if baseline is None else "present",
-                              "missing" if current is None else "present")]
-    checks = ENV_FIELDS + (CPU_ENV_FIELDS if cpu else ())
-    return [EnvDifference(what, get(baseline), get(current)) for what, get in checks
-            if get(baseline) != get(current)]
-
-
-# --- results ----------------------------------------------------------------------------------------------
 
 @dataclass
 class MetricComparison:
@@ -124,6 +90,13 @@ class MetricComparison:
     reason: str = ""  # why inconclusive, in words
     repeats_needed: int | None = None
     notes: list[str] = field(default_factory=list)
+    missing: bool = False  # measured in the baseline, not (or not in every repeat) in the current run
+    family: str = "calls"  # a point's time and rate metrics (the same calls) are one family; memory, energy others
+    # inconclusive only: the smallest change in the bad direction this comparison would have called a regression
+    # (a ratio), and whether its unadjusted 1 − alpha interval lies beyond the threshold on the bad side
+    detectable: float | None = None
+    likely_regression: bool = False
+    pending: Pending | None = field(default=None, repr=False)
 
     @property
     def ratio(self) -> float | None:
@@ -132,7 +105,9 @@ class MetricComparison:
         return None
 
 
-PointProblem = Literal["failed", "baseline-only", "current-only", "no-baseline-measurement", "not-measured"]
+PointProblem = Literal["failed", "baseline-only", "current-only", "no-baseline-measurement", "not-measured",
+                       "metric-missing"]
+MISSING_KINDS = ("baseline-only", "metric-missing")  # vanished points and metrics: failures unless `missing: warn`
 
 
 @dataclass
@@ -152,26 +127,64 @@ class GateResult:
     env_differences: list[EnvDifference]
     warnings: list[str]
     noisy: list[tuple[PointKey, str]]  # points with repeats the worker marked valid: false, and why
-    family_size: int  # comparisons that entered Benjamini–Hochberg
-    discoveries: int  # k: BH rejections (regressions + improvements)
+    family_size: int  # families (a point's metrics from the same calls; its memory) that entered Benjamini–Hochberg
+    discoveries: int  # k: families BH rejected
     gamma: float  # intervals are (1 − gamma) intervals
+    comparisons_tested: int = 0  # comparisons with an estimate, in those families
+    priors: dict[str, stats.NoisePrior | None] = field(default_factory=dict)  # pooled noise per side
 
     @property
     def failures(self) -> list[PointIssue]:
-        return [i for i in self.issues if i.kind == "failed"]
+        kinds = ("failed",) + (MISSING_KINDS if self.config.missing == "fail" else ())
+        return [i for i in self.issues if i.kind in kinds]
 
     def count(self, verdict: str) -> int:
         return sum(c.verdict == verdict for c in self.comparisons)
 
     @property
+    def undecided(self) -> list[MetricComparison]:
+        """Comparisons the gate could not judge (inconclusive, not already a missing-metric issue)."""
+        return [c for c in self.comparisons if c.verdict == "inconclusive" and not c.missing]
+
+    def undecided_points(self) -> list[PointKey]:
+        return list(dict.fromkeys(c.key for c in self.undecided))
+
+    def _fail_reasons(self) -> list[str]:
+        reasons = []
+        if self.failures:
+            reasons.append("failures")
+        if self.count("regression"):
+            reasons.append("regression")
+        policy, points = self.config.inconclusive, len(self.undecided_points())
+        if policy == "fail" and points:
+            reasons.append(f"could not judge {points} point(s)")
+        elif policy == "auto":
+            likely = len({c.key for c in self.undecided if c.likely_regression})
+            if likely:
+                reasons.append(f"likely regression at {likely} point(s) it could not judge")
+        return reasons
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failures or self.count("regression") else 0
+        """1: a failure, a regression, or an inconclusive result the `inconclusive` policy fails; else 0."""
+        return 1 if self._fail_reasons() else 0
 
     @property
     def outcome(self) -> str:
-        if self.failures:
-            return "fail: failures" + (" and regressions" if self.count("regression") else "")
-        return "fail: regression" if self.count("regression") else "pass"
+        """"fail: …", "warn: could not judge N point(s)", "pass: N point(s) not judged (inconclusive: pass)" or
+        "pass"."""
+        reasons = self._fail_reasons()
+        if reasons:
+            return "fail: " + " and ".join(reasons)
+        points = len(self.undecided_points())
+        missing = [i for i in self.issues if i.kind in MISSING_KINDS]
+        if points and self.config.inconclusive == "pass":
+            return f"pass: {points} point(s) not judged (inconclusive: pass)"
+        if points or missing:
+            what = [f"could not judge {points} point(s)"] if points else []
+            what += [f"{len(missing)} point(s) or metric(s) missing (missing: warn)"] if missing else []
+            return "warn: " + " and ".join(what)
+        return "pass"
 
     def sorted_comparisons(self) -> list[MetricComparison]:
         """Regressions first (largest slowdown first), then inconclusive, improvements, unchanged."""
@@ -209,16 +222,9 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
         if b.ok and c.ok:
             comparisons += _compare_point(b, c, config)
 
-    family = [c for c in comparisons if c.estimate is not None]
-    p_values = [c.estimate.p_value(c.threshold) for c in family]
-    gamma, k = stats.family_level(p_values, config.alpha)
-    for comp, p in zip(family, p_values):
-        comp.p_value = p
-        comp.interval = comp.estimate.interval(gamma)
-        comp.verdict = stats.verdict(comp.interval, comp.threshold, comp.metric.higher_is_better)
-        if comp.verdict == "inconclusive":
-            comp.repeats_needed = comp.estimate.repeats_needed(comp.threshold, gamma)
-            comp.reason = _straddle_reason(comp)
+    issues += [PointIssue(c.key, "metric-missing", f"{c.metric.name}: {c.reason}") for c in comparisons if c.missing]
+    priors = _estimate_plain(comparisons, config)
+    gamma, k, tested = _verdicts(comparisons, config)
 
     warnings = [f"{side.name} was measured with the test-only slowdown knob BENCH_INJECT_SLOWDOWN="
                 f"{side.injected_slowdown:g} active: its numbers are not real measurements"
@@ -229,8 +235,83 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
     for name in config.scenarios:
         if not any(k.scenario == name for k in matched):
             warnings.append(f"gate config: scenario {name!r} matches no compared point")
+    families = {(c.key, c.family) for c in comparisons if c.estimate is not None}
     return GateResult(baseline, current, config, comparisons, issues, differences, warnings, noisy,
-                      family_size=len(family), discoveries=k, gamma=gamma)
+                      family_size=len(families), discoveries=k, gamma=gamma, comparisons_tested=tested,
+                      priors=priors)
+
+
+def noise_prior(values: list[list[float]], keys: list[PointKey]) -> stats.NoisePrior | None:
+    """One side's pooled between-repeat noise from its time metrics (rates repeat their source's noise): the
+    sample variance of each metric's per-repeat values with R − 1 degrees of freedom; the total is capped at
+    the points' degrees of freedom, Σ (R_point − 1), since the metrics of one point are one measurement."""
+    repeats: dict[PointKey, int] = {}
+    for vals, key in zip(values, keys):
+        repeats[key] = max(repeats.get(key, 0), len(vals))
+    usable = [v for v in values if len(v) >= 2]
+    return stats.fit_noise_prior([stats.repeat_variance(v) for v in usable], [len(v) - 1 for v in usable],
+                                 max_total_df=sum(r - 1 for r in repeats.values()), points=len(repeats))
+
+
+def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> dict[str, stats.NoisePrior | None]:
+    """Estimates of the unpaired comparisons: time and rate metrics with each side's noise pooled over its
+    points and metrics (repeat_noise: pooled), memory and energy with their own."""
+    plain = [c for c in comparisons if c.pending is not None]
+    timed = [c for c in plain if c.metric.kind == "time"]
+    priors: dict[str, stats.NoisePrior | None] = {"baseline": None, "current": None}
+    design = [1.0, 1.0]
+    if config.repeat_noise == "pooled":
+        for i, side in enumerate(priors):
+            priors[side] = noise_prior([c.pending.values[i] for c in timed], [c.key for c in timed])
+            pooled = [c.pending for c in timed if c.pending.pooled_rule]
+            if priors[side] is not None and pooled:
+                design[i] = stats.design_effect([p.side(i) for p in pooled], [p.values[i] for p in pooled])
+    for c in plain:
+        p = c.pending
+        use = (priors["baseline"], priors["current"]) if c.metric.kind in ("time", "rate") else (None, None)
+        factor = (design[0], design[1]) if p.pooled_rule else (1.0, 1.0)
+        c.estimate = stats.ratio_estimate(c.baseline_value, p.side(0), c.current_value, p.side(1),
+                                          session_noise=p.session_noise, priors=use, values=p.values, design=factor)
+        if any(use) and (c.estimate.prior_df[0] or c.estimate.prior_df[1]):
+            c.notes.append(f"noise pooled over the run's points (+{c.estimate.prior_df[0]:.3g}/"
+                           f"+{c.estimate.prior_df[1]:.3g} df)")
+        c.pending = None
+    return priors
+
+
+def _verdicts(comparisons: list[MetricComparison], config: GateConfig) -> tuple[float, int, int]:
+    """Benjamini–Hochberg over families (a point's metrics from the same calls, its memory), each family's
+    p-value Simes' over its members; intervals at 1 − gamma; a change only in a family BH rejected."""
+    tested = [c for c in comparisons if c.estimate is not None]
+    members: dict[tuple[PointKey, str], list[MetricComparison]] = {}
+    for c in tested:
+        c.p_value = c.estimate.p_value(c.threshold)
+        members.setdefault((c.key, c.family), []).append(c)
+    family_p = {f: stats.simes([c.p_value for c in cs]) for f, cs in members.items()}
+    gamma, k = stats.family_level(list(family_p.values()), config.alpha)
+    for family, cs in members.items():
+        for c in cs:
+            c.interval = c.estimate.interval(gamma)
+            c.verdict = stats.verdict(c.interval, c.threshold, c.metric.higher_is_better)
+            if c.verdict in ("regression", "improvement") and family_p[family] > gamma:
+                c.verdict = "inconclusive"
+                c.reason = (f"beyond the threshold alone, not with its point's {len(cs)} metrics together "
+                            f"(Simes p {family_p[family]:.3g} > {gamma:.3g})")
+            elif c.verdict == "inconclusive":
+                c.repeats_needed = c.estimate.repeats_needed(c.threshold, gamma)
+                c.reason = _straddle_reason(c)
+            if c.verdict == "inconclusive":
+                c.detectable = detectable_change(c.estimate, c.threshold, gamma, c.metric.higher_is_better)
+                lo, hi = c.estimate.interval(config.alpha)
+                c.likely_regression = hi < 1 - c.threshold if c.metric.higher_is_better else lo > 1 + c.threshold
+    return gamma, k, len(tested)
+
+
+def detectable_change(estimate: stats.RatioEstimate, threshold: float, gamma: float, higher_is_better: bool) -> float:
+    """The smallest true ratio on the bad side that, measured with this standard error and these degrees of
+    freedom, would have been called a regression when its estimate landed on it (half the time)."""
+    q = stats.t_ppf(1 - gamma / 2, estimate.df) * estimate.se
+    return math.exp(math.log1p(-threshold) - q) if higher_is_better else math.exp(math.log1p(threshold) + q)
 
 
 def _unmatched(base_points: dict[PointKey, Point], cur_points: dict[PointKey, Point]) -> list[PointIssue]:
@@ -297,7 +378,8 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         left_out = {side: len(every[side]) - len(readings[side]) for side in every}
         have = {side: having(rds) for side, rds in readings.items()}
         comp = MetricComparison(b.key, metric, config.threshold_for(b.key.scenario, metric),
-                                (len(have["baseline"]), len(have["current"])), notes=list(notes))
+                                (len(have["baseline"]), len(have["current"])), notes=list(notes),
+                                family="calls" if metric.kind in ("time", "rate") else metric.kind)
         comparisons.append(comp)
         for side in ("baseline", "current"):  # shown even without a verdict: all ok repeats when none is usable
             shown = have[side] or having(every[side])
@@ -306,6 +388,9 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         why = _insufficient(metric, have, readings, left_out, config)
         if why:
             comp.reason = why
+            # the baseline measured it, the current run lost it (in some or every repeat): the gate's failure
+            comp.missing = (bool(having(every["baseline"])) and len(have["current"]) < len(readings["current"])
+                            and not any(_stored_only(rd, metric) for rd in readings["current"]))
             continue
         rules.append((comp, metric, readings))
         _summary_only_note(comp, have)
@@ -330,13 +415,20 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
                                                             pairs[metric.name])
                 comp.notes.append(f"paired: {len(rounds)} interleaved rounds (bench ab)")
             continue
-        replicates = {side: stats.bootstrap_side([rd.repeat for rd in group[side]], group_rules,
-                                                 config.bootstrap_resamples, _seed(config, b.key, side))
-                      for side in ("baseline", "current")}
-        for comp, metric in members:
-            comp.estimate = stats.ratio_estimate(comp.baseline_value, replicates["baseline"][metric.name],
-                                                 comp.current_value, replicates["current"][metric.name],
-                                                 session_noise=0.0 if metric.kind == "memory" else config.session_noise)
+        def bootstrap(group=group, group_rules=group_rules, done={}):  # noqa: B006 (one cache per group)
+            if not done:
+                done.update({side: stats.bootstrap_side([rd.repeat for rd in group[side]], group_rules,
+                                                        config.bootstrap_resamples, _seed(config, b.key, side))
+                             for side in ("baseline", "current")})
+            return done
+
+        for comp, metric in members:  # estimated once every point's noise is known (_estimate_plain)
+            rule = metric.rule_at(q, pooled)
+            comp.pending = Pending(metric.name, tuple([rd.repeat.values[metric.name] for rd in group[side]]
+                                                      for side in ("baseline", "current")),
+                                   0.0 if metric.kind == "memory" else config.session_noise,
+                                   all(rule.pooled_ok([rd.repeat for rd in group[side]])
+                                       for side in ("baseline", "current")), bootstrap)
     return comparisons
 
 

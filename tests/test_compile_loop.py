@@ -1,0 +1,223 @@
+"""compile's `generation: loop` (bench.backends.decode_loop): tokens equal HF greedy `generate`, exactly
+new_tokens, TTFT inside the call, fp32/int8/int8-dyn through the worker, no compilation in the measured phase
+(and one caught when it happens), records and the report say which loop ran. Tiny models, CPU; aot_eager
+(dynamo's capture without inductor's code generation) keeps compiles to seconds."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+from bench.backends.compile import CompileMonitor
+from bench.backends.decode_loop import DecodeLoop
+from bench.results import read_records
+
+from conftest import run_cli
+
+NEW = 4
+
+
+def _model(name: str):
+    from transformers import AutoModelForCausalLM
+
+    from bench import models
+
+    return models.build(models.resolve(name), AutoModelForCausalLM, torch.float32, torch.device("cpu"), seed=0)
+
+
+def _kwargs(eos: int | None, new: int = NEW) -> dict:
+    return dict(max_new_tokens=new, min_new_tokens=new, do_sample=False, num_beams=1, eos_token_id=eos,
+                pad_token_id=eos, use_cache=True)
+
+
+class _Marks:
+    """A streamer as the workload's: what it was handed, and when (perf_counter_ns)."""
+
+    def __init__(self):
+        import time
+
+        self._now = time.perf_counter_ns
+        self.values, self.times, self.ended = [], [], False
+
+    def put(self, value):
+        self.values.append(value.clone())
+        self.times.append(self._now())
+
+    def end(self):
+        self.ended = True
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_loop_tokens_equal_hf_greedy_generate(name):
+    """Oracle: HF `generate` greedy on the same eager fp32 model (its own loop, processors, dynamic cache).
+    EOS is set to the token the unmasked loop picks first, so min_new_tokens' EOS mask decides a token."""
+    model = _model(name)
+    ids = torch.randint(0, model.config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    loop = DecodeLoop(model, dict(backend="aot_eager", dynamic=False, fullgraph=True))
+    with torch.inference_mode():
+        unmasked = loop.generate(ids, mask, **_kwargs(None))
+        eos = int(unmasked[0, 7])
+        hf = model.generate(input_ids=ids, attention_mask=mask, **_kwargs(eos))
+        streamer = _Marks()
+        out = loop.generate(ids, mask, streamer=streamer, **_kwargs(eos))
+        again = loop.generate(ids, mask, return_dict_in_generate=True, output_logits=True, **_kwargs(eos))
+    assert hf.shape == out.shape == (2, 7 + NEW)
+    assert torch.equal(out, hf), (out, hf)
+    assert not torch.equal(unmasked, hf)  # the EOS mask changed a token: the comparison above tested it
+    assert (out[:, 7:] != eos).all()
+    assert torch.equal(again.sequences, hf) and len(again.logits) == NEW
+    # the first logits are the model's output at the prompt's last position (what fidelity compares)
+    with torch.inference_mode():
+        direct = model(input_ids=ids).logits[:, -1, :]
+    torch.testing.assert_close(again.logits[0], direct, rtol=1e-4, atol=1e-5)
+    # the streamer: the prompt, then each new token in order, then end
+    assert len(streamer.values) == NEW + 1 and streamer.ended
+    assert torch.equal(streamer.values[0], ids)
+    assert torch.equal(torch.cat(streamer.values[1:], dim=1), hf[:, 7:])
+    assert streamer.times == sorted(streamer.times)
+
+
+def test_loop_refuses_what_it_does_not_do():
+    model = _model("tiny-gpt2")
+    loop = DecodeLoop(model, dict(backend="aot_eager", dynamic=False))
+    ids = torch.ones(1, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="exactly max_new_tokens"):
+        loop.generate(ids, max_new_tokens=3, min_new_tokens=None)
+    with pytest.raises(ValueError, match="greedy"):
+        loop.generate(ids, max_new_tokens=3, min_new_tokens=3, do_sample=True)
+    with pytest.raises(ValueError, match="unpadded"):
+        loop.generate(ids, torch.tensor([[0, 1, 1, 1]]), max_new_tokens=3, min_new_tokens=3)
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8-dyn"])
+def test_loop_on_a_torchao_int8_model_equals_hf_greedy_on_it(precision):
+    """torchao's tensor subclasses go through the compiled step: the same tokens as HF `generate` (eager)
+    on the same quantized model."""
+    from bench.backends.quantize import quantize_int8
+
+    model = _model("tiny-llama")
+    summary, _, _ = quantize_int8(model, precision)
+    assert summary.quantized_layers > 0
+    ids = torch.randint(0, model.config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(2))
+    eos = model.config.eos_token_id
+    with torch.inference_mode():
+        hf = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **_kwargs(eos))
+        out = DecodeLoop(model, dict(backend="aot_eager", dynamic=False, fullgraph=True)).generate(ids, **_kwargs(eos))
+    assert torch.equal(out, hf), (out, hf)
+
+
+def test_a_recompile_of_the_loop_in_the_measured_phase_is_caught():
+    """Same calls: nothing compiles again. A new batch size (a new static cache, new shapes) recompiles the
+    decode step, and the compile monitor says so."""
+    torch._dynamo.reset()
+    model = _model("tiny-gpt2")
+    loop = DecodeLoop(model, dict(backend="aot_eager", dynamic=False))
+    ids = torch.ones(1, 5, dtype=torch.long)
+    monitor = CompileMonitor()
+    with torch.inference_mode():
+        loop.generate(ids, max_new_tokens=3, min_new_tokens=3)
+        assert monitor.cold_metrics()["compile_s"] > 0
+        monitor.start_measured()
+        loop.generate(ids, max_new_tokens=3, min_new_tokens=3)
+        loop.generate(ids, max_new_tokens=3, min_new_tokens=3)
+        details, invalid = monitor.end_measured()
+        assert details["compile"]["compilations_measured"] == 0 and invalid == []
+        loop.generate(torch.ones(3, 5, dtype=torch.long), max_new_tokens=3, min_new_tokens=3)
+    details, invalid = monitor.end_measured()
+    assert details["compile"]["compilations_measured"] >= 1
+    assert "during the measured phase" in invalid[0]
+
+
+SCENARIO = """
+name: {name}
+task: text-generation
+model: {{name: tiny-gpt2}}
+device: cpu
+matrix: {{backend: [compile], precision: {precisions}, batch_size: [2]}}
+backend_options: {{compile: {{compiler: aot_eager, generation: {generation}}}}}
+workload: {{prompt_tokens: 8, new_tokens: {new}}}
+measure: {{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 240, max_cv: 10.0}}
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """One sweep through the worker: the loop and HF generate at fp32, with fidelity (a worker costs tens of
+    seconds on a contended 2-core machine; int8 in the loop is tested in-process above)."""
+    tmp = tmp_path_factory.mktemp("loop")
+    files = []
+    for name, generation, precisions in (("loop", "loop", "[fp32]"),
+                                         ("hf", "generate", "[fp32]")):
+        path = tmp / f"{name}.yaml"
+        path.write_text(textwrap.dedent(SCENARIO.format(name=f"tiny-{name}", generation=generation,
+                                                        precisions=precisions, new=NEW)))
+        files.append(str(path))
+    out = tmp / "run"
+    proc = run_cli("run", *files, "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, {(r.details.get("generation"), r.precision): r for r in read_records(out / "results.jsonl")}
+
+
+def test_loop_records_measure_and_say_which_loop_ran(sweep):
+    _, records = sweep
+    assert set(records) == {("loop", "fp32"), ("generate", "fp32")}
+    for (generation, _), r in records.items():
+        assert r.status == "ok", r.error
+        assert r.backend_options == {"compiler": "aot_eager", "generation": generation}
+        assert r.details["compile"]["compilations_measured"] == 0, r.details["compile"]
+        assert r.cold_costs["compile_s"] > 0
+        m = r.metrics
+        # exactly new_tokens per call: one ITL gap per token after the first, for every measured call
+        assert m.itl_s.count == m.latency_s.count * (NEW - 1)
+        # TTFT is inside its own call: every call's first token came before its last
+        for ttft, latency in zip(m.ttft_s.samples, m.latency_s.samples):
+            assert 0 < ttft < latency
+    assert records[("loop", "fp32")].details["compiled"].startswith("decode step (bench decode loop")
+    # fidelity against the fp32 eager reference (HF generate on the uncompiled model): same tokens at fp32
+    assert records[("loop", "fp32")].fidelity.token_agreement == 1.0
+    assert records[("generate", "fp32")].fidelity.token_agreement == 1.0
+
+
+def test_report_names_the_loop_beside_the_efficiency(sweep, tmp_path, monkeypatch):
+    """With a calibration for this CPU, every compile row's efficiency carries the loop its records name."""
+    from bench.roofline import calibrate
+
+    out, records = sweep
+    record = records[("loop", "fp32")]
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    bw = calibrate.BandwidthResult(method="copy", buffer_bytes=1, bytes_per_call=2, best_bytes_per_s=10e9,
+                                   median_bytes_per_s=9e9, calls=3)
+    mm = {d: calibrate.MatmulResult(dtype=d, size=256, best_flops_per_s=100e9, median_flops_per_s=90e9, calls=3)
+          for d in ("fp32", "fp16", "bf16", "int8")}
+    calibrate.save(calibrate.Calibration(
+        device_type="cpu", device_name=record.device_name, threads=record.details["torch_threads"], quick=False,
+        measured_at="2026-12-01T00:00:00+00:00", seconds=1, environment={}, copy_bandwidth=bw, matmul=mm))
+    from bench.report import write_report
+
+    md = write_report([out], tmp_path / "report").markdown.read_text()
+    rows = {(line.split("|")[2].strip(), "loop" if "(loop)" in line else "generate" if "(generate)" in line else None)
+            for line in md.splitlines() if line.startswith("| compile |") and "| ok |" in line
+            and ("(loop)" in line or "(generate)" in line)}  # the Details table (the main one has no efficiency)
+    assert rows == {("fp32", "loop"), ("fp32", "generate")}, md
+
+
+def test_generation_loop_is_rejected_for_another_task(tmp_path):
+    from bench.backends.compile import CompileBackend
+    from bench.scenario import load_scenario
+
+    scenario = tmp_path / "enc.yaml"
+    scenario.write_text(textwrap.dedent("""
+        name: enc
+        task: feature-extraction
+        model: {name: tiny-bert}
+        device: cpu
+        matrix: {backend: [compile], precision: [fp32], batch_size: [1]}
+        backend_options: {compile: {compiler: aot_eager, generation: loop}}
+        workload: {sequence_length: 8}
+        """))
+    (run,) = load_scenario(scenario).run_specs()
+    with pytest.raises(ValueError, match="generation: loop is for text generation"):
+        CompileBackend(run.backend_options).prepare(None, run, torch.device("cpu"))
