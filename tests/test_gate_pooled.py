@@ -213,18 +213,18 @@ def test_smallest_detectable_change_is_what_the_gate_would_have_caught(tmp_path)
 def test_a_metric_the_current_run_lost_fails_the_gate(tmp_path):
     cur = side(seed=2)
     for r in cur[:2]:
-        r.metrics.ttft_s = None  # e.g. a refactor that stopped timing the first token
+        r.metrics.tpot_s = None  # e.g. a refactor that stopped timing the decode steps (TPOT may be absent)
     result = compare(*sides(tmp_path, side(seed=1), cur), GateConfig())
-    assert [(i.kind, i.detail) for i in result.failures] == [  # the prefill rate is computed from TTFT
-        ("metric-missing", "ttft_s: missing in 2 of the current's ok repeats"),
-        ("metric-missing", "prefill_tokens_per_s: missing in 2 of the current's ok repeats")]
+    assert [(i.kind, i.detail) for i in result.failures] == [  # the decode rate is computed from TPOT
+        ("metric-missing", "tpot_s: missing in 2 of the current's ok repeats"),
+        ("metric-missing", "decode_tokens_per_s: missing in 2 of the current's ok repeats")]
     assert result.exit_code == 1 and result.outcome.startswith("fail: failures")
     warned = compare(*sides(tmp_path / "w", side(seed=1), cur), GateConfig(missing="warn"))
     assert warned.exit_code == 0 and warned.outcome.startswith("warn:")
     # a metric only the current run has is no failure: nothing to compare with
     base = side(seed=1)
     for r in base:
-        r.metrics.ttft_s = None
+        r.metrics.tpot_s = None
     new = compare(*sides(tmp_path / "n", base, side(seed=2)), GateConfig())
-    assert new.failures == [] and next(c for c in new.comparisons if c.metric.name == "ttft_s").reason == (
+    assert new.failures == [] and next(c for c in new.comparisons if c.metric.name == "tpot_s").reason == (
         "not measured in baseline")

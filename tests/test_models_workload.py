@@ -92,13 +92,12 @@ def test_generation_metrics_by_hand(tmp_path):
     calls = [{"latency_s": 1.0, "ttft_s": 0.4, "itl_s": [0.1, 0.2, 0.3]},
              {"latency_s": 0.7, "ttft_s": 0.1, "itl_s": [0.2, 0.2, 0.2]}]
     m = w.metrics(calls)
-    assert m["tpot_s"].samples == [pytest.approx(0.2), pytest.approx(0.2)]
-    assert m["itl_s"].count == 6 and m["itl_s"].max == 0.3
-    t = m["throughput"]
-    assert t["output_tokens_per_s"] == pytest.approx(14.117647, rel=1e-6)
-    assert t["prefill_tokens_per_s"] == pytest.approx(96.0)
-    assert t["decode_tokens_per_s"] == pytest.approx(15.0)
-    assert t["requests_per_s"] == pytest.approx(3 / 0.85)
+    assert m.tpot_s.samples == [pytest.approx(0.2), pytest.approx(0.2)]
+    assert m.itl_s.count == 6 and m.itl_s.max == 0.3
+    assert m.output_tokens_per_s == pytest.approx(14.117647, rel=1e-6)
+    assert m.prefill_tokens_per_s == pytest.approx(96.0)
+    assert m.decode_tokens_per_s == pytest.approx(15.0)
+    assert m.requests_per_s == pytest.approx(3 / 0.85)
 
 
 def test_quality_flags_noise_and_small_samples():

@@ -11,11 +11,13 @@ def check_serving(path: str, sc: Any, points: list[dict[str, Any]]) -> dict[str,
     """Raise BenchInputError (file, field) for what a serving point could not run; return the workload
     section the point is validated and recorded with: the length distributions' upper bounds."""
     from bench.serving.policies import POLICIES
+    from bench.workloads import WORKLOADS
+    from bench.workloads.text_generation import TextGeneration
 
     if sc.serving is None:
         raise BenchInputError(path, "batching policies need a serving: section", "matrix.batching")
-    if sc.task != "text-generation":
-        raise BenchInputError(path, f"serving load tests run text-generation, not {sc.task}", "serving")
+    if not issubclass(WORKLOADS[sc.task], TextGeneration):  # requests are token streams of a text generator
+        raise BenchInputError(path, f"serving load tests run {TextGeneration.task}, not {sc.task}", "serving")
     if sc.workload:
         raise BenchInputError(path, "a serving scenario takes its lengths from serving.prompt_tokens and "
                               "serving.new_tokens", "workload")
