@@ -237,11 +237,14 @@ def report(
     baseline: Optional[list[str]] = typer.Option(None, "--baseline", metavar="KEY=VALUE",
                                                  help="baseline point fields, repeatable: backend=…, precision=…, "
                                                  "batch_size=… (default precision=fp32 backend=eager)"),
+    min_cosine: float = typer.Option(0.999, "--min-cosine", min=0.0, max=1.0,
+                                     help="fidelity bound of the verdict's 'fastest within' pick (worst cosine vs "
+                                     "fp32 eager)"),
 ) -> None:
     """Write report.md, report.html, results.csv and charts/*.png from one or more run directories."""
     from bench.report import write_report
 
-    files = write_report(run_dirs, out_dir, baseline or [])
+    files = write_report(run_dirs, out_dir, baseline or [], min_cosine)
     for path in (files.markdown, files.html, files.csv):
         out.print(f"wrote {path}", markup=False, highlight=False)
     out.print(f"wrote {len(files.charts)} chart(s) in {files.out_dir / 'charts'}", markup=False, highlight=False)

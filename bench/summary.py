@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from bench.results import Record, primary_throughput
@@ -30,13 +31,23 @@ def fmt_bytes(b: int | None) -> str:
 
 
 def peak_memory_bytes(r: Record) -> int | None:
-    """The figure that matters on the run's device: GPU memory on CUDA, host RSS on the CPU."""
+    """The peak of the measured phase, on what binds on the run's device: GPU memory on CUDA (the process's
+    NVML peak, sampled during the measured phase, else torch's reserved peak, reset before it), host RSS
+    on the CPU (VmHWM reset before the measured phase; the whole-life peak where the reset was refused)."""
     if r.memory is None:
         return None
     m = r.memory
     if r.device.startswith("cuda"):
         return m.nvml_process_peak_bytes or m.cuda_reserved_peak_bytes
-    return m.host_rss_peak_bytes
+    return m.host_rss_measured_peak_bytes or m.host_rss_peak_bytes
+
+
+def lifetime_peak_bytes(r: Record) -> int | None:
+    """The worker's whole-life peak (load, export, compile, quantize included): host RSS on the CPU; on CUDA
+    no whole-life device figure is recorded (None)."""
+    if r.memory is None or r.device.startswith("cuda"):
+        return None
+    return r.memory.host_rss_peak_bytes
 
 
 def row(r: Record) -> list[str]:
@@ -63,17 +74,23 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def rich_table(records: list[Record], title: str = "results") -> Table:
+def rich_table(records: list[Record], title: str = "results") -> RenderableType:
+    """The verdict (bench.report.verdict) above the table of every record."""
+    from bench.report.verdict import rich_verdict, verdict_of_records
+
     table = Table(title=title)
     for col in COLUMNS:
         table.add_column(col, overflow="fold")
     for r in records:
         table.add_row(*row(r))
-    return table
+    return Group(rich_verdict(verdict_of_records(records)), table)
 
 
 def markdown(records: list[Record]) -> str:
+    """The verdict, then one row per record."""
+    from bench.report.verdict import markdown_verdict, verdict_of_records
+
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in records:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row(r)) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_verdict(verdict_of_records(records)) + "\n## Every record\n\n" + "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from matplotlib import image as mpimg
 from bench.errors import BenchInputError
 from bench.report import write_report
 from bench.report.charts import ChartGroup, draw_all
-from bench.report.points import DEFAULT_BASELINE, group_points
+from bench.report.points import DEFAULT_BASELINE, Baselines, group_points
 from bench.report.tables import points_table, sort_points
 from bench.results import Fidelity, read_records
 from bench.summary import fmt_bytes, fmt_seconds
@@ -30,6 +30,10 @@ FIXTURES = REPO / "tests" / "fixtures"
 TWO_THREADS = FIXTURES / "cpu-2threads"  # two repeats per point
 ONE_THREAD = FIXTURES / "cpu-1thread"  # one repeat per point, OMP_NUM_THREADS=1
 MEASURED = {"tiny-gpt2-decode": "tiny-gpt2", "tiny-llama-decode": "tiny-llama"}  # scenario → model
+# Report sections are per model × task × device (what the points measure), not per scenario file.
+DEVICE = {r.device_name for r in read_records(TWO_THREADS / "results.jsonl") if r.device_name}.pop()
+SECTION = {scenario: f"{model} · text-generation · cpu ({DEVICE})" for scenario, model in MEASURED.items()}
+FAILED_SECTION = "no-weights · text-generation · cpu · pretrained weights"
 CHART_KINDS = ("quantization", "throughput-vs-batch", "latency", "throughput-vs-memory", "fidelity-vs-speedup")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -78,9 +82,15 @@ def _cells(line: str) -> list[str]:
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
 
 
-def row_of(rows: list[dict[str, str]], backend: str, precision: str, batch: int) -> dict[str, str]:
-    (row,) = [r for r in rows if (r["backend"], r["precision"], r["batch"]) == (backend, precision, str(batch))]
+def row_of(rows: list[dict[str, str]], backend: str, precision: str, batch: int, run: str | None = None
+           ) -> dict[str, str]:
+    (row,) = [r for r in rows if (r["backend"], r["precision"], r["batch"]) == (backend, precision, str(batch))
+              and (run is None or r["run"] == run)]
     return row
+
+
+def of_run(rows: list[dict[str, str]], run: str) -> list[dict[str, str]]:
+    return [r for r in rows if r["run"] == run]
 
 
 def points_of(run_dir: Path, scenario: str) -> dict[tuple[str, str, int], list]:
@@ -127,7 +137,8 @@ def mean_tps(records) -> float:
 
 
 def mean_peak(records) -> float:
-    return float(np.mean([r.memory.host_rss_peak_bytes for r in records if r.status == "ok"]))
+    """The measured phase's peak (the report's peak memory since the verdict change; whole-life before)."""
+    return float(np.mean([r.memory.host_rss_measured_peak_bytes for r in records if r.status == "ok"]))
 
 
 # --- content -----------------------------------------------------------------------------------------------
@@ -135,38 +146,45 @@ def mean_peak(records) -> float:
 def test_every_section_present(two_runs):
     files, md = two_runs
     html = files.html.read_text(encoding="utf-8")
-    headings = ["# Benchmark report", "## Runs", "## How to read this report", "## Environment",
-                "## missing-weights · no-weights"]
-    for scenario, model in MEASURED.items():
-        headings += [f"## {scenario} · {model}", "### Across runs"]
-        for label in ("cpu-2threads", "cpu-1thread"):
-            headings += [f"### Points · {label}", f"### Charts · {label}"]
+    headings = ["# Benchmark report", "## Verdict", "## Runs", "## How to read this report", "## Environment",
+                f"## {FAILED_SECTION}"]
+    for scenario in MEASURED:
+        headings += [f"## {SECTION[scenario]}", f"### {SECTION[scenario]}", "### Points", "### Details",
+                     "### Across runs", "### Charts"]  # one chart set per model across both runs
     headings += ["#### Quantization gains: throughput and peak memory by precision", "#### Throughput vs batch size",
                  "#### Latency distribution", "#### Throughput vs peak memory", "#### Fidelity vs speedup",
                  "#### Charts not drawn"]
     for h in headings:
         assert f"\n{h}\n" in f"\n{md}", f"markdown lacks {h!r}"
         level, text = h.split(" ", 1)
-        assert f">{text}</h{len(level)}>" in html, f"HTML lacks {h!r}"
+        assert re.search(f">{re.escape(text)}</h{len(level)}>", html), f"HTML lacks {h!r}"
     # The records carry fidelity (compared with eager fp32): its columns; no compile column (eager only).
-    assert "| fidelity (cosine) | token agreement |" in md and "| compile |" not in md
+    assert "| 1 − cosine | fidelity (cosine) | token agreement |" in md and "| compile |" not in md
 
 
 def test_environment_section_lists_each_run(two_runs):
     _, md = two_runs
     env = {row[""]: row for row in tables_by_heading(md)["Environment"]}
     assert env["torch threads"]["cpu-2threads"] == "2" and env["torch threads"]["cpu-1thread"] == "1"
-    assert env["torch"]["cpu-1thread"].startswith("2.")
+    # rows equal on both runs are one line under the table (layout change: no longer one row per field)
+    assert "torch" not in env and re.search(r"\*Same on all runs: .*; torch 2\.", md)
     assert "OMP_NUM_THREADS=1" in env["environment variables"]["cpu-1thread"]
     assert env["command"]["cpu-2threads"].startswith("bench run")
-    assert env["project commit"]["cpu-2threads"] != "-" and env["date"]["cpu-1thread"] != "-"
+    import json
+
+    commits = {json.loads((d / "environment.json").read_text())["git_commit"][:12] for d in (TWO_THREADS, ONE_THREAD)}
+    if len(commits) == 1:
+        assert re.search(rf"\*Same on all runs: .*; project commit {commits.pop()}", md)
+    else:
+        assert {env["project commit"][d.name][:12] for d in (TWO_THREADS, ONE_THREAD)} == commits
+    assert env["date"]["cpu-1thread"] != "-"
 
 
 def test_point_numbers_equal_the_records(one_run):
     _, md = one_run
     tables = tables_by_heading(md)
     for scenario, model in MEASURED.items():
-        rows = tables[f"{scenario} · {model} / Points"]
+        rows = tables[f"{SECTION[scenario]} / Details"]  # every column (the main table has the decision ones)
         points = points_of(ONE_THREAD, scenario)
         assert len(rows) == len(points)
         for (backend, precision, batch), (r,) in points.items():
@@ -181,7 +199,9 @@ def test_point_numbers_equal_the_records(one_run):
                                   ("TPOT p50", m.tpot_s.p50), ("TPOT p95", m.tpot_s.p95), ("TPOT p99", m.tpot_s.p99),
                                   ("latency p50", m.latency_s.p50), ("latency p99", m.latency_s.p99)):
                 assert cell_matches(row[column], value, SECONDS), (column, value, row)
-            assert cell_matches(row["peak memory"], r.memory.host_rss_peak_bytes, BYTES), row
+            # the measured phase's peak, and the whole-life one beside it in Details
+            assert cell_matches(row["peak memory"], r.memory.host_rss_measured_peak_bytes, BYTES), row
+            assert cell_matches(row["whole-life peak"], r.memory.host_rss_peak_bytes, BYTES), row
             if r.valid is False:
                 assert row["status"] == "ok ⚠"
                 assert all(reason in row["note"] for reason in r.invalid_reasons)
@@ -192,17 +212,17 @@ def test_point_numbers_equal_the_records(one_run):
 def test_failed_and_unsupported_points_keep_their_reason(two_runs):
     _, md = two_runs
     tables = tables_by_heading(md)
-    (failed,) = tables["missing-weights · no-weights / Points · cpu-2threads"]
+    (failed,) = of_run(tables[f"{FAILED_SECTION} / Points"], "cpu-2threads")
     assert failed["status"] == "failed" and "pretrained weights for 'no-weights' not found" in failed["note"]
     assert failed["repeats"] == "0/2"
-    fp16 = row_of(tables["tiny-gpt2-decode · tiny-gpt2 / Points · cpu-2threads"], "onnxruntime", "fp16", 4)
+    fp16 = row_of(tables[f"{SECTION['tiny-gpt2-decode']} / Points"], "onnxruntime", "fp16", 4, "cpu-2threads")
     assert fp16["status"] == "unsupported" and "does not support fp16" in fp16["note"]
 
 
 def test_repeats_are_aggregated(two_runs):
     """Throughput and memory: mean of the repeats; percentiles: from the pooled raw samples."""
     _, md = two_runs
-    rows = tables_by_heading(md)["tiny-gpt2-decode · tiny-gpt2 / Points · cpu-2threads"]
+    rows = of_run(tables_by_heading(md)[f"{SECTION['tiny-gpt2-decode']} / Details"], "cpu-2threads")
     for key, records in points_of(TWO_THREADS, "tiny-gpt2-decode").items():
         if records[0].status != "ok":
             continue
@@ -224,38 +244,43 @@ def test_baseline_ratios(two_runs):
     checked = 0
     for run_dir in (TWO_THREADS, ONE_THREAD):
         for scenario, model in MEASURED.items():
-            rows = tables[f"{scenario} · {model} / Points · {run_dir.name}"]
+            rows = of_run(tables[f"{SECTION[scenario]} / Points"], run_dir.name)
             points = points_of(run_dir, scenario)
             for (backend, precision, batch), records in points.items():
                 row = row_of(rows, backend, precision, batch)
                 if precision == "fp32":
-                    assert row["speedup"] == row["memory saving"] == "baseline"
+                    assert row["speedup"] == row["memory ratio"] == "baseline"
                     continue
                 if records[0].status != "ok":
-                    assert row["speedup"] == row["memory saving"] == "-"
+                    assert row["speedup"] == row["memory ratio"] == "-"
                     continue
                 base = points[("eager", "fp32", batch)]
-                assert row["speedup"] == f"{mean_tps(records) / mean_tps(base):.2f}×"
-                assert row["memory saving"] == f"{1 - mean_peak(records) / mean_peak(base):+.1%}"
+                # a ratio against a baseline whose measurement is invalid carries a warning (new)
+                mark = " ⚠ invalid baseline" if any(r.valid is False for r in base) else ""
+                assert row["speedup"] == f"{mean_tps(records) / mean_tps(base):.2f}×{mark}"
+                # memory ratio (point / baseline) replaced the memory saving (1 − that) column
+                assert row["memory ratio"] == f"{mean_peak(records) / mean_peak(base):.2f}×{mark}"
                 checked += 1
     assert checked >= 10
 
 
 def test_baseline_override(tmp_path):
     files = write_report([ONE_THREAD], tmp_path, ["precision=bf16", "batch_size=1"])
-    rows = tables_by_heading(files.markdown.read_text(encoding="utf-8"))["tiny-gpt2-decode · tiny-gpt2 / Points"]
+    md = files.markdown.read_text(encoding="utf-8")
+    rows = tables_by_heading(md)[f"{SECTION['tiny-gpt2-decode']} / Points"]
     points = points_of(ONE_THREAD, "tiny-gpt2-decode")
     base = points[("eager", "bf16", 1)]
     assert row_of(rows, "eager", "bf16", 1)["speedup"] == "baseline"
+    mark = " ⚠ invalid baseline" if any(r.valid is False for r in base) else ""
     for batch in (1, 2, 4):
         fp32 = points[("eager", "fp32", batch)]
-        assert row_of(rows, "eager", "fp32", batch)["speedup"] == f"{mean_tps(fp32) / mean_tps(base):.2f}×"
-    assert "**Baseline**: precision bf16, backend eager, batch_size 1." in files.markdown.read_text(encoding="utf-8")
+        assert row_of(rows, "eager", "fp32", batch)["speedup"] == f"{mean_tps(fp32) / mean_tps(base):.2f}×{mark}"
+    assert "**Baseline**: precision bf16, backend eager, batch_size 1." in md
 
 
 def test_across_runs_ratios(two_runs):
     _, md = two_runs
-    rows = tables_by_heading(md)["tiny-llama-decode · tiny-llama / Across runs"]
+    rows = tables_by_heading(md)[f"{SECTION['tiny-llama-decode']} / Across runs"]
     first, second = points_of(TWO_THREADS, "tiny-llama-decode"), points_of(ONE_THREAD, "tiny-llama-decode")
     assert len(rows) == len(first) == 4
     for key in first:
@@ -290,25 +315,30 @@ def test_csv_has_one_row_per_record(two_runs):
 
 
 def expected_charts() -> set[str]:
-    """Every chart kind per scenario and run, and the roofline where a record carries a ceiling with a memory
-    bandwidth (a calibration stored when it ran; the report itself finds none: the tests' cache is empty)."""
+    """Every chart kind per model × task × device (both runs in one chart set), and the roofline where a record
+    carries a ceiling with a memory bandwidth (a calibration stored when it ran; the tests' cache is empty)."""
     expected = set()
-    for run_dir in (TWO_THREADS, ONE_THREAD):
-        for scenario, model in MEASURED.items():
-            records = [r for rs in points_of(run_dir, scenario).values() for r in rs if r.status == "ok"]
-            roofline = any(r.roofline is not None and r.roofline.phases
-                           and any(c.memory_bytes_per_s for c in r.roofline.ceilings.values()) for r in records)
-            expected |= {f"{scenario}--{model}--{run_dir.name}--{kind}.png"
-                         for kind in CHART_KINDS + (("roofline",) if roofline else ())}
+    for scenario in MEASURED:
+        records = [r for run_dir in (TWO_THREADS, ONE_THREAD) for rs in points_of(run_dir, scenario).values()
+                   for r in rs if r.status == "ok"]
+        roofline = any(r.roofline is not None and r.roofline.phases
+                       and any(c.memory_bytes_per_s for c in r.roofline.ceilings.values()) for r in records)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", SECTION[scenario]).strip("_")
+        expected |= {(stem, kind) for kind in CHART_KINDS + (("roofline",) if roofline else ())}
     return expected
+
+
+def chart_kinds(names) -> set[tuple[str, str]]:
+    """(section stem, kind) of chart file names STEM-HASH--KIND.png"""
+    return {(name.split("--")[0].rsplit("-", 1)[0], name.split("--")[1][: -len(".png")]) for name in names}
 
 
 def test_charts_are_valid_pngs(two_runs):
     files, md = two_runs
     expected = expected_charts()
     found = {p.name for p in (files.out_dir / "charts").glob("*.png")}
-    assert found == expected
-    assert {p.name for p in files.charts} == expected
+    assert chart_kinds(found) == expected and len(found) == len(expected)
+    assert {p.name for p in files.charts} == found
     for path in files.charts:
         assert path.read_bytes()[:8] == PNG_SIGNATURE
         pixels = mpimg.imread(path)
@@ -322,7 +352,7 @@ def test_html_is_self_contained(two_runs):
     html = files.html.read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == len(files.charts) == len(expected_charts())
     assert 'src="charts/' not in html
-    assert html.count("<table>") == len(tables_by_heading(files.markdown.read_text(encoding="utf-8")))
+    assert html.count("<table") == len(tables_by_heading(files.markdown.read_text(encoding="utf-8")))
 
 
 def test_html_tables_carry_the_markdown_numbers(two_runs):
@@ -347,13 +377,15 @@ def test_a_fidelity_metric_gets_its_column_and_chart(tmp_path):
             r.fidelity = Fidelity(reference="eager fp32", output="logits", cosine_mean=fidelity[r.run_id],
                                   cosine_min=fidelity[r.run_id], max_abs_error=0.1, max_rel_error=0.01)
     points = [p for p in group_points(records) if p.key.scenario == "tiny-gpt2-decode"]
-    table = points_table(points, {p.key: p for p in points}, dict(DEFAULT_BASELINE))
-    assert "fidelity (cosine)" in table.columns
+    table = points_table(points, Baselines(points, dict(DEFAULT_BASELINE)))
+    assert "fidelity (cosine)" in table.columns and "1 − cosine" in table.columns
     rows = [dict(zip(table.columns, row)) for row in table.rows]
     for p, row in zip(sort_points(points), rows):
-        assert row["fidelity (cosine)"] == (f"{fidelity[p.first.run_id]:.4g}" if p.status == "ok" else "-")
-    group = ChartGroup("cpu-1thread", "tiny-gpt2-decode", "tiny-gpt2", points, {p.key: p for p in points},
-                       dict(DEFAULT_BASELINE))
+        # more digits than before (.4g printed int8's 0.9999996 as 1), and 1 − cosine in scientific notation
+        assert row["fidelity (cosine)"] == (f"{fidelity[p.first.run_id]:.9g}" if p.status == "ok" else "-")
+        gap = 1 - fidelity[p.first.run_id] if p.status == "ok" else None
+        assert row["1 − cosine"] == ("-" if gap is None else "0" if gap <= 0 else f"{gap:.1e}")
+    group = ChartGroup("tiny-gpt2", points, Baselines(points, dict(DEFAULT_BASELINE)))
     charts = {c.kind: c for c in draw_all(group, tmp_path)}
     assert charts["fidelity-vs-speedup"].path is not None
     assert charts["fidelity-vs-speedup"].path.read_bytes()[:8] == PNG_SIGNATURE
@@ -442,6 +474,32 @@ def test_html_renders_in_headless_chromium(two_runs, chromium, tmp_path):
     proc = _chromium(chromium, tmp_path / "profile-dom", "--dump-dom", url)
     dom = proc.stdout
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Benchmark report" in dom and dom.count("<table>") >= 10
+    assert "Benchmark report" in dom and dom.count("<table") >= 10
     assert "<th>tokens/s</th>" in dom and "ok ⚠" in dom and "unsupported" in dom
     assert dom.count('src="data:image/png;base64,') == len(files.charts)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("width,height", [(1400, 900), (390, 844)])
+def test_html_verdict_card_is_on_the_first_screen(two_runs, chromium, tmp_path, width, height):
+    """The page's own script writes the first verdict card's bounding box into the DOM (data-card-box):
+    it must start on the first screen and fit its width; the page logs nothing to the console (no error)."""
+    files, _ = two_runs
+    url = files.html.resolve().as_uri()
+    proc = _chromium(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0",
+                     f"--window-size={width},{height}", "--dump-dom", url)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [ln for ln in proc.stderr.splitlines() if ":CONSOLE" in ln]
+    assert console == [], console
+    box = re.search(r'data-card-box="([-0-9,]+)"', proc.stdout)
+    assert box, "the page's script did not run"
+    left, top, card_width, card_height, view_width, view_height = map(int, box.group(1).split(","))
+    assert 0 <= left and left + card_width <= view_width, box.group(1)  # no sideways scrolling to read it
+    assert 0 <= top < view_height / 2, box.group(1)  # it starts in the upper half of the first screen
+    ids = re.findall(r' id="([^"]+)"', proc.stdout)
+    assert len(ids) == len(set(ids)) and len(ids) > 10
+    assert '<meta name="viewport"' in proc.stdout and '<nav class="toc">' in proc.stdout
+    assert set(re.findall(r'href="#([^"]+)"', proc.stdout)) <= set(ids)  # every contents link has its target
+    shot = tmp_path / "first-screen.png"
+    _chromium(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", f"--window-size={width},{height}", url)
+    assert mpimg.imread(shot)[..., :3].std() > 0.05

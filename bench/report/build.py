@@ -8,13 +8,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.report.charts import ChartGroup, draw_all
-from bench.report.points import (WORKLOADS, Point, describe_baseline, device_labels, device_note, group_points,
+from bench.report.points import (WORKLOADS, Baselines, Point, describe_baseline, device_labels, device_note,
+                                 group_points,
                                  parse_baseline, workload_label)
-from bench.report.render import Block, Bullets, Heading, Image, Paragraph, to_html, to_markdown
+from bench.report.render import Block, Bullets, Card, Details, Heading, Image, Paragraph, to_html, to_markdown
 from bench.report.runs import Run, load_runs
 from bench.report.serving import section as serving_section
-from bench.report.tables import (INVALID, Table, comparison_table, environment_table, points_table, roofline_table,
-                                 write_csv)
+from bench.report.tables import (INVALID, Table, comparison_table, environment_table, main_table, points_table,
+                                 roofline_table, write_csv)
+from bench.report.verdict import DEFAULT_MIN_COSINE, card_intro, verdict
 from bench.roofline.analysis import for_report as roofline_for_report
 
 CHARTS_DIR = "charts"
@@ -29,12 +31,14 @@ class ReportFiles:
     charts: list[Path] = field(default_factory=list)
 
 
-def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_args: list[str] | None = None
-                 ) -> ReportFiles:
+def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_args: list[str] | None = None,
+                 min_cosine: float = DEFAULT_MIN_COSINE) -> ReportFiles:
     runs = load_runs(run_dirs)
     baseline = parse_baseline(baseline_args or [], [r for run in runs for r in run.records])
-    for run in runs:  # roofline bounds from the calibration store for records whose run had none
+    for run in runs:
         for r in run.records:
+            # The ceilings stored with the run (its own machine's calibration) are kept; a record whose run had
+            # none gets this machine's stored calibration for that device, and its roofline notes say so.
             r.roofline = roofline_for_report(r)
     out_dir = out_dir if out_dir is not None else runs[0].path / "report"
     charts_dir = out_dir / CHARTS_DIR
@@ -44,24 +48,84 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
 
     files = ReportFiles(out_dir, out_dir / "report.md", out_dir / "report.html", out_dir / "results.csv")
     write_csv(runs, files.csv)
-    points_by_run = [group_points([r for r in run.records if r.serving is None]) for run in runs]
-    blocks: list[Block] = [Heading(1, "Benchmark report"), *_runs_section(runs), *_reading_guide(runs, baseline),
-                           Heading(2, "Environment"), environment_table(runs)]
-    for scenario, model in _sections(runs):
-        section, charts = _scenario_section(scenario, model, runs, points_by_run, baseline, charts_dir)
+    # Points are what they measure (model, weights, task, workload, device, backend, options), whatever
+    # scenario file named them, one per run directory; baselines are looked up across every run given.
+    points = [p for run in runs
+              for p in group_points([r for r in run.records if r.serving is None], by_scenario=False, run=run.label)]
+    baselines = Baselines(points, baseline)
+    cards = verdict(points, baselines, min_cosine)
+    blocks: list[Block] = [Heading(1, "Benchmark report"), Paragraph(_intro(runs, baseline, min_cosine)),
+                           Heading(2, "Verdict"), *[Card(c.title, card_intro(c), c.lines()) for c in cards]]
+    for group in _groups(points):
+        section, charts = _group_section(group, runs, baselines, charts_dir, min_cosine)
         blocks += section
         files.charts += charts
     serving_blocks, serving_charts = serving_section(runs, charts_dir)  # load levels: their own section
     blocks += serving_blocks
     files.charts += serving_charts
+    blocks += [*_runs_section(runs), Heading(2, "Environment"), environment_table(runs),
+               *_reading_guide(runs, baseline)]
     files.markdown.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
     files.html.write_text(to_html(blocks, f"Benchmark report: {', '.join(r.label for r in runs)}"), encoding="utf-8")
     return files
 
 
-def _sections(runs: list[Run]) -> list[tuple[str, str]]:
-    """(scenario, model) pairs in the order they first appear: one report section each."""
-    return list(dict.fromkeys((r.scenario, r.model) for run in runs for r in run.records if r.serving is None))
+def _intro(runs: list[Run], baseline: dict, min_cosine: float) -> str:
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return (f"Generated {generated} by `bench report` from {len(runs)} run director"
+            f"{'y' if len(runs) == 1 else 'ies'} ({', '.join(f'`{r.label}`' for r in runs)}). Baseline: "
+            f"{describe_baseline(baseline)} of the same point; fidelity bound: cosine ≥ {min_cosine:g}.")
+
+
+def _groups(points: list[Point]) -> list[list[Point]]:
+    """Points by model × weights × task × workload × device (one verdict card and one section each)."""
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        k = p.key
+        groups.setdefault((k.model, k.weights, k.task, k.workload, k.device), []).append(p)
+    return list(groups.values())
+
+
+def _group_section(points: list[Point], runs: list[Run], baselines: Baselines, charts_dir: Path,
+                   min_cosine: float) -> tuple[list[Block], list[Path]]:
+    records = [r for p in points for r in p.records]
+    first = records[0]
+    devices = "; ".join(device_labels(records))
+    weights = "" if first.weights == "random" else f" · {first.weights} weights"
+    title = f"{first.model} · {first.task} · {devices}{weights}"
+    blocks: list[Block] = [Heading(2, title)]
+    scenarios = ", ".join(dict.fromkeys(f"`{r.scenario}` ({r.scenario_file})" for r in records))
+    in_runs = list(dict.fromkeys(p.run for p in points))
+    blocks.append(Paragraph(f"Workload: {workload_label(first.workload)}; weights {first.weights}; scenarios: "
+                            f"{scenarios}; run director{'y' if len(in_runs) == 1 else 'ies'}: "
+                            f"{', '.join(in_runs)}."))
+    if note := device_note(records):
+        blocks.append(Paragraph(note))
+    blocks += [Heading(3, "Points"), main_table(points, baselines),
+               Details("Every column (cold costs, whole-life memory, efficiency, percentiles)",
+                       [Heading(3, "Details"), points_table(points, baselines)])]
+    roofline = roofline_table(points)
+    if roofline is not None:
+        blocks += [Details("Roofline", [Heading(3, "Roofline"), roofline])]
+    by_run = [[p for p in points if p.run == run.label] for run in runs]
+    present = [(run, pts) for run, pts in zip(runs, by_run) if pts]
+    shared = {p.key for _, pts in present for p in pts if sum(p.key in {q.key for q in o} for _, o in present) > 1}
+    if len(present) > 1 and shared:
+        blocks += [Heading(3, "Across runs"),
+                   comparison_table([run for run, _ in present], [pts for _, pts in present])]
+    chart_paths = []
+    blocks.append(Heading(3, "Charts"))
+    group = ChartGroup(title, points, baselines, min_cosine)
+    skipped = []
+    for chart in draw_all(group, charts_dir):
+        if chart.path is None:
+            skipped.append(f"{chart.title}: {chart.caption}")
+            continue
+        chart_paths.append(chart.path)
+        blocks += [Heading(4, chart.title), Image(chart.path, chart.title, chart.caption, chart.hover)]
+    if skipped:
+        blocks += [Heading(4, "Charts not drawn"), Bullets(skipped)]
+    return blocks, chart_paths
 
 
 def _runs_section(runs: list[Run]) -> list[Block]:
@@ -72,29 +136,34 @@ def _runs_section(runs: list[Run]) -> list[Block]:
         rows.append([run.label, str(run.path), str(len(run.records)), *[str(status[s]) for s in
                      ("ok", "failed", "unsupported", "timeout")], str(invalid),
                      ", ".join(dict.fromkeys(r.scenario for r in run.records))])
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    intro = (f"Generated {generated} by `bench report` from {len(runs)} run director"
-             f"{'y' if len(runs) == 1 else 'ies'}" + (f"; ratios across runs are relative to `{runs[0].label}`."
-                                                      if len(runs) > 1 else "."))
     table = Table(["run", "directory", "records", "ok", "failed", "unsupported", "timeout", f"invalid {INVALID}",
                    "scenarios"], rows)
-    return [Paragraph(intro), Heading(2, "Runs"), table]
+    return [Heading(2, "Runs"), table]
 
 
 def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
     throughputs = ", ".join(f"`{w.primary}` ({task})" for task, w in WORKLOADS.items())
-    repeats = any(len(p.records) > 1 for run in runs for p in group_points(run.records))
+    repeats = any(len(p.records) > 1 for run in runs for p in group_points(run.records, by_scenario=False))
     warned = sum(1 for run in runs for r in run.records if r.warnings)
     items = [
-        f"**Baseline**: {describe_baseline(baseline)}. Every point is compared with the point of the same run "
-        "directory, scenario, model, weights, workload, backend options, device and batch size that has those "
-        "values (default precision fp32, backend eager; `bench report --baseline KEY=VALUE` sets backend, "
-        "precision or batch_size).",
-        "**Speedup** = point throughput / baseline throughput. **Memory saving** = 1 − point peak memory / "
-        "baseline peak memory (+40% means the point needs 40% less).",
+        f"**Baseline**: {describe_baseline(baseline)}. Every point is compared with the point that measures the "
+        "same model, weights, task, workload, backend options, device and batch size with those values, "
+        "whatever scenario file named it: from the same run directory where it measured there, else from the "
+        "first run directory given that has it (default precision fp32, backend eager; `bench report "
+        "--baseline KEY=VALUE` sets backend, precision or batch_size).",
+        "**Verdict**: per model × task × workload × device, the fastest valid point, the one with the least "
+        "measured-phase peak memory and the fastest whose worst cosine against fp32 eager is at least the "
+        "bound (`--min-cosine`). Intervals are 95% between repeats (Welch's t on the logs of the per-repeat "
+        "values), shown when both sides have at least two repeats.",
+        "**Speedup** = point throughput / baseline throughput. **Memory ratio** = point peak memory / "
+        f"baseline peak memory (0.60× needs 40% less). {INVALID} after a ratio: the baseline's own measurement "
+        "is invalid.",
         f"**Throughput** is each task's primary metric: {throughputs}.",
-        "**Peak memory** is what binds on the run's device: the process's NVML peak (else torch's reserved "
-        "peak) on CUDA, the process's peak RSS on the CPU.",
+        "**Peak memory** is the measured phase's, on what binds on the run's device: the process's NVML peak "
+        "(else torch's reserved peak) on CUDA, the process's peak RSS on the CPU (reset before the measured "
+        "calls). The **whole-life peak** (Details) also holds loading, export, compile and quantization.",
+        "**1 − cosine** (fidelity against fp32 eager's outputs) is printed in scientific notation so int8's "
+        "4e-07 and fp32's 0 stay apart. A cold cost reads **cached** when its cache was hit.",
         "**Repeats** of a point (the `repeats` column: measured/all) are aggregated: throughput and memory are "
         "the mean of the per-repeat values; percentiles and the latency chart use the raw samples of all "
         "repeats pooled.",
@@ -119,50 +188,3 @@ def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
         items.append(f"{warned} record(s) carry percentile warnings: pXX needs ≥ 100/(100−XX) samples (p99: 100); "
                      "below that a p95/p99 equals or approaches the max.")
     return [Heading(2, "How to read this report"), Bullets(items)]
-
-
-def _scenario_section(scenario: str, model: str, runs: list[Run], points_by_run: list[list[Point]],
-                      baseline: dict, charts_dir: Path) -> tuple[list[Block], list[Path]]:
-    blocks: list[Block] = [Heading(2, f"{scenario} · {model}")]
-    in_section = [[p for p in points if (p.key.scenario, p.key.model) == (scenario, model)]
-                  for points in points_by_run]
-    records = [r for points in in_section for p in points for r in p.records]
-    first = records[0]
-    workloads = "; ".join(dict.fromkeys(workload_label(r.workload) for r in records))
-    devices = ", ".join(device_labels(records))
-    blocks.append(Paragraph(f"Task `{first.task}`, weights {first.weights}, workload: {workloads}; "
-                            f"device: {devices}; scenario file `{first.scenario_file}`."))
-    if note := device_note(records):
-        blocks.append(Paragraph(note))
-    several = len(runs) > 1
-    for run, points, all_points in zip(runs, in_section, points_by_run):
-        if not points:
-            continue
-        by_key = {p.key: p for p in all_points}
-        blocks += [Heading(3, f"Points · {run.label}" if several else "Points"), points_table(points, by_key, baseline)]
-        roofline = roofline_table(points)
-        if roofline is not None:
-            blocks += [Heading(3, f"Roofline · {run.label}" if several else "Roofline"), roofline]
-    if several:
-        present = [(run, points) for run, points in zip(runs, in_section) if points]
-        blocks += [Heading(3, "Across runs"),
-                   comparison_table([run for run, _ in present], [points for _, points in present])]
-    chart_paths = []
-    for run, points, all_points in zip(runs, in_section, points_by_run):
-        if not points:
-            continue
-        group = ChartGroup(run.label, scenario, model, points, {p.key: p for p in all_points}, baseline)
-        blocks.append(Heading(3, f"Charts · {run.label}" if several else "Charts"))
-        if not group.ok:
-            blocks.append(Paragraph("No charts: no point of this scenario measured (see the reasons above)."))
-            continue
-        skipped = []
-        for chart in draw_all(group, charts_dir):
-            if chart.path is None:
-                skipped.append(f"{chart.title}: {chart.caption}")
-                continue
-            chart_paths.append(chart.path)
-            blocks += [Heading(4, chart.title), Image(chart.path, chart.title, chart.caption)]
-        if skipped:
-            blocks += [Heading(4, "Charts not drawn"), Bullets(skipped)]
-    return blocks, chart_paths

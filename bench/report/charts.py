@@ -1,5 +1,7 @@
-"""matplotlib charts, one figure per (run directory, scenario/model) and chart kind, drawn from the points.
-One encoding throughout: colour = precision, marker = backend (docs/reports.md)."""
+"""matplotlib charts, one figure per model × task × workload × device (every run directory given together)
+and chart kind, drawn from the points; none for a group with a single measured point. One encoding
+throughout: colour = precision, marker = backend (and run directory, where several are given); bars carry
+their values; the legend lists only what is drawn (docs/reports.md)."""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from bench.report.points import (Point, PointKey, baseline_key, describe_baseline, device_labels,  # noqa: E402
-                                 speedup, workload_label)
-from bench.report.tables import FIDELITY, fmt_rate, sort_points  # noqa: E402
+from bench.report.points import (Baselines, Point, describe_baseline, device_labels, speedup,  # noqa: E402
+                                 workload_label)
+from bench.report.tables import ONE_MINUS_COSINE, fmt_gap, fmt_rate, sort_points  # noqa: E402
 from bench.precisions import PRECISIONS  # noqa: E402
 
 DPI = 100
@@ -36,52 +38,83 @@ class Chart:
     title: str
     caption: str  # what it shows, or why it was skipped
     path: Path | None = None  # None when skipped
+    hover: list[dict] | None = None  # each measured point's values, as printed (the HTML's hover)
 
 
 @dataclass
 class ChartGroup:
-    """The points of one run directory and one scenario/model: what one figure of each kind shows."""
+    """The points of one model × task × workload × device, from every run directory given."""
 
-    run_label: str
-    scenario: str
-    model: str
+    name: str  # the group's title: what file names are made of
     points: list[Point]
-    by_key: dict[PointKey, Point]  # every point of the run, to find baselines
-    baseline: dict[str, Any]
+    baselines: Baselines
+    min_cosine: float = 0.999
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        return self.baselines.baseline
+
+    @property
+    def several_runs(self) -> bool:
+        return len({p.run for p in self.points}) > 1
 
     @property
     def ok(self) -> list[Point]:
-        return [p for p in sort_points(self.points) if p.status == "ok" and p.throughput is not None]
+        return [p for p in _by_run(sort_points(self.points)) if p.status == "ok" and p.throughput is not None]
 
     def headline(self) -> str:
         """Model, workload and device: what every title names."""
         workloads = dict.fromkeys(workload_label(p.first.workload) for p in self.points)
         devices = device_labels([r for p in self.points for r in p.records])
-        return f"{self.model} · {'; '.join(workloads)} · {'; '.join(devices)}"
+        return f"{self.points[0].key.model} · {'; '.join(workloads)} · {'; '.join(devices)}"
 
     def unit(self) -> str:
         units = {p.throughput_metric.unit for p in self.points if p.throughput_metric is not None}
         return " | ".join(sorted(units)) or "throughput"
 
     def base(self, p: Point) -> Point | None:
-        base = self.by_key.get(baseline_key(p, self.baseline))
-        return base if base is not None and base.status == "ok" else None
+        return self.baselines.of(p)
+
+    def arm(self, p: Point) -> str:
+        """The x category / series name of a point: its backend (and run directory, where several)."""
+        return f"{p.key.backend} · {p.run}" if self.several_runs else p.key.backend
+
+    def label(self, p: Point) -> str:
+        return f"{self.arm(p)} · {p.key.precision} · bs {p.key.batch_size}"
+
+    def hover(self) -> list[dict]:
+        from bench.summary import fmt_bytes
+
+        return [{"label": self.label(p), "value": f"{fmt_rate(p.throughput)} {self.unit()}, "
+                 f"{fmt_bytes(round(p.peak_memory_bytes)) if p.peak_memory_bytes else '-'} peak"} for p in self.ok]
+
+
+def _by_run(points: list[Point]) -> list[Point]:
+    order = {run: i for i, run in enumerate(dict.fromkeys(p.run for p in points))}
+    return sorted(points, key=lambda p: order[p.run])
 
 
 def draw_all(group: ChartGroup, out_dir: Path) -> list[Chart]:
-    """Every chart kind for one group, written as PNGs into out_dir."""
-    stem = "--".join(_slug(s) for s in (group.scenario, group.model, group.run_label))
+    """Every chart kind for one group, written as PNGs into out_dir; none (each saying why) when fewer than
+    two points measured: one bar or one dot compares nothing."""
+    stem = _slug(group.name)
     charts = []
+    single = len(group.ok) < 2
     for kind, (title, draw) in CHARTS.items():
-        drawn = draw(group)  # (figure, caption), or the reason it was skipped
+        drawn = draw(group) if group.ok else "skipped: no point measured"  # (figure, caption), or why not
         if isinstance(drawn, str):
             charts.append(Chart(kind, title, drawn))
+            continue
+        if single:  # a chart's own reason to skip comes first; else one bar or dot compares nothing
+            plt.close(drawn[0])
+            charts.append(Chart(kind, title, "skipped: 1 measured point — nothing to compare (its numbers are in "
+                                             "the tables)"))
             continue
         fig, caption = drawn
         path = out_dir / f"{stem}--{kind}.png"
         fig.savefig(path, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
-        charts.append(Chart(kind, title, caption, path))
+        charts.append(Chart(kind, title, caption, path, group.hover()))
     return charts
 
 
@@ -92,9 +125,10 @@ def quantization_chart(g: ChartGroup):
     the baseline point's value drawn across the panel as a dashed line."""
     if not g.ok:
         return "skipped: no point of this scenario measured"
-    backends = list(dict.fromkeys(p.key.backend for p in sort_points(g.points)))
+    backends = list(dict.fromkeys(g.arm(p) for p in _by_run(sort_points(g.points))))
     precisions = _precisions(g.points)
     batches = sorted({p.key.batch_size for p in g.points})
+    drawn = {"baseline line": False, "baseline point": False}
     cols = min(PANELS_PER_ROW, len(batches))
     bands = math.ceil(len(batches) / cols)
     width = max(4.0, 0.35 * len(backends) * len(precisions) + 1.5)
@@ -104,7 +138,7 @@ def quantization_chart(g: ChartGroup):
     for i, batch in enumerate(batches):
         band, col = divmod(i, cols)
         tp_ax, mem_ax = axes[2 * band][col], axes[2 * band + 1][col]
-        at_batch = {(p.key.backend, p.key.precision): p for p in g.points if p.key.batch_size == batch}
+        at_batch = {(g.arm(p), p.key.precision): p for p in g.points if p.key.batch_size == batch}
         for ax, value, scale in ((tp_ax, lambda p: p.throughput, 1.0),
                                  (mem_ax, lambda p: p.peak_memory_bytes, mem_scale)):
             for b, backend in enumerate(backends):
@@ -117,12 +151,22 @@ def quantization_chart(g: ChartGroup):
                             ax.text(x, 0, f" {p.status}", rotation=90, ha="center", va="bottom", fontsize=7,
                                     color="0.35")
                         continue
-                    is_base = baseline_key(p, g.baseline) == p.key
-                    ax.bar(x, v / scale, bar * 0.9, color=_color(precision), edgecolor="black",
-                           linewidth=1.8 if is_base else 0.5, hatch="xx" if p.invalid_reasons else None)
-            base = next((g.base(p) for p in at_batch.values() if g.base(p) is not None), None)
-            if base is not None and value(base) is not None:
-                ax.axhline(value(base) / scale, color="black", linestyle="--", linewidth=1)
+                    is_base = g.baselines.is_baseline(p)
+                    drawn[precision] = True
+                    drawn["baseline point"] |= is_base
+                    bars = ax.bar(x, v / scale, bar * 0.9, color=_color(precision), edgecolor="black",
+                                  linewidth=1.8 if is_base else 0.5, hatch="xx" if p.invalid_reasons else None)
+                    shown = v / scale
+                    text = fmt_rate(v) if scale == 1.0 else f"{shown:.0f}" if shown >= 100 else f"{shown:.3g}"
+                    ax.bar_label(bars, labels=[text], fontsize=7, padding=2, rotation=90 if len(precisions) > 3
+                                 else 0)
+            for b, backend in enumerate(backends):  # each arm's own baseline (run directories differ)
+                base = next((g.base(p) for (arm, _), p in at_batch.items() if arm == backend
+                             and g.base(p) is not None), None)
+                if base is not None and value(base) is not None:
+                    ax.hlines(value(base) / scale, b - 0.45, b + 0.45, color="black", linestyle="--", linewidth=1)
+                    drawn["baseline line"] = True
+            ax.margins(y=0.15)  # room for the values above the bars
             ax.set_xticks(range(len(backends)), backends)
             ax.set_xlim(-0.5, len(backends) - 0.5)  # status labels do not widen the axes as bars do
             ax.grid(axis="y", alpha=0.3)
@@ -134,17 +178,21 @@ def quantization_chart(g: ChartGroup):
         band, col = divmod(j, cols)
         axes[2 * band][col].set_visible(False)
         axes[2 * band + 1][col].set_visible(False)
-    handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions]
-    handles += [Line2D([], [], color="black", linestyle="--", label=f"baseline ({describe_baseline(g.baseline)})"),
-                Patch(facecolor="white", edgecolor="black", linewidth=1.8, label="baseline point")]
+    handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions if drawn.get(p)]
+    if drawn["baseline line"]:
+        handles.append(Line2D([], [], color="black", linestyle="--",
+                              label=f"baseline ({describe_baseline(g.baseline)})"))
+    if drawn["baseline point"]:
+        handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.8, label="baseline point"))
     if any(p.invalid_reasons for p in g.ok):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="invalid (too noisy)"))
     fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0),
                frameon=False)
-    fig.suptitle(f"{g.headline()}\nquantization gains · {g.run_label}")
+    fig.suptitle(f"{g.headline()}\nquantization gains")
     fig.tight_layout()
-    return fig, ("Throughput (top) and peak memory (bottom) of each precision, grouped by backend, one panel per "
-                 "batch size; the dashed line is the baseline point, drawn with a heavy outline; hatched bars "
+    return fig, ("Throughput (top) and measured-phase peak memory (bottom) of each precision, grouped by backend "
+                 "(and run directory), one panel per batch size, values on the bars; the dashed line is the group's "
+                 "baseline, drawn with a heavy outline; hatched bars "
                  "are measurements the records mark invalid; failed or unsupported points are named where "
                  "their bar would be.")
 
@@ -155,7 +203,8 @@ def energy_chart(g: ChartGroup):
     from bench.measure.telemetry.units import primary_energy
 
     readings = {p.key: [primary_energy(r.telemetry) for r in p.ok] for p in g.ok}
-    values = {(k.backend, k.precision, k.batch_size): float(np.mean([v for _, v in rs]))
+    arms = {p.key: g.arm(p) for p in g.ok}
+    values = {(arms[k], k.precision, k.batch_size): float(np.mean([v for _, v in rs]))
               for k, rs in readings.items() if rs and all(rs)}
     if not values:
         reasons = {r.telemetry.energy.unavailable_reason for p in g.ok for r in p.ok
@@ -163,21 +212,25 @@ def energy_chart(g: ChartGroup):
         return "skipped: no energy measured" + (f" ({'; '.join(sorted(reasons))})" if reasons else
                                                 " (records without telemetry)")
     unit = " | ".join(sorted({u for rs in readings.values() for u, _ in filter(None, rs)}))
-    backends = list(dict.fromkeys(p.key.backend for p in sort_points(g.points)))
+    backends = list(dict.fromkeys(g.arm(p) for p in _by_run(sort_points(g.points))))
     precisions, batches = _precisions(g.points), sorted({p.key.batch_size for p in g.points})
     cols = min(PANELS_PER_ROW, len(batches))
     rows = math.ceil(len(batches) / cols)
     width = max(4.0, 0.35 * len(backends) * len(precisions) + 1.5)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.4 * rows), squeeze=False)
     bar = 0.8 / len(precisions)
+    drawn: set[str] = set()
     for i, batch in enumerate(batches):
         ax = axes[i // cols][i % cols]
+        ax.margins(y=0.15)
         for b, backend in enumerate(backends):
             for j, precision in enumerate(precisions):
                 value = values.get((backend, precision, batch))
                 if value is not None:
-                    ax.bar(b + (j - (len(precisions) - 1) / 2) * bar, value, bar * 0.9,
-                           color=_color(precision), edgecolor="black", linewidth=0.5)
+                    bars = ax.bar(b + (j - (len(precisions) - 1) / 2) * bar, value, bar * 0.9,
+                                  color=_color(precision), edgecolor="black", linewidth=0.5)
+                    ax.bar_label(bars, labels=[f"{value:.3g}"], fontsize=7, padding=2)
+                    drawn.add(precision)
         ax.set_xticks(range(len(backends)), backends)
         ax.set_xlim(-0.5, len(backends) - 0.5)
         ax.grid(axis="y", alpha=0.3)
@@ -186,10 +239,10 @@ def energy_chart(g: ChartGroup):
         ax.set_xlabel("backend")
     for j in range(len(batches), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions]
+    handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions if p in drawn]
     fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0),
                frameon=False)
-    fig.suptitle(f"{g.headline()}\nenergy per unit of work · {g.run_label}")
+    fig.suptitle(f"{g.headline()}\nenergy per unit of work")
     fig.tight_layout()
     return fig, ("Energy per unit of work over the measured phase (the device's energy counter, power integrated "
                  "where it has none, or RAPL on the CPU; see each record's telemetry for the method), one bar per "
@@ -201,14 +254,17 @@ def batch_chart(g: ChartGroup):
     """Throughput against batch size, one line per backend/precision."""
     if not g.ok:
         return "skipped: no point of this scenario measured"
+    if len({p.key.batch_size for p in g.ok}) < 2:
+        return "skipped: one batch size (a line needs two)"
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    series = _series(g.ok)
-    for (backend, precision), points in series.items():
+    series = _series(g.ok, g)
+    for (arm, precision), points in series.items():
+        backend = points[0].key.backend
         points = sorted(points, key=lambda p: p.key.batch_size)
         xs = [p.key.batch_size for p in points]
         ys = [p.throughput for p in points]
         ax.plot(xs, ys, color=_color(precision), marker=_marker(backend, g), linestyle=_linestyle(backend, g),
-                label=f"{backend} / {precision}")
+                label=f"{arm} / {precision}")
         bad = [(x, y) for p, x, y in zip(points, xs, ys) if p.invalid_reasons]
         if bad:
             ax.scatter(*zip(*bad), s=140, facecolors="none", edgecolors="red", linewidths=1.5, zorder=3)
@@ -228,7 +284,7 @@ def batch_chart(g: ChartGroup):
         handles.append(Line2D([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red",
                               linestyle="none", label="invalid (too noisy)"))
     ax.legend(handles=handles, fontsize=8, ncols=1 if len(handles) <= 12 else 2, loc="best")
-    ax.set_title(f"{g.headline()}\nthroughput vs batch size · {g.run_label}", fontsize=10)
+    ax.set_title(f"{g.headline()}\nthroughput vs batch size", fontsize=10)
     fig.tight_layout()
     return fig, "Throughput of each backend/precision as the batch grows; red rings mark invalid measurements."
 
@@ -254,7 +310,7 @@ def latency_chart(g: ChartGroup):
     p99 = [p.stat("latency_s", "p99") / scale for p in points]
     ax.scatter(p50, positions, marker="|", s=260, color="black", linewidths=2, zorder=3, label="p50")
     ax.scatter(p99, positions, marker="^", s=50, color="crimson", zorder=3, label="p99")
-    ax.set_yticks(positions, [f"{p.key.backend} · {p.key.precision} · bs {p.key.batch_size}"
+    ax.set_yticks(positions, [g.label(p)
                               + (f" · {p.first.device}" if len({q.key.device for q in points}) > 1 else "")
                               for p in points], fontsize=8)
     lo, hi = min(min(s) for s in samples), max(max(s) for s in samples)
@@ -268,7 +324,7 @@ def latency_chart(g: ChartGroup):
     if any(p.invalid_reasons for p in points):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="invalid (too noisy)"))
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    ax.set_title(f"{g.headline()}\nlatency distribution · {g.run_label}", fontsize=10)
+    ax.set_title(f"{g.headline()}\nlatency distribution", fontsize=10)
     fig.tight_layout()
     return fig, ("Every measured call of each point (repeats pooled): box p25–p75, whiskers min–max, black bar "
                  "p50, red triangle p99.")
@@ -302,40 +358,55 @@ def tradeoff_chart(g: ChartGroup):
         handles.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="red", linestyle="none",
                               label="invalid (too noisy)"))
     ax.legend(handles=handles, fontsize=8, loc="best")
-    ax.set_title(f"{g.headline()}\nthroughput vs peak memory · {g.run_label}", fontsize=10)
+    ax.set_title(f"{g.headline()}\nthroughput vs peak memory", fontsize=10)
     fig.tight_layout()
     return fig, ("Each measured point by peak memory and throughput (labels: batch size); up and left is better, "
                  "the dotted line joins the points no other point beats on both.")
 
 
 def fidelity_chart(g: ChartGroup):
-    """Fidelity against speedup for the points at a precision other than the baseline's."""
-    fidelity = [(p, FIDELITY.value(p)) for p in g.ok]
-    if all(v is None for _, v in fidelity):
-        return "skipped: no record of this scenario has a fidelity metric (metrics.fidelity)"
-    reduced = [(p, v, speedup(p, g.base(p))) for p, v in fidelity
-               if v is not None and p.key.precision != g.baseline.get("precision")]
-    reduced = [(p, v, s) for p, v, s in reduced if s is not None]
-    if not reduced:
-        return (f"skipped: no point below {g.baseline.get('precision')} has both a fidelity metric and a measured "
-                "baseline")
+    """1 − cosine (log axis: int8's 1e-6 and bf16's 1e-3 apart) against speedup, for every point that measured
+    fidelity and has a measured baseline; the bound (1 − min cosine) drawn across."""
+    marks = [(p, ONE_MINUS_COSINE.value(p), speedup(p, g.base(p))) for p in g.ok]
+    if all(v is None for _, v, _ in marks):
+        return "skipped: no record of this group has a fidelity metric (record.fidelity)"
+    marks = [(p, v, s) for p, v, s in marks if v is not None and s is not None]
+    if not marks:
+        return "skipped: no point has both a fidelity metric and a measured baseline"
+    positive = [v for _, v, _ in marks if v > 0]
+    floor = min(positive + [1 - g.min_cosine]) / 10  # where an exact match (1 − cosine = 0) is drawn
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for p, v, s in reduced:
-        ax.scatter(s, v, color=_color(p.key.precision), marker=_marker(p.key.backend, g), s=55, edgecolors="black",
-                   linewidths=0.5, zorder=3)
-        if len(reduced) <= LABEL_LIMIT:
-            ax.annotate(f"bs{p.key.batch_size}", (s, v), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    exact = False
+    for p, v, s in marks:
+        y = v if v > 0 else floor
+        exact |= v <= 0
+        if v > 0:
+            ax.scatter(s, y, color=_color(p.key.precision), marker=_marker(p.key.backend, g), s=70,
+                       edgecolors="red" if p.invalid_reasons else "black", linewidths=0.8, zorder=3)
+        else:  # an unfilled marker takes no edge colour
+            ax.scatter(s, y, color=_color(p.key.precision), marker="_", s=120, linewidths=2, zorder=3)
+        if len(marks) <= LABEL_LIMIT:
+            ax.annotate(f"bs{p.key.batch_size} {fmt_gap(v)}", (s, y), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+    ax.set_yscale("log")
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.axhline(1 - g.min_cosine, color="crimson", linestyle=":", linewidth=1.2)
     ax.set_xlabel(f"speedup vs baseline ({describe_baseline(g.baseline)}), ×")
-    ax.set_ylabel(f"{FIDELITY.header} (as recorded)")
-    ax.grid(alpha=0.3)
-    handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions([p for p, _, _ in reduced])]
+    ax.set_ylabel("1 − cosine vs fp32 eager (log; lower is closer)")
+    ax.grid(alpha=0.3, which="both")
+    handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions([p for p, _, _ in marks])]
     handles += [Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
-                for b in dict.fromkeys(p.key.backend for p, _, _ in reduced)]
+                for b in dict.fromkeys(p.key.backend for p, v, _ in marks if v > 0)]
+    handles.append(Line2D([], [], color="black", linestyle="--", label="speedup 1× (baseline)"))
+    handles.append(Line2D([], [], color="crimson", linestyle=":", label=f"bound: cosine ≥ {g.min_cosine:g}"))
+    if exact:
+        handles.append(Line2D([], [], marker="_", markersize=10, color="0.3", linestyle="none",
+                              label="1 − cosine = 0 (drawn at the bottom)"))
     ax.legend(handles=handles, fontsize=8, loc="best")
-    ax.set_title(f"{g.headline()}\nfidelity vs speedup · {g.run_label}", fontsize=10)
+    ax.set_title(f"{g.headline()}\nfidelity vs speedup", fontsize=10)
     fig.tight_layout()
-    return fig, "Each reduced-precision point by its speedup over the baseline and its fidelity."
+    return fig, ("Each point by its speedup over the baseline and 1 − cosine of its outputs against fp32 eager "
+                 "(log axis); below the dotted line is within the fidelity bound.")
 
 
 PHASE_FILL = {"decode": "full", "forward": "full", "step": "full", "prefill": "none"}  # prefill drawn hollow
@@ -419,7 +490,7 @@ def roofline_chart(g: ChartGroup):
         handles.append(Line2D([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red",
                               linestyle="none", label="invalid (too noisy)"))
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    ax.set_title(f"{g.headline()}\nroofline · {g.run_label}", fontsize=10)
+    ax.set_title(f"{g.headline()}\nroofline", fontsize=10)
     fig.tight_layout()
     return fig, ("Each point's units of work (decode step, prefill, forward, denoising step) by analytic arithmetic "
                  "intensity and achieved FLOP/s, under the device's roofs: memory bandwidth × intensity up to the "
@@ -463,10 +534,10 @@ def _linestyle(backend: str, g: ChartGroup) -> str:
     return ("-", "--", "-.", ":")[backends.index(backend) % 4]
 
 
-def _series(points: list[Point]) -> dict[tuple[str, str], list[Point]]:
+def _series(points: list[Point], g: ChartGroup) -> dict[tuple[str, str], list[Point]]:
     series: dict[tuple[str, str], list[Point]] = {}
     for p in points:
-        series.setdefault((p.key.backend, p.key.precision), []).append(p)
+        series.setdefault((g.arm(p), p.key.precision), []).append(p)
     return series
 
 

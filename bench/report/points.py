@@ -13,7 +13,7 @@ from bench.measure.stats import Stats
 from bench.results import Record, primary_throughput
 from bench.workloads import WORKLOADS
 from bench.workloads.metrics import MetricInfo, WorkloadMetrics
-from bench.summary import peak_memory_bytes
+from bench.summary import lifetime_peak_bytes, peak_memory_bytes
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,11 @@ class PointKey:
     serving: str = ""  # serving records: policy / level kind / offered rate (one point per load level)
 
     @classmethod
-    def of(cls, r: Record) -> "PointKey":
+    def of(cls, r: Record, by_scenario: bool = True) -> "PointKey":
+        """`by_scenario=False`: what the point measures, whatever scenario file named it (scenario "")."""
         s = r.serving
-        return cls(scenario=r.scenario, model=r.model, weights=r.weights, task=r.task, device=r.device,
+        return cls(scenario=r.scenario if by_scenario else "", model=r.model, weights=r.weights, task=r.task,
+                   device=r.device,
                    backend=r.backend, precision=r.precision, batch_size=r.batch_size,
                    workload=_canonical(r.workload), backend_options=_canonical(r.backend_options),
                    serving=f"{s.policy}/{s.kind}/{s.requested_rate_per_s}" if s is not None else "")
@@ -50,6 +52,7 @@ def _canonical(value: dict[str, Any]) -> str:
 class Point:
     key: PointKey
     records: list[Record] = field(default_factory=list)  # every repeat, whatever its status
+    run: str = ""  # label of the run directory it was read from (the report's points are per run)
     _pooled: dict[str, Stats] = field(default_factory=dict, repr=False)
 
     @property
@@ -103,7 +106,25 @@ class Point:
 
     @property
     def peak_memory_bytes(self) -> float | None:
+        """Peak during the measured phase (bench.summary.peak_memory_bytes), mean over the ok repeats."""
         return _mean([v for v in map(peak_memory_bytes, self.ok) if v])
+
+    @property
+    def lifetime_peak_bytes(self) -> float | None:
+        """Peak over the worker's whole life (load, export, compile included), mean over the ok repeats."""
+        return _mean([v for v in map(lifetime_peak_bytes, self.ok) if v])
+
+    @property
+    def valid(self) -> bool:
+        return self.status == "ok" and not self.invalid_reasons
+
+    def per_repeat(self, get: Callable[[Record], Any]) -> list[float]:
+        """One value per ok repeat that has it (for intervals between repeats)."""
+        return [float(v) for v in map(get, self.ok) if v is not None]
+
+    @property
+    def scenarios(self) -> list[str]:
+        return _unique(r.scenario for r in self.records)
 
     def metric(self, get: Callable[[WorkloadMetrics], Any]) -> float | None:
         """Mean over the ok repeats of a scalar metric; None when no repeat has it."""
@@ -149,12 +170,38 @@ class Point:
         return bool(stats) and all(s is not None and s.count and len(s.samples) == s.count for s in stats)
 
 
-def group_points(records: list[Record]) -> list[Point]:
-    """Points in the order their first record appears."""
+def group_points(records: list[Record], by_scenario: bool = True, run: str = "") -> list[Point]:
+    """Points in the order their first record appears. `by_scenario=False` (the report): records of
+    different scenario files that measure the same thing are repeats of one point."""
     points: dict[PointKey, Point] = {}
     for r in records:
-        points.setdefault(PointKey.of(r), Point(PointKey.of(r))).records.append(r)
+        key = PointKey.of(r, by_scenario)
+        points.setdefault(key, Point(key, run=run)).records.append(r)
     return list(points.values())
+
+
+class Baselines:
+    """Finds each point's baseline among the points of every run directory given: the point with the same
+    identity and the baseline's fields swapped in, from the same run directory where it measured there,
+    else from the first other run directory (in the order given) where it did."""
+
+    def __init__(self, points: list[Point], baseline: dict[str, Any]):
+        self.baseline = baseline
+        self._by_key: dict[PointKey, list[Point]] = {}
+        for p in points:
+            self._by_key.setdefault(p.key, []).append(p)
+
+    def is_baseline(self, point: Point) -> bool:
+        return baseline_key(point, self.baseline) == point.key
+
+    def of(self, point: Point) -> Point | None:
+        """The measured baseline point, or None (none measured anywhere)."""
+        candidates = [p for p in self._by_key.get(baseline_key(point, self.baseline), []) if p.status == "ok"]
+        same_run = [p for p in candidates if p.run == point.run]
+        return (same_run or candidates or [None])[0]
+
+    def missing(self, point: Point) -> PointKey:
+        return baseline_key(point, self.baseline)
 
 
 # --- baseline ---------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from bench.report.points import (Point, PointKey, baseline_key, device_labels, memory_saving, primary_throughput,
-                                 speedup, workload_label)
+from bench.report.points import (Baselines, Point, device_labels, primary_throughput, speedup,
+                                 workload_label)
 from bench.report.runs import Run
 from bench.results import RUN_COLD_COSTS
 from bench.workloads import WORKLOADS
@@ -137,8 +137,27 @@ def _stat(name: str, which: str) -> Callable[[Point], float | None]:
     return lambda p: p.stat(name, which)
 
 
-def _cold_cost(name: str) -> Callable[[Point], float | None]:
-    return lambda p: p.value(lambda r: r.cold_costs.get(name))
+def cache_hit(record, name: str) -> bool:
+    """Whether cold cost `name` (export_s) was skipped because its cache was hit (details `export_cache`)."""
+    return record.details.get(f"{name.removesuffix('_s')}_cache") == "hit"
+
+
+@dataclass(frozen=True)
+class ColdCostColumn:
+    """A cold cost: seconds, or "cached" when every repeat that has it hit its cache (not "0 us")."""
+
+    header: str
+    name: str
+
+    def value(self, p: Point) -> float | None:
+        return p.value(lambda r: r.cold_costs.get(self.name))
+
+    def cell(self, p: Point) -> str:
+        hits = [cache_hit(r, self.name) for r in p.ok if self.name in r.cold_costs]
+        if hits and all(hits):
+            return "cached"
+        text = fmt_seconds(self.value(p))
+        return f"{text} (cache hit in {sum(hits)} of {len(hits)})" if any(hits) else text
 
 
 def _fidelity(field: str) -> Callable[[Point], float | None]:
@@ -169,18 +188,31 @@ def workload_columns(points: list[Point]) -> list[MetricColumn]:
     return list(columns.values())
 
 
-def cold_cost_columns() -> list[MetricColumn]:
+def cold_cost_columns() -> list[ColdCostColumn]:
     """One column per cold cost a backend declares with a `column` header (export, compile)."""
     from bench.backends import BACKENDS
 
     costs = [*RUN_COLD_COSTS, *(c for b in BACKENDS.values() for c in b.cold_costs)]
     headers = dict.fromkeys((c.column, c.name) for c in costs if c.column)
-    return [MetricColumn(header, _cold_cost(name), fmt_seconds) for header, name in headers]
+    return [ColdCostColumn(header, name) for header, name in headers]
 
 
 # Adding a metric to the report is one entry here (a workload's own: Workload.report_columns); a column
 # appears when some point has a value for it.
-FIDELITY = MetricColumn("fidelity (cosine)", _fidelity("cosine_mean"), fmt_number)
+def fmt_gap(value: float | None) -> str:
+    """1 − cosine in scientific notation: int8's 4.0e-07 and fp32's 0 apart (a cosine 0.9999996 prints as 1)."""
+    if value is None:
+        return MISSING
+    return "0" if value <= 0 else f"{value:.1e}"
+
+
+def _one_minus_cosine(p: Point) -> float | None:
+    cosine = p.value(lambda r: r.fidelity.cosine_mean if r.fidelity is not None else None)
+    return None if cosine is None else 1 - cosine
+
+
+FIDELITY = MetricColumn("fidelity (cosine)", _fidelity("cosine_mean"), lambda v: MISSING if v is None else f"{v:.9g}")
+ONE_MINUS_COSINE = MetricColumn("1 − cosine", _one_minus_cosine, fmt_gap)
 COMMON_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("latency p50", _stat("latency_s", "p50"), fmt_seconds),
     MetricColumn("latency p99", _stat("latency_s", "p99"), fmt_seconds),
@@ -188,9 +220,11 @@ COMMON_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("efficiency (datasheet)", _efficiency("datasheet"), fmt_percent, _generation_loop),
     MetricColumn("prefill efficiency", _efficiency("calibrated", "prefill"), fmt_percent),
     MetricColumn("peak memory", lambda p: p.peak_memory_bytes, lambda b: fmt_bytes(round(b) if b else None)),
+    MetricColumn("whole-life peak", lambda p: p.lifetime_peak_bytes, lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("weights", lambda p: p.value(lambda r: r.weight_bytes), lambda b: fmt_bytes(round(b) if b else None)),
 )
-FIDELITY_COLUMNS = (FIDELITY, MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number))
+FIDELITY_COLUMNS = (ONE_MINUS_COSINE, FIDELITY,
+                    MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number))
 
 
 def metric_columns(points: list[Point]) -> list[MetricColumn]:
@@ -241,32 +275,104 @@ def note_cell(point: Point) -> str:
     return " ".join("; ".join(parts).split())
 
 
-def points_table(points: list[Point], by_key: dict[PointKey, Point], baseline: dict[str, Any]) -> Table:
-    """Every point of one run and scenario/model: metrics, ratios to its baseline, status and reasons."""
-    points = sort_points(points)
+def ratio_cells(p: Point, baselines: Baselines) -> list[str]:
+    """speedup and memory ratio against the point's baseline; "baseline" for the baseline itself; a ⚠ when
+    the baseline's own measurement is invalid."""
+    if baselines.is_baseline(p):
+        return ["baseline", "baseline"]
+    base = baselines.of(p)
+    mark = f" {INVALID} invalid baseline" if base is not None and base.invalid_reasons else ""
+    cells = [fmt_ratio(speedup(p, base)), fmt_ratio(memory_ratio(p, base))]
+    return [c + mark if c != MISSING else c for c in cells]
+
+
+def memory_ratio(point: Point, base: Point | None) -> float | None:
+    """Point measured-phase peak / baseline's: 0.6× needs 40% less."""
+    if base is None or point.peak_memory_bytes is None or not base.peak_memory_bytes:
+        return None
+    return point.peak_memory_bytes / base.peak_memory_bytes
+
+
+def _missing_baselines(points: list[Point], baselines: Baselines) -> list[str]:
+    missing = []
+    for p in points:
+        if p.status == "ok" and not baselines.is_baseline(p) and baselines.of(p) is None:
+            k = baselines.missing(p)
+            missing.append(f"batch {k.batch_size} {k.backend}/{k.precision}")
+    return list(dict.fromkeys(missing))
+
+
+def _baseline_notes(points: list[Point], baselines: Baselines) -> list[str]:
+    notes = []
+    missing = _missing_baselines(points, baselines)
+    if missing:
+        notes.append("No measured baseline point for: " + ", ".join(missing) + " (ratios shown as -).")
+    elsewhere = sorted({f"{p.run} → {b.run}" for p in points
+                        if (b := baselines.of(p)) is not None and b.run != p.run})
+    if elsewhere:
+        notes.append("Baseline taken from another run directory (none measured in the point's own): "
+                     + ", ".join(elsewhere) + ".")
+    return notes
+
+
+def _key_and_run_columns(points: list[Point]) -> list[tuple[str, Callable[[Point], str]]]:
+    runs = [("run", lambda p: p.run)] if len({p.run for p in points}) > 1 else []
+    return runs + key_columns(points)
+
+
+def _sorted(points: list[Point]) -> list[Point]:
+    order = {run: i for i, run in enumerate(dict.fromkeys(p.run for p in points))}
+    return sorted(sort_points(points), key=lambda p: order[p.run])
+
+
+def main_columns(points: list[Point]) -> list[MetricColumn]:
+    """The decision columns: throughput, the workload's p50/p99 columns (latency p50/p99 where it declares
+    none), measured-phase peak memory."""
+    declared = workload_columns(points)
+    own = [c for c in declared if c.header.endswith(("p50", "p99"))] or declared
+    latency = [c for c in COMMON_COLUMNS if c.header in ("latency p50", "latency p99")]
+    peak = [c for c in COMMON_COLUMNS if c.header == "peak memory"]
+    return [throughput_column(points), *(own or latency), *peak]
+
+
+def main_table(points: list[Point], baselines: Baselines) -> Table:
+    """One row per point of every run: the columns people decide on; the rest is in points_table."""
+    points = _sorted(points)
+    columns = [c for c in main_columns(points) if any(c.value(p) is not None for p in points)]
+    fidelity = any(ONE_MINUS_COSINE.value(p) is not None for p in points)
+    keys = _key_and_run_columns(points)
+    show_repeats = any(len(p.records) > 1 for p in points)
+    header = [*[name for name, _ in keys], "status", *[c.header for c in columns], "speedup", "memory ratio",
+              *(["1 − cosine"] if fidelity else []), *(["repeats"] if show_repeats else []), "note"]
+    rows = []
+    for p in points:
+        rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.cell(p) for c in columns],
+                     *ratio_cells(p, baselines),
+                     *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
+                     *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
+    return Table(header, rows, _baseline_notes(points, baselines))
+
+
+def points_table(points: list[Point], baselines: Baselines) -> Table:
+    """Every point of one model/task/device, every metric column some point has, ratios to its baseline,
+    status and reasons."""
+    points = _sorted(points)
     columns = [c for c in (throughput_column(points), *metric_columns(points))
                if any(c.value(p) is not None for p in points)]
-    keys = key_columns(points)
+    keys = _key_and_run_columns(points)
     show_repeats = any(len(p.records) > 1 for p in points)
-    header = [*[name for name, _ in keys], "status", *[c.header for c in columns], "speedup", "memory saving",
+    header = [*[name for name, _ in keys], "status", *[c.header for c in columns], "speedup", "memory ratio",
               *(["repeats"] if show_repeats else []), "note"]
-    rows, missing_baselines = [], []
+    rows = []
     for p in points:
-        base_key = baseline_key(p, baseline)
-        base = by_key.get(base_key)
-        if base_key == p.key:
-            ratios = ["baseline", "baseline"]
-        else:
-            ratios = [fmt_ratio(speedup(p, base)), fmt_saving(memory_saving(p, base))]
-            if p.status == "ok" and (base is None or base.status != "ok"):
-                missing_baselines.append(f"batch {base_key.batch_size} {base_key.backend}/{base_key.precision}")
-        rows.append([*[get(p) for _, get in keys], status_cell(p),
-                     *[c.cell(p) for c in columns], *ratios,
+        rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.cell(p) for c in columns],
+                     *ratio_cells(p, baselines),
                      *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
-    notes = []
-    if missing_baselines:
-        notes.append("No measured baseline point for: " + ", ".join(dict.fromkeys(missing_baselines))
-                     + " (ratios shown as -).")
+    notes = _baseline_notes(points, baselines)
+    if any(p.lifetime_peak_bytes and p.peak_memory_bytes and p.lifetime_peak_bytes > 1.05 * p.peak_memory_bytes
+           for p in points):
+        notes.append("peak memory is the measured phase's; the whole-life peak also holds loading, export, "
+                     "compile or quantization, which the measured calls do not need.")
     return Table(header, rows, notes)
 
 
@@ -313,9 +419,14 @@ def roofline_table(points: list[Point]) -> Table | None:
         for ceiling in dict.fromkeys(c.model_dump_json() for r in records if (c := r.roofline.ceilings.get(source))):
             notes.append(describe_ceiling(ceiling))
     notes += list(dict.fromkeys(n for r in records for n in r.roofline.notes))
+    if any(r.roofline.computed_at == "run" and r.roofline.ceilings
+           and not any(n.startswith("calibrated bounds added by bench report") for n in r.roofline.notes)
+           for r in records):
+        notes.append("Ceilings as stored with each record by its run (the calibration of the machine that ran it), "
+                     "not this machine's.")
     if any(r.roofline.computed_at == "report" for r in records):
         notes.append("Records written before the roofline section existed: computed by bench report from the "
-                     "record and the model's config.")
+                     "record and the model's config, with the calibration store of the machine building the report.")
     return Table(header, rows, notes)
 
 
@@ -409,6 +520,14 @@ def environment_table(runs: list[Run]) -> Table:
     rows = [[name, *[_cell(get(run, env)) for run, env in zip(runs, envs)]] for name, get in fields]
     notes = [f"{run.label}: no environment.json in {run.path}; only the records' devices are known."
              for run in runs if run.environment is None]
+    if len(runs) > 1:  # rows equal on every run collapse to one line under the table
+        same = [row for row in rows if len(set(row[1:])) == 1 and row[1] != MISSING]
+        unknown = [row for row in rows if set(row[1:]) == {MISSING}]
+        rows = [row for row in rows if row not in same and row not in unknown]
+        if unknown:
+            notes.insert(0, "Not recorded on any run: " + ", ".join(row[0] for row in unknown) + ".")
+        if same:
+            notes.insert(0, "Same on all runs: " + "; ".join(f"{row[0]} {row[1]}" for row in same) + ".")
     return Table(["", *[r.label for r in runs]], rows, notes)
 
 
