@@ -42,18 +42,30 @@ def check_arm_code(arm: Arm) -> None:
     source = f"--{arm.name}-code"
     if not (arm.code / "bench" / "worker.py").is_file():
         raise BenchInputError(source, f"{arm.code} has no bench/worker.py (give the root of an aigc-bench checkout)")
-    probe = subprocess.run([sys.executable, "-c", "import bench, sys; sys.stdout.write(bench.__file__)"],
-                           capture_output=True, text=True, env=arm.worker_env(), timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import bench, sys; sys.stdout.write(bench.__file__)"],
+        capture_output=True,
+        text=True,
+        env=arm.worker_env(),
+        timeout=60,
+    )
     imported = Path(probe.stdout.strip() or ".").resolve()
     if probe.returncode != 0 or not imported.is_relative_to(arm.code.resolve()):
         found = probe.stdout.strip() or probe.stderr.strip()
-        raise BenchInputError(source, f"workers would import bench from {found!r}, "
-                              f"not from {arm.code}")
+        raise BenchInputError(source, f"workers would import bench from {found!r}, not from {arm.code}")
 
 
-def run_interleaved(scenarios: list[LoadedScenario], out_dir: Path, arms: list[Arm], repeats: int,
-                    device: str | None = None, console: Console | None = None, fidelity: bool = True,
-                    seed: int = 0, executor: Executor | None = None) -> dict[str, SweepResult]:
+def run_interleaved(
+    scenarios: list[LoadedScenario],
+    out_dir: Path,
+    arms: list[Arm],
+    repeats: int,
+    device: str | None = None,
+    console: Console | None = None,
+    fidelity: bool = True,
+    seed: int = 0,
+    executor: Executor | None = None,
+) -> dict[str, SweepResult]:
     """Measure every point `repeats` times per arm, alternating arms repeat by repeat (in a seeded random order
     within each round). Arm A's run directory is OUT/A; each record of round k carries
     `pair` = "<session>:<point>:<k>", which `bench compare` uses to compare the arms round by round.
@@ -74,8 +86,11 @@ def run_interleaved(scenarios: list[LoadedScenario], out_dir: Path, arms: list[A
             locks.enter_context(store.sweep_lock(out_dir / arm.name))
             results = out_dir / arm.name / RESULTS_FILE
             if results.exists() and results.stat().st_size > 0:
-                raise BenchInputError("--out", f"{results} exists; choose another directory (an interleaved sweep "
-                                      "is not resumed: its rounds would no longer be adjacent in time)")
+                raise BenchInputError(
+                    "--out",
+                    f"{results} exists; choose another directory (an interleaved sweep "
+                    "is not resumed: its rounds would no longer be adjacent in time)",
+                )
         session = uuid.uuid4().hex[:12]
         envs = {a.name: a.worker_env() for a in arms}
         for arm in arms:
@@ -100,8 +115,9 @@ def run_interleaved(scenarios: list[LoadedScenario], out_dir: Path, arms: list[A
                     results[arm.name].records.extend(records)
                     for record in records:
                         if record.status != "ok":
-                            progress.console.print(f"[yellow]{record.status}[/]: {arm.name}: {spec.label()}: "
-                                                   f"{record.error}")
+                            progress.console.print(
+                                f"[yellow]{record.status}[/]: {arm.name}: {spec.label()}: {record.error}"
+                            )
                     progress.advance(bar)
             progress.update(bar, description="interleaved sweep done")
     return results

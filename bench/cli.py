@@ -12,8 +12,12 @@ from rich.console import Console
 
 from bench.errors import BenchInputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="aigc-bench: performance benchmarks for generative models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="aigc-bench: performance benchmarks for generative models.",
+)
 # Wide enough for the summary table when output goes to a file or a CI log.
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -26,20 +30,38 @@ def run(
     device: Optional[str] = typer.Option(None, help="override every scenario's device: auto | cpu | cuda[:N]"),
     repeats: int = typer.Option(1, min=1, help="independent processes per matrix point"),
     resume: bool = typer.Option(False, "--resume", help="skip runs already recorded in --out"),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="resume, and run failed and timed-out "
-                                      "points again (their old records move to a side file)"),
-    fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity",
-                                  help="compare every run's outputs with the fp32 eager reference"),
-    worker_memory_limit: Optional[str] = typer.Option(None, "--worker-memory-limit", metavar="SIZE",
-                                                      help="address-space limit of each worker, e.g. 8G "
-                                                      "(CPU runs; CUDA maps far more virtual memory)"),
+    retry_failed: bool = typer.Option(
+        False,
+        "--retry-failed",
+        help="resume, and run failed and timed-out points again (their old records move to a side file)",
+    ),
+    fidelity: bool = typer.Option(
+        True, "--fidelity/--no-fidelity", help="compare every run's outputs with the fp32 eager reference"
+    ),
+    worker_memory_limit: Optional[str] = typer.Option(
+        None,
+        "--worker-memory-limit",
+        metavar="SIZE",
+        help="address-space limit of each worker, e.g. 8G (CPU runs; CUDA maps far more virtual memory)",
+    ),
     executor_name: str = typer.Option("local", "--executor", help="where runs execute: local | ray"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--executor ray; "
-                                          "default $RAY_ADDRESS, else a Ray started here); ships this checkout"),
-    max_infra_retries: int = typer.Option(2, "--max-infra-retries", min=0, help="--executor ray: runs again a "
-                                          "point whose node or Ray worker was lost, at most this many times"),
-    gpus_per_point: int = typer.Option(1, "--gpus-per-point", min=1, help="--executor ray: GPUs each CUDA "
-                                       "point reserves together (a placement group when more than 1)"),
+    address: Optional[str] = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster address (--executor ray; default $RAY_ADDRESS, else a Ray started here); ships this checkout",
+    ),
+    max_infra_retries: int = typer.Option(
+        2,
+        "--max-infra-retries",
+        min=0,
+        help="--executor ray: runs again a point whose node or Ray worker was lost, at most this many times",
+    ),
+    gpus_per_point: int = typer.Option(
+        1,
+        "--gpus-per-point",
+        min=1,
+        help="--executor ray: GPUs each CUDA point reserves together (a placement group when more than 1)",
+    ),
 ) -> None:
     """Run every point of every scenario, each in a fresh process; append records to results.jsonl."""
     import re
@@ -67,11 +89,24 @@ def run(
     if out_dir is None:
         out_dir = Path("reports") / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     try:
-        result = run_sweep(scenarios, out_dir, repeats=repeats, device=device, resume=resume, console=err,
-                           fidelity=fidelity, retry_failed=retry_failed, executor=runner)
+        result = run_sweep(
+            scenarios,
+            out_dir,
+            repeats=repeats,
+            device=device,
+            resume=resume,
+            console=err,
+            fidelity=fidelity,
+            retry_failed=retry_failed,
+            executor=runner,
+        )
     except RecordWriteError as exc:
-        err.print(f"error: {exc}; `bench run --resume --out {out_dir}` continues once there is room",
-                  markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            f"error: {exc}; `bench run --resume --out {out_dir}` continues once there is room",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1) from None
     records = read_records(out_dir / RESULTS_FILE)
     from bench.serving import summary as serving
@@ -116,20 +151,28 @@ def _env_pairs(values: list[str], option: str) -> dict[str, str]:
 @app.command()
 def ab(
     paths: list[str] = typer.Argument(..., help="scenario files or directories of them"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="directory of both run directories "
-                                           "(default reports/ab-<UTC time>)"),
-    repeats: int = typer.Option(8, min=2, help="rounds: repeats per arm and point, alternating arms (a paired "
-                                "comparison has rounds − 1 degrees of freedom)"),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", help="directory of both run directories (default reports/ab-<UTC time>)"
+    ),
+    repeats: int = typer.Option(
+        8,
+        min=2,
+        help="rounds: repeats per arm and point, alternating arms (a paired "
+        "comparison has rounds − 1 degrees of freedom)",
+    ),
     device: Optional[str] = typer.Option(None, help="override every scenario's device: auto | cpu | cuda[:N]"),
-    baseline_code: Optional[Path] = typer.Option(None, "--baseline-code",
-                                                 help="checkout whose bench the baseline's workers import"),
-    current_code: Optional[Path] = typer.Option(None, "--current-code",
-                                                help="checkout whose bench the current side's workers import"),
+    baseline_code: Optional[Path] = typer.Option(
+        None, "--baseline-code", help="checkout whose bench the baseline's workers import"
+    ),
+    current_code: Optional[Path] = typer.Option(
+        None, "--current-code", help="checkout whose bench the current side's workers import"
+    ),
     baseline_env: list[str] = typer.Option([], "--baseline-env", help="KEY=VALUE for the baseline's workers"),
     current_env: list[str] = typer.Option([], "--current-env", help="KEY=VALUE for the current side's workers"),
     seed: int = typer.Option(0, help="seed of the order of the two arms within each round"),
-    fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity",
-                                  help="compare both arms' outputs with the baseline's fp32 eager reference"),
+    fidelity: bool = typer.Option(
+        True, "--fidelity/--no-fidelity", help="compare both arms' outputs with the baseline's fp32 eager reference"
+    ),
 ) -> None:
     """Interleaved A/B: baseline and current repeats alternate (OUT/baseline, OUT/current), so slow periods of
     the machine hit both; then `bench compare OUT/baseline OUT/current` compares them round by round."""
@@ -142,22 +185,27 @@ def ab(
 
     if device is not None and not re.match(DEVICE_PATTERN, device):
         raise BenchInputError("--device", f"{device!r} is not auto, cpu, cuda or cuda:N")
-    arms = [Arm("baseline", _env_pairs(baseline_env, "--baseline-env"), baseline_code),
-            Arm("current", _env_pairs(current_env, "--current-env"), current_code)]
+    arms = [
+        Arm("baseline", _env_pairs(baseline_env, "--baseline-env"), baseline_code),
+        Arm("current", _env_pairs(current_env, "--current-env"), current_code),
+    ]
     scenarios = load_all(paths)
     if out_dir is None:
         out_dir = Path("reports") / f"ab-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     from bench.store import RecordWriteError
 
     try:
-        results = run_interleaved(scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity,
-                                  seed=seed)
+        results = run_interleaved(
+            scenarios, out_dir, arms, repeats, device=device, console=err, fidelity=fidelity, seed=seed
+        )
     except RecordWriteError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     for arm in arms:
         arm_dir = out_dir / arm.name
-        (arm_dir / "summary.md").write_text(f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE)))
+        (arm_dir / "summary.md").write_text(
+            f"# Summary of {arm_dir}\n\n" + markdown(read_records(arm_dir / RESULTS_FILE))
+        )
         done = results[arm.name].records
         bad = sum(r.status in ("failed", "timeout") for r in done)
         out.print(f"{arm.name}: {len(done)} run(s), {bad} failed: {out_dir / arm.name}")
@@ -178,14 +226,20 @@ def validate(paths: list[str] = typer.Argument(..., help="scenario files or dire
             err.print(f"error: {exc}", markup=False, highlight=False)
             failed = True
             continue
-        out.print(f"ok: {path} ({ls.scenario.name}: {len(ls.points)} point(s), model {ls.scenario.model.name})",
-                  markup=False, highlight=False)
+        out.print(
+            f"ok: {path} ({ls.scenario.name}: {len(ls.points)} point(s), model {ls.scenario.model.name})",
+            markup=False,
+            highlight=False,
+        )
     raise typer.Exit(2 if failed else 0)
 
 
 @app.command("list")
-def list_(scenario_dir: Optional[Path] = typer.Option(None, help="list the scenario files here instead of the "
-                                                                  "bundled suites")) -> None:
+def list_(
+    scenario_dir: Optional[Path] = typer.Option(
+        None, help="list the scenario files here instead of the bundled suites"
+    ),
+) -> None:
     """Bundled model architectures and scenario suites (`bench run SUITE` runs one from any directory)."""
     from rich.table import Table
 
@@ -204,15 +258,25 @@ def list_(scenario_dir: Optional[Path] = typer.Option(None, help="list the scena
             from transformers import AutoModel
 
             params = models.parameter_count(config, AutoModel)
-        table.add_row(name, config.model_type, f"{params / 1e6:,.1f}M", str(models.max_positions(config) or "-"),
-                      ", ".join(w.task for w in tasks) or "-", what, hub_id or "-")
+        table.add_row(
+            name,
+            config.model_type,
+            f"{params / 1e6:,.1f}M",
+            str(models.max_positions(config) or "-"),
+            ", ".join(w.task for w in tasks) or "-",
+            what,
+            hub_id or "-",
+        )
     out.print(table)
     from bench.suites import SUITES_DIR
 
     root = scenario_dir if scenario_dir is not None else SUITES_DIR
     files = sorted(root.rglob("*.y*ml")) if root.is_dir() else []
-    stable = Table(title=f"scenarios in {scenario_dir}" if scenario_dir is not None else
-                   "bundled scenario suites (bench run SUITE or SUITE/FILE)")
+    stable = Table(
+        title=f"scenarios in {scenario_dir}"
+        if scenario_dir is not None
+        else "bundled scenario suites (bench run SUITE or SUITE/FILE)"
+    )
     stable.add_column("file")
     stable.add_column("name")
     stable.add_column("task")
@@ -222,8 +286,12 @@ def list_(scenario_dir: Optional[Path] = typer.Option(None, help="list the scena
     for f in files:
         try:
             data = read_yaml(f)
-            stable.add_row(str(f if scenario_dir is not None else f.relative_to(root)), str(data.get("name", "?")), str(data.get("task", "?")),
-                           str((data.get("model") or {}).get("name", "?")))
+            stable.add_row(
+                str(f if scenario_dir is not None else f.relative_to(root)),
+                str(data.get("name", "?")),
+                str(data.get("task", "?")),
+                str((data.get("model") or {}).get("name", "?")),
+            )
         except BenchInputError as exc:
             stable.add_row(str(f if scenario_dir is not None else f.relative_to(root)), "invalid", str(exc), "")
     out.print(stable)
@@ -231,15 +299,26 @@ def list_(scenario_dir: Optional[Path] = typer.Option(None, help="list the scena
 
 @app.command()
 def report(
-    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="run directories (each with results.jsonl); "
-                                          "the first is what the others are compared with"),
+    run_dirs: list[Path] = typer.Argument(
+        ...,
+        metavar="RUN_DIR",
+        help="run directories (each with results.jsonl); the first is what the others are compared with",
+    ),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="where to write (default: FIRST_RUN_DIR/report)"),
-    baseline: Optional[list[str]] = typer.Option(None, "--baseline", metavar="KEY=VALUE",
-                                                 help="baseline point fields, repeatable: backend=…, precision=…, "
-                                                 "batch_size=… (default precision=fp32 backend=eager)"),
-    min_cosine: float = typer.Option(0.999, "--min-cosine", min=0.0, max=1.0,
-                                     help="fidelity bound of the verdict's 'fastest within' pick (worst cosine vs "
-                                     "fp32 eager)"),
+    baseline: Optional[list[str]] = typer.Option(
+        None,
+        "--baseline",
+        metavar="KEY=VALUE",
+        help="baseline point fields, repeatable: backend=…, precision=…, "
+        "batch_size=… (default precision=fp32 backend=eager)",
+    ),
+    min_cosine: float = typer.Option(
+        0.999,
+        "--min-cosine",
+        min=0.0,
+        max=1.0,
+        help="fidelity bound of the verdict's 'fastest within' pick (worst cosine vs fp32 eager)",
+    ),
 ) -> None:
     """Write report.md, report.html, results.csv and charts/*.png from one or more run directories."""
     from bench.report import write_report
@@ -253,8 +332,9 @@ def report(
 @app.command()
 def calibrate(
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
-    quick: bool = typer.Option(False, "--quick", help="a few small measurements (seconds; for tests), not a ceiling "
-                               "to quote"),
+    quick: bool = typer.Option(
+        False, "--quick", help="a few small measurements (seconds; for tests), not a ceiling to quote"
+    ),
     force: bool = typer.Option(False, "--force", help="measure again even when this device has a stored calibration"),
 ) -> None:
     """Measure memory bandwidth and matmul throughput per dtype; stored per device name and reused by runs and
@@ -276,8 +356,9 @@ def calibrate(
     result, path, reused = cal.calibrate(device, quick=quick, force=force)
     out.print(cal.calibration_table(result))
     if reused:
-        out.print(f"reused {path} (measured {result.measured_at}; --force measures again)", markup=False,
-                  highlight=False)
+        out.print(
+            f"reused {path} (measured {result.measured_at}; --force measures again)", markup=False, highlight=False
+        )
     else:
         out.print(f"measured in {result.seconds:.1f} s; stored {path}", markup=False, highlight=False)
 
@@ -297,11 +378,13 @@ def compare(
     threshold: Optional[str] = typer.Option(None, help="unchanged zone, e.g. 5% (default 5%, or the config's)"),
     config: Optional[Path] = typer.Option(None, "--config", help="gate config file (see docs/gate.md)"),
     fmt: str = typer.Option("md", "--format", help="what to print: md | json"),
-    allow_env_change: bool = typer.Option(False, "--allow-env-change",
-                                          help="compare even when GPU, driver, CUDA, torch or ONNX Runtime differ"),
+    allow_env_change: bool = typer.Option(
+        False, "--allow-env-change", help="compare even when GPU, driver, CUDA, torch or ONNX Runtime differ"
+    ),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="also write compare.md and compare.json here"),
-    baseline_dir: Optional[Path] = typer.Option(None, "--baseline-dir",
-                                                help="where saved baselines live (default baselines/)"),
+    baseline_dir: Optional[Path] = typer.Option(
+        None, "--baseline-dir", help="where saved baselines live (default baselines/)"
+    ),
 ) -> None:
     """Regression gate: exit 0 pass (improvements included; inconclusive per gate.yaml), 1 regression, failure
     or a result the gate could not judge that its `inconclusive` policy fails, 2 invalid input."""
@@ -315,8 +398,12 @@ def compare(
     if fmt not in ("md", "json"):
         raise BenchInputError("--format", f"{fmt!r} is not md or json")
     gate_config = load_config(config, threshold)
-    result = run_gate(load_side(baseline, baseline_dir), load_side(current, baseline_dir), gate_config,
-                      allow_env_change=allow_env_change)
+    result = run_gate(
+        load_side(baseline, baseline_dir),
+        load_side(current, baseline_dir),
+        gate_config,
+        allow_env_change=allow_env_change,
+    )
     markdown, data = to_markdown(result), to_json(result)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -336,8 +423,9 @@ app.add_typer(baseline_app, name="baseline")
 def baseline_save(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR"),
     name: str = typer.Argument(..., metavar="NAME"),
-    directory: Optional[Path] = typer.Option(None, "--dir", help="baselines folder (default baselines/ or "
-                                             "$BENCH_BASELINE_DIR)"),
+    directory: Optional[Path] = typer.Option(
+        None, "--dir", help="baselines folder (default baselines/ or $BENCH_BASELINE_DIR)"
+    ),
     force: bool = typer.Option(False, "--force", help="replace a baseline of the same name"),
 ) -> None:
     """Copy a run directory's records and environment into the baselines folder under NAME."""
@@ -346,14 +434,19 @@ def baseline_save(
     saved = baselines.save(run_dir, name, directory, force)
     for warning in saved.warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False)
-    out.print(f"saved baseline {name!r} in {saved.path} ({saved.meta['points']} point(s), "
-              f"{saved.meta['ok_records']} ok record(s))", markup=False, highlight=False)
+    out.print(
+        f"saved baseline {name!r} in {saved.path} ({saved.meta['points']} point(s), "
+        f"{saved.meta['ok_records']} ok record(s))",
+        markup=False,
+        highlight=False,
+    )
 
 
 @baseline_app.command("list")
 def baseline_list(
-    directory: Optional[Path] = typer.Option(None, "--dir", help="baselines folder (default baselines/ or "
-                                             "$BENCH_BASELINE_DIR)"),
+    directory: Optional[Path] = typer.Option(
+        None, "--dir", help="baselines folder (default baselines/ or $BENCH_BASELINE_DIR)"
+    ),
 ) -> None:
     """The saved baselines: name, when measured, commit, device, points, repeats."""
     from rich.table import Table
@@ -370,9 +463,16 @@ def baseline_list(
         table.add_column(col, overflow="fold")
     for path, meta in found:
         repeats = ", ".join(f"{k}×{v}" for k, v in (meta.get("repeats") or {}).items())
-        table.add_row(meta.get("name", path.name), str(meta.get("measured_at") or "-"), str(meta.get("saved_at") or "-"),
-                      str(meta.get("git_commit") or "-")[:10], str(meta.get("device") or "-"),
-                      ", ".join(meta.get("scenarios") or []), str(meta.get("points", "-")), repeats or "-")
+        table.add_row(
+            meta.get("name", path.name),
+            str(meta.get("measured_at") or "-"),
+            str(meta.get("saved_at") or "-"),
+            str(meta.get("git_commit") or "-")[:10],
+            str(meta.get("device") or "-"),
+            ", ".join(meta.get("scenarios") or []),
+            str(meta.get("points", "-")),
+            repeats or "-",
+        )
     out.print(table)
 
 

@@ -6,16 +6,32 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from bench.results import now_iso
 
-LIBRARIES = ("torch", "transformers", "huggingface-hub", "tokenizers", "safetensors", "numpy", "pydantic",
-             "accelerate", "diffusers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu",
-             "torchao", "nvidia-ml-py", "aigc-bench")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "huggingface-hub",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+    "pydantic",
+    "accelerate",
+    "diffusers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "torchao",
+    "nvidia-ml-py",
+    "aigc-bench",
+)
 
 
 def cpu_model() -> str:
@@ -30,8 +46,9 @@ def cpu_model() -> str:
 
 def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
-                             cwd=cwd or Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=5, cwd=cwd or Path(__file__).resolve().parent
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -48,8 +65,13 @@ def _gpus() -> tuple[list[dict[str, Any]], str | None]:
     for i in range(pynvml.nvmlDeviceGetCount()):
         h = pynvml.nvmlDeviceGetHandleByIndex(i)
         name = pynvml.nvmlDeviceGetName(h)
-        gpus.append({"index": i, "name": name.decode() if isinstance(name, bytes) else name,
-                     "memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total)})
+        gpus.append(
+            {
+                "index": i,
+                "name": name.decode() if isinstance(name, bytes) else name,
+                "memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
+            }
+        )
     driver = pynvml.nvmlSystemGetDriverVersion()
     return gpus, driver.decode() if isinstance(driver, bytes) else driver
 
@@ -75,10 +97,13 @@ def collect(environ: Mapping[str, str] | None = None, code: Path | None = None) 
         "hostname": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(),
-                "physical_cores": psutil.cpu_count(logical=False),
-                "memory_total_bytes": psutil.virtual_memory().total,
-                "torch_threads": torch.get_num_threads()},
+        "cpu": {
+            "model": cpu_model(),
+            "logical_cores": os.cpu_count(),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "memory_total_bytes": psutil.virtual_memory().total,
+            "torch_threads": torch.get_num_threads(),
+        },
         "gpus": gpus,
         "gpu_name": gpus[0]["name"] if gpus else None,
         "driver": driver,
@@ -88,6 +113,15 @@ def collect(environ: Mapping[str, str] | None = None, code: Path | None = None) 
         "libraries": versions,
         "git_commit": _git("rev-parse", "HEAD", cwd=code),
         "git_dirty": bool(dirty) if dirty is not None else None,
-        "env": {k: environ[k] for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                        "CUDA_VISIBLE_DEVICES", "BENCH_INJECT_SLOWDOWN") if k in environ},
+        "env": {
+            k: environ[k]
+            for k in (
+                "HF_HUB_OFFLINE",
+                "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS",
+                "CUDA_VISIBLE_DEVICES",
+                "BENCH_INJECT_SLOWDOWN",
+            )
+            if k in environ
+        },
     }

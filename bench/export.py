@@ -12,7 +12,6 @@ import numpy as np
 
 from bench.report.points import Point, group_points, primary_throughput
 from bench.report.runs import load_runs
-from bench.summary import peak_memory_bytes
 
 FORMATS = ("pytest-benchmark",)
 PYTEST_BENCHMARK_VERSION = "5.1.0"  # the layout written here (the version field of its JSON)
@@ -42,8 +41,14 @@ def pytest_benchmark(run_dir: Path) -> tuple[dict[str, Any], int]:
             "cuda": env.get("cuda"),
             "libraries": env.get("libraries"),
         },
-        "commit_info": {"id": env.get("git_commit"), "dirty": env.get("git_dirty"), "project": "aigc-bench",
-                        "branch": None, "time": None, "author_time": None},
+        "commit_info": {
+            "id": env.get("git_commit"),
+            "dirty": env.get("git_dirty"),
+            "project": "aigc-bench",
+            "branch": None,
+            "time": None,
+            "author_time": None,
+        },
         "benchmarks": benchmarks,
         "datetime": env.get("timestamp"),
         "version": PYTEST_BENCHMARK_VERSION,
@@ -74,14 +79,27 @@ def _benchmark(point: Point, samples: list[float]) -> dict[str, Any]:
         "group": key.scenario,
         "name": f"{key.scenario}[{ident}]",
         "fullname": f"{key.scenario}[{ident}-{key.device}]",
-        "params": {"model": key.model, "weights": key.weights, "task": key.task, "device": key.device,
-                   "backend": key.backend, "precision": key.precision, "batch_size": key.batch_size,
-                   "workload": json.loads(key.workload), "backend_options": json.loads(key.backend_options)},
+        "params": {
+            "model": key.model,
+            "weights": key.weights,
+            "task": key.task,
+            "device": key.device,
+            "backend": key.backend,
+            "precision": key.precision,
+            "batch_size": key.batch_size,
+            "workload": json.loads(key.workload),
+            "backend_options": json.loads(key.backend_options),
+        },
         "param": ident,
         "extra_info": extra,
-        "options": {"disable_gc": False, "timer": first.details.get("clock", "perf_counter"),
-                    "min_rounds": min(r.metrics.latency_s.count for r in point.ok), "max_time": None,
-                    "min_time": None, "warmup": first.warmup_calls},
+        "options": {
+            "disable_gc": False,
+            "timer": first.details.get("clock", "perf_counter"),
+            "min_rounds": min(r.metrics.latency_s.count for r in point.ok),
+            "max_time": None,
+            "min_time": None,
+            "warmup": first.warmup_calls,
+        },
         "stats": _stats(samples),
     }
 
@@ -97,12 +115,22 @@ def _stats(samples: list[float]) -> dict[str, Any]:
     iqr_outliers = int(data.size - inside.size)
     std_outliers = int(((data < mean - std) | (data > mean + std)).sum())
     return {
-        "min": float(data.min()), "max": float(data.max()), "mean": mean, "stddev": std,
-        "rounds": int(data.size), "median": median, "iqr": iqr, "q1": q1, "q3": q3,
-        "iqr_outliers": iqr_outliers, "stddev_outliers": std_outliers,
+        "min": float(data.min()),
+        "max": float(data.max()),
+        "mean": mean,
+        "stddev": std,
+        "rounds": int(data.size),
+        "median": median,
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": iqr_outliers,
+        "stddev_outliers": std_outliers,
         "outliers": f"{std_outliers};{iqr_outliers}",
         "ld15iqr": float(inside.min()) if inside.size else float(data.min()),
         "hd15iqr": float(inside.max()) if inside.size else float(data.max()),
-        "ops": 1.0 / mean if mean > 0 else None, "total": float(data.sum()),
-        "data": [float(x) for x in data], "iterations": 1,
+        "ops": 1.0 / mean if mean > 0 else None,
+        "total": float(data.sum()),
+        "data": [float(x) for x in data],
+        "iterations": 1,
     }

@@ -36,8 +36,12 @@ def maybe_slow_down(prepared: Any) -> Any:
     fraction = slowdown_fraction()
     if fraction is None:
         return prepared
-    print(f"WARNING: {ENV}={fraction:g} is set: every timed call is made {fraction:.0%} slower on purpose "
-          "(test-only knob; these numbers are not real measurements)", file=sys.stderr, flush=True)
+    print(
+        f"WARNING: {ENV}={fraction:g} is set: every timed call is made {fraction:.0%} slower on purpose "
+        "(test-only knob; these numbers are not real measurements)",
+        file=sys.stderr,
+        flush=True,
+    )
     prepared.runnable = Slowed(prepared.runnable, fraction)
     prepared.details["injected_slowdown"] = fraction
     return prepared

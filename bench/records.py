@@ -14,28 +14,54 @@ OOM_PATTERNS = ("out of memory", "can't allocate memory", "cannot allocate memor
 
 def run_fields(run: RunSpec, device: str) -> dict[str, Any]:
     """What identifies a record of `run`: its point, repeat and the settings it was measured with."""
-    from bench.workloads import WORKLOADS
 
-    return dict(run_id=run.run_id, point_id=run.point_id, scenario=run.scenario, scenario_file=run.scenario_file,
-                model=run.model, weights=run.weights, task=run.task, backend=run.backend,
-                precision=run.precision, batch_size=run.batch_size, workload=run.workload,
-                backend_options=run.backend_options, device=device, repeat=run.repeat,
-                measure=run.measured_settings())
+    return dict(
+        run_id=run.run_id,
+        point_id=run.point_id,
+        scenario=run.scenario,
+        scenario_file=run.scenario_file,
+        model=run.model,
+        weights=run.weights,
+        task=run.task,
+        backend=run.backend,
+        precision=run.precision,
+        batch_size=run.batch_size,
+        workload=run.workload,
+        backend_options=run.backend_options,
+        device=device,
+        repeat=run.repeat,
+        measure=run.measured_settings(),
+    )
 
 
-def failed_record(run: RunSpec, status: str, error: str, *, device: str | None = None,
-                  started_at: str | None = None, duration_s: float = 0.0) -> Record:
+def failed_record(
+    run: RunSpec,
+    status: str,
+    error: str,
+    *,
+    device: str | None = None,
+    started_at: str | None = None,
+    duration_s: float = 0.0,
+) -> Record:
     """A record for a run that did not produce one: status unsupported | failed | timeout, with the reason."""
-    return Record(**run_fields(run, device or run.device), status=status, error=error,
-                  started_at=started_at or now_iso(), duration_s=duration_s)
+    return Record(
+        **run_fields(run, device or run.device),
+        status=status,
+        error=error,
+        started_at=started_at or now_iso(),
+        duration_s=duration_s,
+    )
 
 
 def describe_exception(exc: BaseException) -> str:
     """One line for a run's error; an allocation failure (host or device) says "out of memory" first."""
     first_line = (str(exc).strip().splitlines() or [""])[0][:500]
     text = f"{type(exc).__name__}: {first_line}"
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or any(
-            p in str(exc).lower() for p in OOM_PATTERNS):
+    if (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or any(p in str(exc).lower() for p in OOM_PATTERNS)
+    ):
         return f"out of memory: {text}"
     return text
 

@@ -7,9 +7,8 @@ backend declared; the top-level shape is in docs/design.md ("Workloads and their
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from pathlib import Path
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, SerializeAsAny, model_validator
@@ -40,8 +39,10 @@ class ColdCost:
 
 
 # Paid by every run, whatever its backend (the worker measures them).
-RUN_COLD_COSTS = (ColdCost("load_s", "build/load the model onto the device"),
-                  ColdCost("first_call_s", "the first (cold) call, never part of the measured samples"))
+RUN_COLD_COSTS = (
+    ColdCost("load_s", "build/load the model onto the device"),
+    ColdCost("first_call_s", "the first (cold) call, never part of the measured samples"),
+)
 
 
 def primary_throughput(record: Record) -> tuple[MetricInfo, float] | None:
@@ -145,8 +146,10 @@ class Record(BaseModel):
 
         workload = WORKLOADS.get(data.get("task"))
         if workload is None:
-            raise ValueError(f"task {data.get('task')!r} has no registered workload to read its metrics with "
-                             f"(known: {', '.join(WORKLOADS)}; extra workloads: {EXTRA_ENV})")
+            raise ValueError(
+                f"task {data.get('task')!r} has no registered workload to read its metrics with "
+                f"(known: {', '.join(WORKLOADS)}; extra workloads: {EXTRA_ENV})"
+            )
         if isinstance(metrics, BaseModel):
             if type(metrics) is workload.Metrics:
                 return data
@@ -164,8 +167,10 @@ class Record(BaseModel):
         declared |= {c.name for c in backend.cold_costs} if backend is not None else set()
         undeclared = sorted(set(self.cold_costs) - declared)
         if undeclared:
-            raise ValueError(f"cold cost(s) {', '.join(undeclared)} not declared by backend {self.backend!r} "
-                             f"(declared: {', '.join(sorted(declared))})")
+            raise ValueError(
+                f"cold cost(s) {', '.join(undeclared)} not declared by backend {self.backend!r} "
+                f"(declared: {', '.join(sorted(declared))})"
+            )
         return self
 
 

@@ -28,8 +28,8 @@ from pydantic import (
 )
 
 from bench.errors import BenchInputError
-from bench.precisions import PRECISIONS, Precision  # noqa: F401 (PRECISIONS re-exported)
 from bench.measure.telemetry.schema import TelemetrySpec
+from bench.precisions import PRECISIONS, Precision  # noqa: F401 (PRECISIONS re-exported)
 from bench.serving.spec import ServingSpec
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
@@ -87,8 +87,9 @@ class MeasureSpec(Strict):
     min_iterations: PositiveInt = Field(10, le=10_000_000)
     min_time_s: NonNegativeFloat = Field(2.0, le=86_400.0)
     timeout_s: PositiveFloat = Field(600.0, le=7 * 86_400.0, description="wall-clock limit of one run's process")
-    max_cv: PositiveFloat = Field(0.10, le=100.0,
-                                  description="latency coefficient of variation above which a run is invalid")
+    max_cv: PositiveFloat = Field(
+        0.10, le=100.0, description="latency coefficient of variation above which a run is invalid"
+    )
     seed: int = Field(0, ge=0, le=MAX_INT)
     telemetry: TelemetrySpec = TelemetrySpec()  # energy, clocks, throttling: bench.measure.telemetry
 
@@ -145,8 +146,18 @@ class RunSpec(BaseModel):
 
     def identity(self, with_repeat: bool = True) -> dict[str, Any]:
         """What is measured: the point (with its repeat). `run_id` adds how it is measured."""
-        keys = ["scenario", "task", "model", "weights", "device", "backend", "precision", "batch_size",
-                "workload", "backend_options"]
+        keys = [
+            "scenario",
+            "task",
+            "model",
+            "weights",
+            "device",
+            "backend",
+            "precision",
+            "batch_size",
+            "workload",
+            "backend_options",
+        ]
         ident = {k: getattr(self, k) for k in keys}
         if self.serving is not None:  # only then: other points keep their ids
             ident |= {"batching": self.batching, "serving": self.serving}
@@ -169,18 +180,33 @@ class RunSpec(BaseModel):
     def reference_spec(self) -> "RunSpec":
         """The run whose outputs are this run's fidelity reference: same model, weights, seed, inputs
         and device, eager fp32."""
-        return self.model_copy(update=dict(backend="eager", precision="fp32", backend_options={}, repeat=0,
-                                           reference_path=None, reference_error=None))
+        return self.model_copy(
+            update=dict(
+                backend="eager",
+                precision="fp32",
+                backend_options={},
+                repeat=0,
+                reference_path=None,
+                reference_error=None,
+            )
+        )
 
     @property
     def reference_key(self) -> str:
         ref = self.reference_spec()
-        return _digest({k: getattr(ref, k) for k in ("task", "model", "weights", "model_location", "device",
-                                                     "batch_size", "workload")} | {"seed": self.measure.seed})
+        return _digest(
+            {
+                k: getattr(ref, k)
+                for k in ("task", "model", "weights", "model_location", "device", "batch_size", "workload")
+            }
+            | {"seed": self.measure.seed}
+        )
 
     def label(self) -> str:
         policy = f"/{self.batching}" if self.batching else ""
-        return f"{self.scenario}/{self.model}/{self.backend}/{self.precision}{policy}/bs{self.batch_size}#r{self.repeat}"
+        return (
+            f"{self.scenario}/{self.model}/{self.backend}/{self.precision}{policy}/bs{self.batch_size}#r{self.repeat}"
+        )
 
 
 def _digest(obj: Any) -> str:
@@ -202,15 +228,27 @@ class LoadedScenario(BaseModel):
         specs = []
         for point in self.points:
             for repeat in range(repeats):
-                specs.append(RunSpec(
-                    scenario=sc.name, scenario_file=self.path, task=sc.task, model=sc.model.name,
-                    weights=sc.model.weights, model_kind=self.model_kind, model_location=self.model_location,
-                    device=device or sc.device, backend=point["backend"], precision=point["precision"],
-                    batch_size=point["batch_size"], workload=self.workload.model_dump(),
-                    backend_options=sc.backend_options.get(point["backend"], {}), measure=sc.measure,
-                    repeat=repeat, batching=point.get("batching"),
-                    serving=sc.serving.model_dump(mode="json") if sc.serving else None,
-                ))
+                specs.append(
+                    RunSpec(
+                        scenario=sc.name,
+                        scenario_file=self.path,
+                        task=sc.task,
+                        model=sc.model.name,
+                        weights=sc.model.weights,
+                        model_kind=self.model_kind,
+                        model_location=self.model_location,
+                        device=device or sc.device,
+                        backend=point["backend"],
+                        precision=point["precision"],
+                        batch_size=point["batch_size"],
+                        workload=self.workload.model_dump(),
+                        backend_options=sc.backend_options.get(point["backend"], {}),
+                        measure=sc.measure,
+                        repeat=repeat,
+                        batching=point.get("batching"),
+                        serving=sc.serving.model_dump(mode="json") if sc.serving else None,
+                    )
+                )
         return specs
 
 
@@ -244,8 +282,9 @@ class _Loader(yaml.SafeLoader):
     """Safe YAML (never constructs Python objects); `1e9` is a number, as in YAML 1.2 and JSON."""
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def _check_nodes(src: str, node: yaml.Node, path: str = "") -> None:
@@ -260,8 +299,11 @@ def _check_nodes(src: str, node: yaml.Node, path: str = "") -> None:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"<{key_node.id}>"
             where = f"{path}.{key}" if path else str(key)
             if key in seen:
-                raise BenchInputError(src, f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
-                                      f"(first at line {seen[key]})", where)
+                raise BenchInputError(
+                    src,
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line {seen[key]})",
+                    where,
+                )
             seen[key] = key_node.start_mark.line + 1
             _check_nodes(src, value_node, where)
     elif isinstance(node, yaml.SequenceNode):
@@ -274,8 +316,9 @@ def _check_nodes(src: str, node: yaml.Node, path: str = "") -> None:
     elif node.tag == "tag:yaml.org,2002:int":
         value = _Loader.construct_yaml_int(_Loader(""), node)
         if abs(value) > MAX_INT:
-            raise BenchInputError(src, f"integer {node.value} at line {line} is beyond any sane limit (2**63)",
-                                  path or None)
+            raise BenchInputError(
+                src, f"integer {node.value} at line {line} is beyond any sane limit (2**63)", path or None
+            )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -313,8 +356,9 @@ def _expand(path: str, sc: Scenario) -> list[dict[str, Any]]:
     for i, rule in enumerate(sc.exclude):
         for key in rule:
             if key not in MATRIX_KEYS:
-                raise BenchInputError(path, f"unknown matrix key {key!r} (known: {', '.join(MATRIX_KEYS)})",
-                                      f"exclude[{i}].{key}")
+                raise BenchInputError(
+                    path, f"unknown matrix key {key!r} (known: {', '.join(MATRIX_KEYS)})", f"exclude[{i}].{key}"
+                )
         if not rule:
             raise BenchInputError(path, "an exclude rule needs at least one key", f"exclude[{i}]")
     points = []
@@ -344,8 +388,9 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         _raise_validation(src, err)
     for name in sc.backend_options:
         if name not in sc.matrix.backend:
-            raise BenchInputError(src, f"options for backend {name!r}, which the matrix does not run",
-                                  f"backend_options.{name}")
+            raise BenchInputError(
+                src, f"options for backend {name!r}, which the matrix does not run", f"backend_options.{name}"
+            )
     from bench.backends import BACKENDS
 
     for name, options in sc.backend_options.items():
@@ -373,8 +418,9 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     if problem:
         field, message = problem
         raise BenchInputError(src, message, field)
-    return LoadedScenario(path=src, scenario=sc, workload=workload, model_kind=ref.kind,
-                          model_location=ref.location, points=points)
+    return LoadedScenario(
+        path=src, scenario=sc, workload=workload, model_kind=ref.kind, model_location=ref.location, points=points
+    )
 
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:
@@ -398,7 +444,8 @@ def load_all(paths: list[str | Path]) -> list[LoadedScenario]:
     seen: dict[str, str] = {}
     for ls in loaded:
         if ls.scenario.name in seen:
-            raise BenchInputError(ls.path, f"scenario name {ls.scenario.name!r} is already used by {seen[ls.scenario.name]}",
-                                  "name")
+            raise BenchInputError(
+                ls.path, f"scenario name {ls.scenario.name!r} is already used by {seen[ls.scenario.name]}", "name"
+            )
         seen[ls.scenario.name] = ls.path
     return loaded

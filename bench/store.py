@@ -36,8 +36,12 @@ class MalformedRecords(BenchInputError):
 
     def __init__(self, path: Path, line: int, problem: str):
         self.path, self.line = Path(path), line
-        super().__init__(str(path), f"line {line} is not a valid record ({problem}); "
-                         "`bench run --resume --out DIR` moves a truncated last line aside", None)
+        super().__init__(
+            str(path),
+            f"line {line} is not a valid record ({problem}); "
+            "`bench run --resume --out DIR` moves a truncated last line aside",
+            None,
+        )
 
 
 class RecordWriteError(Exception):
@@ -110,7 +114,7 @@ def append_records(path: Path, records: Iterable[Record]) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError as exc:
             try:
@@ -118,8 +122,10 @@ def append_records(path: Path, records: Iterable[Record]) -> None:
                 os.fsync(fd)
             except OSError:
                 pass
-            raise RecordWriteError(f"cannot write a record to {path}: {exc.strerror or exc}; the file was left "
-                                   f"at its previous {start} bytes (complete records only)") from None
+            raise RecordWriteError(
+                f"cannot write a record to {path}: {exc.strerror or exc}; the file was left "
+                f"at its previous {start} bytes (complete records only)"
+            ) from None
     finally:
         os.close(fd)
 
@@ -195,6 +201,7 @@ def move_tail_aside(path: Path) -> tuple[Path | None, int]:
 
 def move_aside(path: Path, run_ids: set[str], tag: str) -> tuple[Path | None, int]:
     """Move every record whose run_id is in `run_ids` to a side file (--retry-failed)."""
+
     def moved(_number: int, line: bytes) -> bool:
         m = _RUN_ID.search(line)
         return m is not None and m.group(1).decode() in run_ids
@@ -213,8 +220,11 @@ def sweep_lock(directory: Path, source: str = "--out") -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise BenchInputError(source, f"{directory} is being written by another sweep (pid {holder}); "
-                                  "wait for it or choose another directory") from None
+            raise BenchInputError(
+                source,
+                f"{directory} is being written by another sweep (pid {holder}); "
+                "wait for it or choose another directory",
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -7,8 +7,22 @@ from rich.table import Table
 
 from bench.results import Record, primary_throughput
 
-COLUMNS = ("scenario", "model", "backend", "precision", "batch", "status", "throughput", "TTFT p50",
-           "TPOT p50", "latency p50", "latency p99", "peak memory", "valid", "note")
+COLUMNS = (
+    "scenario",
+    "model",
+    "backend",
+    "precision",
+    "batch",
+    "status",
+    "throughput",
+    "TTFT p50",
+    "TPOT p50",
+    "latency p50",
+    "latency p99",
+    "peak memory",
+    "valid",
+    "note",
+)
 
 
 def fmt_seconds(s: float | None) -> str:
@@ -57,10 +71,15 @@ def row(r: Record) -> list[str]:
     m = r.metrics
     tp = primary_throughput(r)
     return base + [
-        r.status, f"{tp[1]:.1f} {tp[0].unit}" if tp is not None else "-",
-        fmt_seconds(_p50(m, "ttft_s")), fmt_seconds(_p50(m, "tpot_s")),
-        fmt_seconds(m.latency_s.p50), fmt_seconds(m.latency_s.p99), fmt_bytes(peak_memory_bytes(r)),
-        "yes" if r.valid else "no", _short("; ".join(r.invalid_reasons)),
+        r.status,
+        f"{tp[1]:.1f} {tp[0].unit}" if tp is not None else "-",
+        fmt_seconds(_p50(m, "ttft_s")),
+        fmt_seconds(_p50(m, "tpot_s")),
+        fmt_seconds(m.latency_s.p50),
+        fmt_seconds(m.latency_s.p99),
+        fmt_bytes(peak_memory_bytes(r)),
+        "yes" if r.valid else "no",
+        _short("; ".join(r.invalid_reasons)),
     ]
 
 

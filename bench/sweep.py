@@ -55,12 +55,17 @@ def check_device(requested: str, source: str) -> str:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise BenchInputError(source, f"{requested} requested but torch sees no CUDA device "
-                                  f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})", "device")
+            raise BenchInputError(
+                source,
+                f"{requested} requested but torch sees no CUDA device "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})",
+                "device",
+            )
         index = int(requested.split(":")[1]) if ":" in requested else 0
         if index >= torch.cuda.device_count():
-            raise BenchInputError(source, f"{requested} requested but only {torch.cuda.device_count()} "
-                                  "CUDA device(s) exist", "device")
+            raise BenchInputError(
+                source, f"{requested} requested but only {torch.cuda.device_count()} CUDA device(s) exist", "device"
+            )
         return f"cuda:{index}"  # one spelling, so records and resume keys match
     return requested
 
@@ -101,8 +106,9 @@ class References:
         self.directory, self.executor = directory, executor
         self.failed: dict[str, str] = {}
 
-    def attach(self, spec: RunSpec, logs: Path, env: dict[str, str], progress: Progress | None = None,
-               bar=None) -> None:
+    def attach(
+        self, spec: RunSpec, logs: Path, env: dict[str, str], progress: Progress | None = None, bar=None
+    ) -> None:
         if unsupported(spec) is not None or spec.serving is not None:  # serving levels have no reference
             return
         key = spec.reference_key
@@ -152,10 +158,15 @@ def check_settings(specs: list[RunSpec], recorded: list[Record], results_path: P
         if not then:
             what = "its record names no measure settings: an older aigc-bench wrote it"
         else:
-            what = ", ".join(f"measure.{k}: recorded {then.get(k)!r}, scenario {now.get(k)!r}" for k in diff) or \
-                "the run id differs: another version of aigc-bench wrote it"
-        raise BenchInputError(str(results_path), f"--resume: {spec.label()} was recorded with other settings "
-                              f"({what}); resume with the settings it was measured with, or use another --out")
+            what = (
+                ", ".join(f"measure.{k}: recorded {then.get(k)!r}, scenario {now.get(k)!r}" for k in diff)
+                or "the run id differs: another version of aigc-bench wrote it"
+            )
+        raise BenchInputError(
+            str(results_path),
+            f"--resume: {spec.label()} was recorded with other settings "
+            f"({what}); resume with the settings it was measured with, or use another --out",
+        )
 
 
 def prepare_resume(specs: list[RunSpec], results_path: Path, retry_failed: bool, console: Console) -> set[str]:
@@ -163,8 +174,13 @@ def prepare_resume(specs: list[RunSpec], results_path: Path, retry_failed: bool,
     runs are moved to side files first, and said so."""
     side, moved = store.move_tail_aside(results_path)
     if side:
-        console.print(f"resume: the last line of {results_path} was cut short; moved {moved} line(s) to {side}; "
-                      "that run is measured again", soft_wrap=True, markup=False, highlight=False)
+        console.print(
+            f"resume: the last line of {results_path} was cut short; moved {moved} line(s) to {side}; "
+            "that run is measured again",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     found = store.scan(results_path)
     if found.malformed:
         raise store.MalformedRecords(results_path, *found.malformed[0])
@@ -173,17 +189,30 @@ def prepare_resume(specs: list[RunSpec], results_path: Path, retry_failed: bool,
         planned = {s.run_id for s in specs}
         again = {run_key(r) for r in found.records if r.status in RETRIED and run_key(r) in planned}
         if again:  # every record of such a run moves aside (a serving point re-runs all its levels)
-            side, moved = store.move_aside(results_path, {r.run_id for r in found.records if run_key(r) in again},
-                                           "retried")
-            console.print(f"retry: moved {moved} failed/timed-out record(s) to {side}; running them again",
-                          soft_wrap=True, markup=False, highlight=False)
+            side, moved = store.move_aside(
+                results_path, {r.run_id for r in found.records if run_key(r) in again}, "retried"
+            )
+            console.print(
+                f"retry: moved {moved} failed/timed-out record(s) to {side}; running them again",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
         found = store.scan(results_path)
     return {run_key(r) for r in found.records}
 
 
-def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, device: str | None = None,
-              resume: bool = False, console: Console | None = None, fidelity: bool = True,
-              retry_failed: bool = False, executor: Executor | None = None) -> SweepResult:
+def run_sweep(
+    scenarios: list[LoadedScenario],
+    out_dir: Path,
+    repeats: int = 1,
+    device: str | None = None,
+    resume: bool = False,
+    console: Console | None = None,
+    fidelity: bool = True,
+    retry_failed: bool = False,
+    executor: Executor | None = None,
+) -> SweepResult:
     """Run every planned point not yet recorded in OUT (all of them unless resume); one sweep per OUT at a time."""
     console = console or Console(stderr=True)
     executor = executor or make_executor()
@@ -193,8 +222,11 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
     results_path = out_dir / RESULTS_FILE
     with store.sweep_lock(out_dir):
         if results_path.exists() and results_path.stat().st_size > 0 and not resume:
-            raise BenchInputError("--out", f"{out_dir} already holds {RESULTS_FILE}; pass --resume to continue "
-                                  "that sweep or choose another directory")
+            raise BenchInputError(
+                "--out",
+                f"{out_dir} already holds {RESULTS_FILE}; pass --resume to continue "
+                "that sweep or choose another directory",
+            )
         done = prepare_resume(specs, results_path, retry_failed, console) if resume else set()
         logs = out_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -204,8 +236,12 @@ def run_sweep(scenarios: list[LoadedScenario], out_dir: Path, repeats: int = 1, 
         todo = [s for s in specs if s.run_id not in done]
         result.skipped = len(specs) - len(todo)
         if result.skipped:
-            console.print(f"resume: {result.skipped} run(s) already recorded in {results_path}, {len(todo)} to go",
-                          soft_wrap=True, markup=False, highlight=False)
+            console.print(
+                f"resume: {result.skipped} run(s) already recorded in {results_path}, {len(todo)} to go",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
         env = worker_env()
         references = References(out_dir / "references", executor)
         with progress_bar(console) as progress:

@@ -64,8 +64,10 @@ def quality(metrics, max_cv: float) -> tuple[list[str], list[str]]:
             continue
         unresolved = stats.unresolved_percentiles()
         if unresolved:
-            warnings.append(f"{name}: {stats.count} samples do not resolve {', '.join(unresolved)} "
-                            f"(p99 needs 100, p95 20, p90 10); those equal or approach the max")
+            warnings.append(
+                f"{name}: {stats.count} samples do not resolve {', '.join(unresolved)} "
+                f"(p99 needs 100, p95 20, p90 10); those equal or approach the max"
+            )
     return invalid, warnings
 
 
@@ -127,16 +129,34 @@ def measure(run: RunSpec) -> Record:
         fidelity, why_not = compute_fidelity(run, workload, prepared.runnable)
         if why_not:
             warnings.append(f"fidelity not computed: {why_not}")
-    details = {"torch_threads": torch.get_num_threads(), "clock": clock.kind, **prepared.details,
-               **monitor_details, **workload.details}
-    return Record(**base_record(run, str(device)), device_name=device_name(device), status="ok",
-                  valid=not invalid, invalid_reasons=invalid, warnings=warnings, details=details,
-                  parameters=prepared.parameters, weight_bytes=prepared.weight_bytes,
-                  quantization=prepared.quantization, fidelity=fidelity, telemetry=telemetry_section,
-                  started_at=started, duration_s=time.perf_counter() - t_process,
-                  cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold_metrics},
-                  memory=tracker.metrics(lifetime_peak), warmup_calls=run.measure.warmup,
-                  measured_time_s=measured_time_s, metrics=metrics)
+    details = {
+        "torch_threads": torch.get_num_threads(),
+        "clock": clock.kind,
+        **prepared.details,
+        **monitor_details,
+        **workload.details,
+    }
+    return Record(
+        **base_record(run, str(device)),
+        device_name=device_name(device),
+        status="ok",
+        valid=not invalid,
+        invalid_reasons=invalid,
+        warnings=warnings,
+        details=details,
+        parameters=prepared.parameters,
+        weight_bytes=prepared.weight_bytes,
+        quantization=prepared.quantization,
+        fidelity=fidelity,
+        telemetry=telemetry_section,
+        started_at=started,
+        duration_s=time.perf_counter() - t_process,
+        cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold_metrics},
+        memory=tracker.metrics(lifetime_peak),
+        warmup_calls=run.measure.warmup,
+        measured_time_s=measured_time_s,
+        metrics=metrics,
+    )
 
 
 def compute_fidelity(run: RunSpec, workload, runnable):
@@ -222,8 +242,16 @@ def main(argv: list[str]) -> int:
             device = str(resolve_device(run.device))
         except Exception:
             device = run.device
-        records = [failed_record(run, "failed", describe_exception(exc), device=device, started_at=started,
-                                 duration_s=time.perf_counter() - t0)]
+        records = [
+            failed_record(
+                run,
+                "failed",
+                describe_exception(exc),
+                device=device,
+                started_at=started,
+                duration_s=time.perf_counter() - t0,
+            )
+        ]
     # The hand-off (bench.executors.local reads it): a JSON list of records, one compact line.
     tmp = result_path.with_name(result_path.name + ".tmp")
     tmp.write_text("[" + ",".join(r.model_dump_json() for r in records) + "]\n", encoding="utf-8")

@@ -32,7 +32,8 @@ the worker needs one (OMP_NUM_THREADS=1). The report says how long it waited, ho
 when each group started, the CPU share the benchmark processes got, and how many repeats were valid.
 
 Re-running with the same --out reuses every complete group or trial, so only the comparisons are redone
-(e.g. with --statistic, --combine or --session-noise). Results: OUT/gate-quality.json and OUT/gate-quality.md (also printed).
+(e.g. with --statistic, --combine or --session-noise). Results: OUT/gate-quality.json and OUT/gate-quality.md
+(also printed).
 """
 
 from __future__ import annotations
@@ -104,32 +105,53 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", default="1", help="OMP_NUM_THREADS for the workers ('' keeps torch's default)")
     ap.add_argument("--threshold", default=None, help="gate threshold (default: the gate's, 5%%)")
     ap.add_argument("--statistic", default=None, help="gate statistic (default: the gate's, p10)")
-    ap.add_argument("--combine", choices=("pooled", "mean"), default=None,
-                    help="how the gate combines a side's repeats (default: the gate's, pooled)")
+    ap.add_argument(
+        "--combine",
+        choices=("pooled", "mean"),
+        default=None,
+        help="how the gate combines a side's repeats (default: the gate's, pooled)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="seed of the group order within blocks")
     ap.add_argument("--session-noise", default=None, help="gate session_noise for the comparisons (default 0)")
-    ap.add_argument("--design", choices=("interleaved", "sequential"), default="interleaved",
-                    help="interleaved (default): every trial is one interleaved sweep (bench ab) of the arms "
-                    "a, a2 (same code) and one per slowdown, compared as pairs; sequential: separate groups, "
-                    "a baseline measured a minute or two before the current side")
-    ap.add_argument("--batch-sizes", default="1", help="the scenario's batch sizes, e.g. 1,2,4: several points per "
-                    "run, whose shared between-repeat noise the gate pools (the noise figures use the first)")
-    ap.add_argument("--plan", choices=("few-repeats",), default=None,
-                    help="few-repeats: run three measurements into OUT/<design>-<R>: sequential (plain `bench run` "
-                    "sides) with 3 and with 5 repeats, interleaved with 8 rounds, each at --levels (default here "
-                    "0.10,0.30), then one table OUT/few-repeats.md (the targets of docs/gate.md, 'Few repeats')")
-    ap.add_argument("--max-wait", type=float, default=600.0,
-                    help="before each group, wait up to this many seconds for other processes to leave a core "
-                    "free (0: never wait)")
+    ap.add_argument(
+        "--design",
+        choices=("interleaved", "sequential"),
+        default="interleaved",
+        help="interleaved (default): every trial is one interleaved sweep (bench ab) of the arms "
+        "a, a2 (same code) and one per slowdown, compared as pairs; sequential: separate groups, "
+        "a baseline measured a minute or two before the current side",
+    )
+    ap.add_argument(
+        "--batch-sizes",
+        default="1",
+        help="the scenario's batch sizes, e.g. 1,2,4: several points per "
+        "run, whose shared between-repeat noise the gate pools (the noise figures use the first)",
+    )
+    ap.add_argument(
+        "--plan",
+        choices=("few-repeats",),
+        default=None,
+        help="few-repeats: run three measurements into OUT/<design>-<R>: sequential (plain `bench run` "
+        "sides) with 3 and with 5 repeats, interleaved with 8 rounds, each at --levels (default here "
+        "0.10,0.30), then one table OUT/few-repeats.md (the targets of docs/gate.md, 'Few repeats')",
+    )
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=600.0,
+        help="before each group, wait up to this many seconds for other processes to leave a core free (0: never wait)",
+    )
     return ap.parse_args()
 
 
 def busy_cores(seconds: float = 2.0) -> float:
     """Cores busy over the next `seconds` (all processes; this script is idle meanwhile), from /proc/stat."""
+
     def snap() -> tuple[int, int]:
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:]]
         return sum(values), values[3] + values[4]  # total, idle + iowait
+
     total0, idle0 = snap()
     time.sleep(seconds)
     total1, idle1 = snap()
@@ -149,8 +171,9 @@ def wait_for_a_free_core(max_wait: float, settle: int = 3) -> tuple[float, float
     return time.monotonic() - t0, busy
 
 
-def run_group(out: Path, scenario: Path, name: str, repeats: int, threads: str, slowdown: float | None,
-              max_wait: float) -> dict:
+def run_group(
+    out: Path, scenario: Path, name: str, repeats: int, threads: str, slowdown: float | None, max_wait: float
+) -> dict:
     """Run one group unless it is complete already. Returns its timing: wall seconds, and the CPU seconds of
     its processes (bench run and its workers) — their ratio falls below 1 when other processes took the CPU."""
     group = out / "groups" / name
@@ -168,24 +191,57 @@ def run_group(out: Path, scenario: Path, name: str, repeats: int, threads: str, 
     waited, busy = wait_for_a_free_core(max_wait) if max_wait > 0 else (0.0, float("nan"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(scenario), "--repeats", str(repeats),
-                           "--out", str(group), "--no-fidelity"], cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "run",
+            str(scenario),
+            "--repeats",
+            str(repeats),
+            "--out",
+            str(group),
+            "--no-fidelity",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     ok = [r for r in read_records(group / RESULTS_FILE) if r.status == "ok"] if (group / RESULTS_FILE).exists() else []
     if len(ok) != repeats:
         raise SystemExit(f"group {name} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    timing = {"wall_s": wall, "cpu_s": cpu, "cpu_share": cpu / wall, "load_1min": os.getloadavg()[0],
-              "waited_s": waited, "busy_cores_at_start": busy, "valid_repeats": sum(r.valid is not False for r in ok)}
+    timing = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_share": cpu / wall,
+        "load_1min": os.getloadavg()[0],
+        "waited_s": waited,
+        "busy_cores_at_start": busy,
+        "valid_repeats": sum(r.valid is not False for r in ok),
+    }
     timing_file.write_text(json.dumps(timing) + "\n")
-    print(f"  {name}: {wall:.0f} s (waited {waited:.0f} s, {busy:.1f} cores busy at start), CPU share "
-          f"{cpu / wall:.2f}, {timing['valid_repeats']}/{repeats} valid", flush=True)
+    print(
+        f"  {name}: {wall:.0f} s (waited {waited:.0f} s, {busy:.1f} cores busy at start), CPU share "
+        f"{cpu / wall:.2f}, {timing['valid_repeats']}/{repeats} valid",
+        flush=True,
+    )
     return timing
 
 
-def run_trial(out: Path, scenario: Path, index: int, arms: list[tuple[str, float | None]], repeats: int,
-              threads: str, max_wait: float) -> dict:
+def run_trial(
+    out: Path,
+    scenario: Path,
+    index: int,
+    arms: list[tuple[str, float | None]],
+    repeats: int,
+    threads: str,
+    max_wait: float,
+) -> dict:
     """One interleaved sweep (bench.runner.run_interleaved, what `bench ab` runs) of every arm: arm "a" is
     the baseline, "a2" the same code again, "s<L>" the knob at L. Skipped when complete already."""
     from rich.console import Console
@@ -196,8 +252,10 @@ def run_trial(out: Path, scenario: Path, index: int, arms: list[tuple[str, float
     trial = out / "trials" / f"t-{index:02d}"
     timing_file = trial / "timing.json"
     if timing_file.exists() and all(
-            len([r for r in read_records(trial / name / RESULTS_FILE) if r.status == "ok"]) == repeats
-            for name, _ in arms if (trial / name / RESULTS_FILE).exists()):
+        len([r for r in read_records(trial / name / RESULTS_FILE) if r.status == "ok"]) == repeats
+        for name, _ in arms
+        if (trial / name / RESULTS_FILE).exists()
+    ):
         return json.loads(timing_file.read_text())
     shutil.rmtree(trial, ignore_errors=True)
     base = {"OMP_NUM_THREADS": threads} if threads else {}
@@ -205,8 +263,9 @@ def run_trial(out: Path, scenario: Path, index: int, arms: list[tuple[str, float
     waited, busy = wait_for_a_free_core(max_wait) if max_wait > 0 else (0.0, float("nan"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    results = run_interleaved(load_all([str(scenario)]), trial, arm_list, repeats, console=Console(quiet=True),
-                              fidelity=False, seed=index)
+    results = run_interleaved(
+        load_all([str(scenario)]), trial, arm_list, repeats, console=Console(quiet=True), fidelity=False, seed=index
+    )
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -215,11 +274,21 @@ def run_trial(out: Path, scenario: Path, index: int, arms: list[tuple[str, float
         if bad:
             raise SystemExit(f"trial {index} arm {name} failed: {bad[0].error}")
     valid = sum(r.valid is not False for res in results.values() for r in res.records)
-    timing = {"wall_s": wall, "cpu_s": cpu, "cpu_share": cpu / wall, "load_1min": os.getloadavg()[0],
-              "waited_s": waited, "busy_cores_at_start": busy, "valid_repeats": valid}
+    timing = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_share": cpu / wall,
+        "load_1min": os.getloadavg()[0],
+        "waited_s": waited,
+        "busy_cores_at_start": busy,
+        "valid_repeats": valid,
+    }
     timing_file.write_text(json.dumps(timing) + "\n")
-    print(f"  t-{index:02d} ({', '.join(n for n, _ in arms)}): {wall:.0f} s, CPU share {cpu / wall:.2f}, "
-          f"{valid}/{repeats * len(arms)} valid", flush=True)
+    print(
+        f"  t-{index:02d} ({', '.join(n for n, _ in arms)}): {wall:.0f} s, CPU share {cpu / wall:.2f}, "
+        f"{valid}/{repeats * len(arms)} valid",
+        flush=True,
+    )
     return timing
 
 
@@ -231,23 +300,33 @@ def trial_arms(i: int, levels: dict[float, int], aa_trials: int) -> list[tuple[s
 def paired_noise(out: Path, trials: int, quantile: float) -> dict:
     """What pairing removes: the sd (log, p-statistic latency) of single repeats of arm a across all rounds
     of all trials, the sd of trial means of a (sessions), and the sd of the per-round log ratio a2/a."""
+
     def stat(rec):
         return math.log(float(np.quantile(rec.metrics.latency_s.samples, quantile)))
+
     singles, means, diffs = [], [], []
     for i in range(trials):
         trial = out / "trials" / f"t-{i:02d}"
-        a = {r.pair: stat(r) for r in read_records(trial / "a" / RESULTS_FILE)
-             if r.status == "ok" and r.batch_size == BATCHES[0]}
+        a = {
+            r.pair: stat(r)
+            for r in read_records(trial / "a" / RESULTS_FILE)
+            if r.status == "ok" and r.batch_size == BATCHES[0]
+        }
         singles += list(a.values())
         if a:
             means.append(statistics.fmean(a.values()))
         if (trial / "a2" / RESULTS_FILE).exists():
-            a2 = {r.pair: stat(r) for r in read_records(trial / "a2" / RESULTS_FILE)
-                  if r.status == "ok" and r.batch_size == BATCHES[0]}
+            a2 = {
+                r.pair: stat(r)
+                for r in read_records(trial / "a2" / RESULTS_FILE)
+                if r.status == "ok" and r.batch_size == BATCHES[0]
+            }
             diffs += [a2[p] - a[p] for p in a if p in a2]
-    sd = (lambda xs: statistics.stdev(xs) if len(xs) > 1 else None)
-    return {"repeat_sd": sd(singles), "trial_mean_sd": sd(means), "round_diff_sd": sd(diffs),
-            "rounds": len(diffs)}
+
+    def sd(xs):
+        return statistics.stdev(xs) if len(xs) > 1 else None
+
+    return {"repeat_sd": sd(singles), "trial_mean_sd": sd(means), "round_diff_sd": sd(diffs), "rounds": len(diffs)}
 
 
 def schedule(pairs: int, levels: dict[float, int], seed: int = 0) -> list[tuple[str, float | None]]:
@@ -307,8 +386,13 @@ def knob_check(levels: list[float], threads: str, calls: int = 150) -> dict[str,
     env.pop(INJECT_ENV, None)
     if threads:
         env["OMP_NUM_THREADS"] = threads
-    proc = subprocess.run([sys.executable, "-c", KNOB_CHECK, str(calls), *map(str, levels)], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", KNOB_CHECK, str(calls), *map(str, levels)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"knob check failed:\n{proc.stderr[-2000:]}")
     return {f"{float(a):g}": float(b) for a, b in (line.split() for line in proc.stdout.split("\n") if line.strip())}
@@ -320,8 +404,11 @@ def session_noise(out: Path, names: list[str], quantile: float) -> dict:
     var(group means) = session² + within² / R, so session² = var(group means) − mean within-group var / R."""
     groups = []
     for name in names:
-        recs = [r for r in read_records(out / "groups" / name / RESULTS_FILE)
-                if r.status == "ok" and r.valid is not False and r.batch_size == BATCHES[0]]
+        recs = [
+            r
+            for r in read_records(out / "groups" / name / RESULTS_FILE)
+            if r.status == "ok" and r.valid is not False and r.batch_size == BATCHES[0]
+        ]
         y = [math.log(float(np.quantile(r.metrics.latency_s.samples, quantile))) for r in recs]
         if len(y) >= 2:
             groups.append(y)
@@ -330,16 +417,26 @@ def session_noise(out: Path, names: list[str], quantile: float) -> dict:
     means = [statistics.fmean(g) for g in groups]
     within = statistics.fmean(statistics.variance(g) / len(g) for g in groups)
     between = statistics.variance(means)
-    return {"groups": len(groups), "group_mean_sd": math.sqrt(between), "within_sd_of_mean": math.sqrt(within),
-            "session_sd": math.sqrt(max(0.0, between - within))}
+    return {
+        "groups": len(groups),
+        "group_mean_sd": math.sqrt(between),
+        "within_sd_of_mean": math.sqrt(within),
+        "session_sd": math.sqrt(max(0.0, between - within)),
+    }
 
 
 def report_head(started: datetime, load_before) -> dict:
     """What every report starts with: the command, when, and the machine's load around it."""
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "started_at": started.isoformat(timespec="seconds"),
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                        "load_average_before": load_before, "load_average_after": os.getloadavg()}}
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+    }
 
 
 def gate(out: Path, config, base: str, cur: str):
@@ -365,18 +462,29 @@ def summarize(results) -> dict:
         for c in r.comparisons:
             verdicts[outcome(c)] += 1
             per_metric.setdefault(c.metric.name, Counter())[outcome(c)] += 1
-    return {"comparisons": len(results),
-            "gate_failed": sum(r.exit_code == 1 for r in results),
-            # of those: by a `regression` verdict, or by the `inconclusive` policy (a likely regression, auto)
-            "with_regression": sum(r.count("regression") > 0 for r in results),
-            "warned": sum(r.outcome.startswith("warn") for r in results),
-            "with_improvement": sum(any(c.verdict == "improvement" for c in r.comparisons) for r in results),
-            "latency_judged": sum(any(c.metric.name == "latency_s" and c.estimate is not None for c in r.comparisons)
-                                  for r in results),
-            "latency_ratio_median": statistics.median(ratios) if (ratios := [
-                c.estimate.ratio for r in results for c in r.comparisons
-                if c.metric.name == "latency_s" and c.estimate is not None]) else None,
-            "verdicts": dict(verdicts), "per_metric": {m: dict(v) for m, v in per_metric.items()}}
+    return {
+        "comparisons": len(results),
+        "gate_failed": sum(r.exit_code == 1 for r in results),
+        # of those: by a `regression` verdict, or by the `inconclusive` policy (a likely regression, auto)
+        "with_regression": sum(r.count("regression") > 0 for r in results),
+        "warned": sum(r.outcome.startswith("warn") for r in results),
+        "with_improvement": sum(any(c.verdict == "improvement" for c in r.comparisons) for r in results),
+        "latency_judged": sum(
+            any(c.metric.name == "latency_s" and c.estimate is not None for c in r.comparisons) for r in results
+        ),
+        "latency_ratio_median": statistics.median(ratios)
+        if (
+            ratios := [
+                c.estimate.ratio
+                for r in results
+                for c in r.comparisons
+                if c.metric.name == "latency_s" and c.estimate is not None
+            ]
+        )
+        else None,
+        "verdicts": dict(verdicts),
+        "per_metric": {m: dict(v) for m, v in per_metric.items()},
+    }
 
 
 PLAN = (("sequential", 3), ("sequential", 5), ("interleaved", 8))  # --plan few-repeats
@@ -388,14 +496,34 @@ def main_plan(args) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     levels = args.levels if args.levels != "0.05,0.10" else "0.10,0.30"
-    rows = ["| design | repeats a side | A/A: gate failed | " + " | ".join(
-        f"+{float(x):.0%}: gate failed (regression verdict)" for x in levels.split(",")) + " |",
-        "|---|---|---|" + "---|" * len(levels.split(","))]
+    rows = [
+        "| design | repeats a side | A/A: gate failed | "
+        + " | ".join(f"+{float(x):.0%}: gate failed (regression verdict)" for x in levels.split(","))
+        + " |",
+        "|---|---|---|" + "---|" * len(levels.split(",")),
+    ]
     for design, repeats in PLAN:
         sub = out / f"{design}-{repeats}"
-        cmd = [sys.executable, __file__, "--design", design, "--repeats", str(repeats), "--levels", levels,
-               "--batch-sizes", args.batch_sizes if args.batch_sizes != "1" else "1,2,4",
-               "--extra-levels", "", "--out", str(sub), "--max-wait", str(args.max_wait), "--threads", args.threads]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--design",
+            design,
+            "--repeats",
+            str(repeats),
+            "--levels",
+            levels,
+            "--batch-sizes",
+            args.batch_sizes if args.batch_sizes != "1" else "1,2,4",
+            "--extra-levels",
+            "",
+            "--out",
+            str(sub),
+            "--max-wait",
+            str(args.max_wait),
+            "--threads",
+            args.threads,
+        ]
         print("$ " + " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
         rep = json.loads((sub / "gate-quality.json").read_text())
@@ -404,10 +532,13 @@ def main_plan(args) -> None:
         for x in levels.split(","):
             p = rep["power"][f"{float(x):g}"]
             cells.append(f"{p['gate_failed']}/{p['comparisons']} ({p.get('with_regression', '?')})")
-        rows.append(f"| {design}{' (paired)' if design == 'interleaved' else ''} | {repeats} | " + " | ".join(cells)
-                    + " |")
-    md = "\n".join([f"Few-repeats plan, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}", ""]
-                    + rows) + "\n"
+        rows.append(
+            f"| {design}{' (paired)' if design == 'interleaved' else ''} | {repeats} | " + " | ".join(cells) + " |"
+        )
+    md = (
+        "\n".join([f"Few-repeats plan, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}", ""] + rows)
+        + "\n"
+    )
     (out / "few-repeats.md").write_text(md)
     print(md)
 
@@ -430,8 +561,13 @@ def main() -> None:
     if args.combine is not None:
         config = config.model_copy(update={"combine": args.combine})
     if args.session_noise is not None:
-        config = config.model_copy(update={"session_noise": float(args.session_noise.rstrip("%")) / 100
-                                           if args.session_noise.endswith("%") else float(args.session_noise)})
+        config = config.model_copy(
+            update={
+                "session_noise": float(args.session_noise.rstrip("%")) / 100
+                if args.session_noise.endswith("%")
+                else float(args.session_noise)
+            }
+        )
 
     started = datetime.now(timezone.utc)
     load_before = os.getloadavg()
@@ -445,34 +581,48 @@ def main() -> None:
         return main_interleaved(args, out, scenario, levels, config, knob, started, load_before, t0)
     order = schedule(args.aa_pairs, levels, args.seed)
     print(f"{len(order)} groups of {args.repeats} repeats ({out / 'groups'})", flush=True)
-    timings = {name: run_group(out, scenario, name, args.repeats, args.threads, level, args.max_wait)
-               for name, level in order}
+    timings = {
+        name: run_group(out, scenario, name, args.repeats, args.threads, level, args.max_wait) for name, level in order
+    }
     wall_this_run = time.monotonic() - t0
 
     t1 = time.monotonic()
     n_aa = max([args.aa_pairs + 1] + list(levels.values()))
     aa = [gate(out, config, f"a-{i:02d}", f"a-{i + 1:02d}") for i in range(args.aa_pairs)]
     aa_all = [gate(out, config, f"a-{i:02d}", f"a-{j:02d}") for i, j in itertools.combinations(range(n_aa), 2)]
-    power = {level: [gate(out, config, f"a-{i:02d}", f"s{level:g}-{i:02d}") for i in range(trials)]
-             for level, trials in sorted(levels.items())}
+    power = {
+        level: [gate(out, config, f"a-{i:02d}", f"s{level:g}-{i:02d}") for i in range(trials)]
+        for level, trials in sorted(levels.items())
+    }
     compare_wall = time.monotonic() - t1
 
     reliable = [lvl for lvl, rs in sorted(power.items()) if sum(r.exit_code == 1 for r in rs) >= 0.95 * len(rs)]
     shares = [t["cpu_share"] for t in timings.values()]
     report = {
         **report_head(started, load_before),
-        "settings": {"design": "sequential", "repeats": args.repeats, "threads": args.threads or "torch default",
-                     "threshold": config.threshold, "statistic": config.statistic, "order_seed": args.seed, "memory_threshold": config.memory_threshold,
-                     "alpha": config.alpha, "session_noise": config.session_noise, "scenario": SCENARIO},
+        "settings": {
+            "design": "sequential",
+            "repeats": args.repeats,
+            "threads": args.threads or "torch default",
+            "threshold": config.threshold,
+            "statistic": config.statistic,
+            "order_seed": args.seed,
+            "memory_threshold": config.memory_threshold,
+            "alpha": config.alpha,
+            "session_noise": config.session_noise,
+            "scenario": SCENARIO,
+        },
         "groups": len(order),
-        "bench_wall_s": sum(t["wall_s"] for t in timings.values()), "wall_s_this_invocation": wall_this_run,
+        "bench_wall_s": sum(t["wall_s"] for t in timings.values()),
+        "wall_s_this_invocation": wall_this_run,
         "compare_wall_s": compare_wall,
         "cpu_share": {"min": min(shares), "median": statistics.median(shares), "max": max(shares)},
         "waited_s": sum(t.get("waited_s", 0.0) for t in timings.values()),
-        "started_busy": sum(t.get("busy_cores_at_start", 0.0) > (os.cpu_count() or 1) - 0.75
-                            for t in timings.values()),
-        "valid_repeats": {"valid": sum(t["valid_repeats"] for t in timings.values()),
-                          "total": args.repeats * len(timings)},
+        "started_busy": sum(t.get("busy_cores_at_start", 0.0) > (os.cpu_count() or 1) - 0.75 for t in timings.values()),
+        "valid_repeats": {
+            "valid": sum(t["valid_repeats"] for t in timings.values()),
+            "total": args.repeats * len(timings),
+        },
         "session_noise_estimate": session_noise(out, [f"a-{i:02d}" for i in range(n_aa)], config.quantile),
         "knob_check": knob,
         "aa_chain": summarize(aa),
@@ -487,12 +637,25 @@ def main() -> None:
     print(md)
 
 
-def main_interleaved(args, out: Path, scenario: Path, levels: dict[float, int], config, knob: dict,
-                     started: datetime, load_before, t0: float) -> None:
+def main_interleaved(
+    args,
+    out: Path,
+    scenario: Path,
+    levels: dict[float, int],
+    config,
+    knob: dict,
+    started: datetime,
+    load_before,
+    t0: float,
+) -> None:
     n_trials = max([args.aa_pairs] + list(levels.values()))
     print(f"{n_trials} interleaved trials of {args.repeats} rounds ({out / 'trials'})", flush=True)
-    timings = {f"t-{i:02d}": run_trial(out, scenario, i, trial_arms(i, levels, args.aa_pairs), args.repeats,
-                                       args.threads, args.max_wait) for i in range(n_trials)}
+    timings = {
+        f"t-{i:02d}": run_trial(
+            out, scenario, i, trial_arms(i, levels, args.aa_pairs), args.repeats, args.threads, args.max_wait
+        )
+        for i in range(n_trials)
+    }
     wall_this_run = time.monotonic() - t0
 
     def side(i: int, arm: str):
@@ -500,31 +663,45 @@ def main_interleaved(args, out: Path, scenario: Path, levels: dict[float, int], 
 
     t1 = time.monotonic()
     aa = [compare(side(i, "a"), side(i, "a2"), config) for i in range(args.aa_pairs)]
-    power = {level: [compare(side(i, "a"), side(i, f"s{level:g}"), config) for i in range(trials)]
-             for level, trials in sorted(levels.items())}
+    power = {
+        level: [compare(side(i, "a"), side(i, f"s{level:g}"), config) for i in range(trials)]
+        for level, trials in sorted(levels.items())
+    }
     # The same data as a baseline measured in another session (the previous trial): unpaired, as `bench run`
     # then `bench compare` against a saved baseline would see it.
     aa_unpaired = [compare(side(i, "a"), side(i + 1, "a"), config) for i in range(n_trials - 1)]
-    power_unpaired = {level: [compare(side(i, "a"), side(i + 1, f"s{level:g}"), config) for i in range(trials - 1)]
-                      for level, trials in sorted(levels.items())}
+    power_unpaired = {
+        level: [compare(side(i, "a"), side(i + 1, f"s{level:g}"), config) for i in range(trials - 1)]
+        for level, trials in sorted(levels.items())
+    }
     compare_wall = time.monotonic() - t1
 
     reliable = [lvl for lvl, rs in sorted(power.items()) if sum(r.exit_code == 1 for r in rs) >= 0.95 * len(rs)]
     shares = [t["cpu_share"] for t in timings.values()]
     report = {
         **report_head(started, load_before),
-        "settings": {"design": "interleaved", "repeats": args.repeats, "threads": args.threads or "torch default",
-                     "threshold": config.threshold, "statistic": config.statistic, "combine": config.combine,
-                     "memory_threshold":
-                     config.memory_threshold, "alpha": config.alpha, "session_noise": config.session_noise,
-                     "scenario": SCENARIO},
-        "trials": n_trials, "runs": sum(len(trial_arms(i, levels, args.aa_pairs)) for i in range(n_trials)),
-        "bench_wall_s": sum(t["wall_s"] for t in timings.values()), "wall_s_this_invocation": wall_this_run,
+        "settings": {
+            "design": "interleaved",
+            "repeats": args.repeats,
+            "threads": args.threads or "torch default",
+            "threshold": config.threshold,
+            "statistic": config.statistic,
+            "combine": config.combine,
+            "memory_threshold": config.memory_threshold,
+            "alpha": config.alpha,
+            "session_noise": config.session_noise,
+            "scenario": SCENARIO,
+        },
+        "trials": n_trials,
+        "runs": sum(len(trial_arms(i, levels, args.aa_pairs)) for i in range(n_trials)),
+        "bench_wall_s": sum(t["wall_s"] for t in timings.values()),
+        "wall_s_this_invocation": wall_this_run,
         "compare_wall_s": compare_wall,
         "cpu_share": {"min": min(shares), "median": statistics.median(shares), "max": max(shares)},
-        "valid_repeats": {"valid": sum(t["valid_repeats"] for t in timings.values()),
-                          "total": args.repeats * sum(len(trial_arms(i, levels, args.aa_pairs))
-                                                      for i in range(n_trials))},
+        "valid_repeats": {
+            "valid": sum(t["valid_repeats"] for t in timings.values()),
+            "total": args.repeats * sum(len(trial_arms(i, levels, args.aa_pairs)) for i in range(n_trials)),
+        },
         "noise": paired_noise(out, n_trials, config.quantile),
         "knob_check": knob,
         "aa_paired": summarize(aa),
@@ -546,37 +723,58 @@ def interleaved_markdown(rep: dict) -> str:
 
     def line(test: str, knob_effect: str, summary: dict) -> str:
         n = summary["comparisons"]
-        return row.format(test, f"{knob_effect} / {_change(summary['latency_ratio_median'])}", n,
-                          summary["gate_failed"], summary["gate_failed"] / n if n else 0, summary["latency_judged"],
-                          _verdicts(summary))
+        return row.format(
+            test,
+            f"{knob_effect} / {_change(summary['latency_ratio_median'])}",
+            n,
+            summary["gate_failed"],
+            summary["gate_failed"] / n if n else 0,
+            summary["latency_judged"],
+            _verdicts(summary),
+        )
 
-    lines = [f"# Gate quality, interleaved ({rep['started_at']})", "", f"`{rep['command']}`", "",
-             f"{rep['trials']} trials, each one interleaved sweep of {s['repeats']} rounds over its arms ({rep['runs']} "
-             f"arm runs in all; tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS={s['threads']}); statistic {s['statistic']} "
-             f"({s['combine']}), "
-             f"threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} "
-             f"min, comparisons {rep['compare_wall_s']:.0f} s.", "",
-             f"Machine: CPU share of the benchmark processes per trial min {rep['cpu_share']['min']:.2f}, median "
-             f"{rep['cpu_share']['median']:.2f}, max {rep['cpu_share']['max']:.2f}; {rep['valid_repeats']['valid']} of "
-             f"{rep['valid_repeats']['total']} repeats valid (latency CV ≤ max_cv).", "",
-             "Noise (log latency at the gate's statistic): single repeats of arm a spread "
-             f"{_pct(noise['repeat_sd'])}, trial means of a {_pct(noise['trial_mean_sd'])}, the per-round difference "
-             f"a2 − a {_pct(noise['round_diff_sd'])} ({noise['rounds']} rounds).", "",
-             "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
-             "latency judged | verdicts over all metrics |", "|---|---|---|---|---|---|",
-             line("A/A paired (a vs a2, same trial)", "-", rep["aa_paired"])]
+    lines = [
+        f"# Gate quality, interleaved ({rep['started_at']})",
+        "",
+        f"`{rep['command']}`",
+        "",
+        f"{rep['trials']} trials, each one interleaved sweep of {s['repeats']} rounds over its arms ({rep['runs']} "
+        f"arm runs in all; tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS={s['threads']}); statistic {s['statistic']} "
+        f"({s['combine']}), "
+        f"threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} "
+        f"min, comparisons {rep['compare_wall_s']:.0f} s.",
+        "",
+        f"Machine: CPU share of the benchmark processes per trial min {rep['cpu_share']['min']:.2f}, median "
+        f"{rep['cpu_share']['median']:.2f}, max {rep['cpu_share']['max']:.2f}; {rep['valid_repeats']['valid']} of "
+        f"{rep['valid_repeats']['total']} repeats valid (latency CV ≤ max_cv).",
+        "",
+        "Noise (log latency at the gate's statistic): single repeats of arm a spread "
+        f"{_pct(noise['repeat_sd'])}, trial means of a {_pct(noise['trial_mean_sd'])}, the per-round difference "
+        f"a2 − a {_pct(noise['round_diff_sd'])} ({noise['rounds']} rounds).",
+        "",
+        "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
+        "latency judged | verdicts over all metrics |",
+        "|---|---|---|---|---|---|",
+        line("A/A paired (a vs a2, same trial)", "-", rep["aa_paired"]),
+    ]
     for level, p in rep["power"].items():
         lines.append(line(f"{float(level):.1%} knob, paired", _change(knob.get(level)), p))
     lines.append(line("A/A unpaired (a of trial i vs a of trial i+1)", "-", rep["aa_unpaired"]))
     for level, p in rep["power_unpaired"].items():
-        lines.append(line(f"{float(level):.1%} knob, unpaired (baseline from the previous trial)",
-                          _change(knob.get(level)), p))
+        lines.append(
+            line(f"{float(level):.1%} knob, unpaired (baseline from the previous trial)", _change(knob.get(level)), p)
+        )
     small = rep["smallest_reliably_detected"]
-    lines += ["", f"Smallest slowdown tested that failed the gate in ≥ 95% of paired trials: "
-              f"{f'{small:.1%}' if small is not None else 'none of those tested'}.", "",
-              "Per metric, regression verdicts / comparisons (paired):", "",
-              "| metric | A/A | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
-              "|---|---|" + "---|" * len(rep["power"])]
+    lines += [
+        "",
+        f"Smallest slowdown tested that failed the gate in ≥ 95% of paired trials: "
+        f"{f'{small:.1%}' if small is not None else 'none of those tested'}.",
+        "",
+        "Per metric, regression verdicts / comparisons (paired):",
+        "",
+        "| metric | A/A | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
+        "|---|---|" + "---|" * len(rep["power"]),
+    ]
     for metric in rep["aa_paired"]["per_metric"]:
         cells = [_rate(rep["aa_paired"], metric)] + [_rate(p, metric) for p in rep["power"].values()]
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
@@ -590,39 +788,57 @@ def _pct(value: float | None) -> str:
 def to_markdown(rep: dict) -> str:
     s = rep["settings"]
     aa, aa_all = rep["aa_chain"], rep["aa_all_pairs"]
-    lines = [f"# Gate quality ({rep['started_at']})", "",
-             f"`{rep['command']}`", "",
-             f"{rep['groups']} groups × {s['repeats']} repeats (tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS="
-             f"{s['threads']}), statistic {s['statistic']}, threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}, session_noise "
-             f"{s['session_noise']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} min, comparisons "
-             f"{rep['compare_wall_s']:.0f} s.", "",
-             f"Machine: CPU share of the benchmark processes per group (CPU s / wall s; below 1 when other work took "
-             f"the cores) min {rep['cpu_share']['min']:.2f}, median {rep['cpu_share']['median']:.2f}, max "
-             f"{rep['cpu_share']['max']:.2f}; {rep['valid_repeats']['valid']} of {rep['valid_repeats']['total']} "
-             f"repeats valid (latency CV ≤ max_cv). Waited {rep['waited_s'] / 60:.1f} min in all for a free core "
-             f"before groups; {rep['started_busy']} of {rep['groups']} groups started with no core free anyway.", "",
-             _session_line(rep["session_noise_estimate"]), "",
-             "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
-             "latency judged | verdicts over all metrics |",
-             "|---|---|---|---|---|---|",
-             f"| A/A, neighbours (a-i vs a-(i+1)) | - / {_change(aa['latency_ratio_median'])} | {aa['comparisons']} | "
-             f"{aa['gate_failed']} | {aa['latency_judged']} | {_verdicts(aa)} |",
-             f"| A/A, all pairs (correlated) | - / {_change(aa_all['latency_ratio_median'])} | {aa_all['comparisons']} "
-             f"| {aa_all['gate_failed']} | {aa_all['latency_judged']} | {_verdicts(aa_all)} |"]
+    lines = [
+        f"# Gate quality ({rep['started_at']})",
+        "",
+        f"`{rep['command']}`",
+        "",
+        f"{rep['groups']} groups × {s['repeats']} repeats (tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS="
+        f"{s['threads']}), statistic {s['statistic']}, threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}, "
+        f"session_noise "
+        f"{s['session_noise']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} min, comparisons "
+        f"{rep['compare_wall_s']:.0f} s.",
+        "",
+        f"Machine: CPU share of the benchmark processes per group (CPU s / wall s; below 1 when other work took "
+        f"the cores) min {rep['cpu_share']['min']:.2f}, median {rep['cpu_share']['median']:.2f}, max "
+        f"{rep['cpu_share']['max']:.2f}; {rep['valid_repeats']['valid']} of {rep['valid_repeats']['total']} "
+        f"repeats valid (latency CV ≤ max_cv). Waited {rep['waited_s'] / 60:.1f} min in all for a free core "
+        f"before groups; {rep['started_busy']} of {rep['groups']} groups started with no core free anyway.",
+        "",
+        _session_line(rep["session_noise_estimate"]),
+        "",
+        "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
+        "latency judged | verdicts over all metrics |",
+        "|---|---|---|---|---|---|",
+        f"| A/A, neighbours (a-i vs a-(i+1)) | - / {_change(aa['latency_ratio_median'])} | {aa['comparisons']} | "
+        f"{aa['gate_failed']} | {aa['latency_judged']} | {_verdicts(aa)} |",
+        f"| A/A, all pairs (correlated) | - / {_change(aa_all['latency_ratio_median'])} | {aa_all['comparisons']} "
+        f"| {aa_all['gate_failed']} | {aa_all['latency_judged']} | {_verdicts(aa_all)} |",
+    ]
     knob = rep.get("knob_check", {})
     for level, p in rep["power"].items():
-        lines.append(f"| {float(level):.1%} slowdown (knob) | {_change(knob.get(level))} / "
-                     f"{_change(p['latency_ratio_median'])} | {p['comparisons']} | {p['gate_failed']} "
-                     f"({p['gate_failed'] / p['comparisons']:.0%}) | {p['latency_judged']} | {_verdicts(p)} |")
-    lines += ["", "\"latency judged\": comparisons in which latency_s got a verdict (enough valid repeats on both "
-              "sides). Knob's effect: median latency of 150 slowed calls / 150 plain calls interleaved in one process "
-              "(knob-check.json), and the median over the comparisons of the gate's latency ratio."]
+        lines.append(
+            f"| {float(level):.1%} slowdown (knob) | {_change(knob.get(level))} / "
+            f"{_change(p['latency_ratio_median'])} | {p['comparisons']} | {p['gate_failed']} "
+            f"({p['gate_failed'] / p['comparisons']:.0%}) | {p['latency_judged']} | {_verdicts(p)} |"
+        )
+    lines += [
+        "",
+        '"latency judged": comparisons in which latency_s got a verdict (enough valid repeats on both '
+        "sides). Knob's effect: median latency of 150 slowed calls / 150 plain calls interleaved in one process "
+        "(knob-check.json), and the median over the comparisons of the gate's latency ratio.",
+    ]
     small = rep["smallest_reliably_detected"]
-    lines += ["", f"Smallest slowdown tested that failed the gate in ≥ 95% of trials: "
-              f"{f'{small:.1%}' if small is not None else 'none of those tested'}.", "",
-              "Per metric, regression verdicts / comparisons:", "",
-              "| metric | A/A (neighbours) | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
-              "|---|---|" + "---|" * len(rep["power"])]
+    lines += [
+        "",
+        f"Smallest slowdown tested that failed the gate in ≥ 95% of trials: "
+        f"{f'{small:.1%}' if small is not None else 'none of those tested'}.",
+        "",
+        "Per metric, regression verdicts / comparisons:",
+        "",
+        "| metric | A/A (neighbours) | " + " | ".join(f"{float(lv):.1%}" for lv in rep["power"]) + " |",
+        "|---|---|" + "---|" * len(rep["power"]),
+    ]
     for metric in aa["per_metric"]:
         cells = [_rate(aa, metric)] + [_rate(p, metric) for p in rep["power"].values()]
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
@@ -632,9 +848,11 @@ def to_markdown(rep: dict) -> str:
 def _session_line(est: dict) -> str:
     if est.get("session_sd") is None:
         return "Session noise: too few groups with 2 valid repeats to estimate."
-    return (f"Session noise (log latency at the gate's statistic, {est['groups']} A/A groups): group means spread "
-            f"{est['group_mean_sd']:.2%}, their repeats account for {est['within_sd_of_mean']:.2%}, so whole groups "
-            f"move by about {est['session_sd']:.2%} beyond what their repeats show.")
+    return (
+        f"Session noise (log latency at the gate's statistic, {est['groups']} A/A groups): group means spread "
+        f"{est['group_mean_sd']:.2%}, their repeats account for {est['within_sd_of_mean']:.2%}, so whole groups "
+        f"move by about {est['session_sd']:.2%} beyond what their repeats show."
+    )
 
 
 def _change(ratio: float | None) -> str:

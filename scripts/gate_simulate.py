@@ -45,16 +45,36 @@ PROMPT, NEW = 32, 32
 def record(repeat: int, latencies: np.ndarray) -> Record:
     ttft = latencies * 0.1
     metrics = TextGenerationMetrics(
-        latency_s=Stats.of(latencies), ttft_s=Stats.of(ttft), tpot_s=Stats.of((latencies - ttft) / (NEW - 1)),
-        output_tokens_per_s=NEW / latencies.mean(), requests_per_s=1 / latencies.mean(),
-        prefill_tokens_per_s=PROMPT / ttft.mean(), decode_tokens_per_s=(NEW - 1) / (latencies - ttft).mean())
-    return Record(run_id=f"r{repeat}", point_id="p", scenario="sim", scenario_file="sim.yaml", model="tiny-gpt2",
-                  weights="random", task="text-generation", backend="eager", precision="fp32", batch_size=1,
-                  workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
-                  device="cpu", repeat=repeat, status="ok", valid=True, metrics=metrics,
-                  memory=MemoryMetrics(host_rss_peak_bytes=400_000_000),
-                  cold_costs={"load_s": 1.0, "first_call_s": 0.1},
-                  warmup_calls=1, measured_time_s=float(latencies.sum()))
+        latency_s=Stats.of(latencies),
+        ttft_s=Stats.of(ttft),
+        tpot_s=Stats.of((latencies - ttft) / (NEW - 1)),
+        output_tokens_per_s=NEW / latencies.mean(),
+        requests_per_s=1 / latencies.mean(),
+        prefill_tokens_per_s=PROMPT / ttft.mean(),
+        decode_tokens_per_s=(NEW - 1) / (latencies - ttft).mean(),
+    )
+    return Record(
+        run_id=f"r{repeat}",
+        point_id="p",
+        scenario="sim",
+        scenario_file="sim.yaml",
+        model="tiny-gpt2",
+        weights="random",
+        task="text-generation",
+        backend="eager",
+        precision="fp32",
+        batch_size=1,
+        workload={"prompt_tokens": PROMPT, "new_tokens": NEW},
+        device="cpu",
+        repeat=repeat,
+        status="ok",
+        valid=True,
+        metrics=metrics,
+        memory=MemoryMetrics(host_rss_peak_bytes=400_000_000),
+        cold_costs={"load_s": 1.0, "first_call_s": 0.1},
+        warmup_calls=1,
+        measured_time_s=float(latencies.sum()),
+    )
 
 
 # (single-repeat sd of log p10 latency, per-round a2 − a sd, session sd) measured 2026-11-23
@@ -65,15 +85,18 @@ NOISE = {"quiet": (0.062, 0.066, 0.028), "noisy": (0.117, 0.125, 0.059)}
 # and round independently (no shared part: pairing gains nothing from it here). TAIL_P from the sd:
 # p(1 − p)·log(1.55)² + 0.03² = sd².
 SLOWED_THROUGH, CLEAN = 1.55, 0.03
-TAIL_P = {f"{name}-tail": float((1 - np.sqrt(1 - 4 * (sd ** 2 - CLEAN ** 2) / np.log(SLOWED_THROUGH) ** 2)) / 2)
-          for name, (sd, _, _) in NOISE.items()}
+TAIL_P = {
+    f"{name}-tail": float((1 - np.sqrt(1 - 4 * (sd**2 - CLEAN**2) / np.log(SLOWED_THROUGH) ** 2)) / 2)
+    for name, (sd, _, _) in NOISE.items()
+}
 POINTS = (1, 2, 4)  # batch sizes; base call time 20 ms · (1 + batch) / 2
 
 
 def point_record(repeat: int, batch: int, latencies: np.ndarray, pair: str | None) -> Record:
     rec = record(repeat, latencies)
-    return rec.model_copy(update={"batch_size": batch, "run_id": f"b{batch}-r{repeat}", "point_id": f"b{batch}",
-                                  "pair": pair})
+    return rec.model_copy(
+        update={"batch_size": batch, "run_id": f"b{batch}-r{repeat}", "point_id": f"b{batch}", "pair": pair}
+    )
 
 
 def repeat_shift(rng, between: float, tail: float | None) -> float:
@@ -85,9 +108,19 @@ def repeat_shift(rng, between: float, tail: float | None) -> float:
 
 def plain_side(rng, name, slowdown, repeats, calls, between, within, session, tail=None) -> Side:
     shift = rng.normal(0, session)
-    records = [point_record(r, b, 0.010 * (1 + b) * slowdown * np.exp(shift + repeat_shift(rng, between, tail)
-                                                                       + rng.normal(0, within, calls)), None)
-               for b in POINTS for r in range(repeats)]
+    records = [
+        point_record(
+            r,
+            b,
+            0.010
+            * (1 + b)
+            * slowdown
+            * np.exp(shift + repeat_shift(rng, between, tail) + rng.normal(0, within, calls)),
+            None,
+        )
+        for b in POINTS
+        for r in range(repeats)
+    ]
     return Side(name, Path(name), records, ENV, None)
 
 
@@ -95,10 +128,26 @@ def paired_sides(rng, slowdown, rounds, calls, shared, own, within, tail=None) -
     rounds_noise = {(b, k): rng.normal(0, shared) if tail is None else 0.0 for b in POINTS for k in range(rounds)}
 
     def arm(name, factor):
-        return Side(name, Path(name), [
-            point_record(k, b, 0.010 * (1 + b) * factor * np.exp(rounds_noise[b, k] + repeat_shift(rng, own, tail)
-                                                                  + rng.normal(0, within, calls)), f"sim:b{b}:{k}")
-            for b in POINTS for k in range(rounds)], ENV, None)
+        return Side(
+            name,
+            Path(name),
+            [
+                point_record(
+                    k,
+                    b,
+                    0.010
+                    * (1 + b)
+                    * factor
+                    * np.exp(rounds_noise[b, k] + repeat_shift(rng, own, tail) + rng.normal(0, within, calls)),
+                    f"sim:b{b}:{k}",
+                )
+                for b in POINTS
+                for k in range(rounds)
+            ],
+            ENV,
+            None,
+        )
+
     return arm("a", 1.0), arm("s", slowdown)
 
 
@@ -109,10 +158,12 @@ def few_repeats(args) -> None:
     if args.own_noise:  # each comparison's own repeats only: the gate before pooling
         config = config.model_copy(update={"repeat_noise": "own"})
     levels = [0.0, 0.10, 0.30]
-    print(f"Simulated: {len(POINTS)} points, {args.calls} calls per repeat, call-to-call noise {args.within:.0%}, "
-          f"{args.trials} trials per cell, default gate (gate.yaml defaults). Cells: gate failed (exit 1) / trials, "
-          f"in brackets those with a `regression` verdict; gate session_noise {config.session_noise:.1%}, "
-          f"repeat_noise {config.repeat_noise}.\n")
+    print(
+        f"Simulated: {len(POINTS)} points, {args.calls} calls per repeat, call-to-call noise {args.within:.0%}, "
+        f"{args.trials} trials per cell, default gate (gate.yaml defaults). Cells: gate failed (exit 1) / trials, "
+        f"in brackets those with a `regression` verdict; gate session_noise {config.session_noise:.1%}, "
+        f"repeat_noise {config.repeat_noise}.\n"
+    )
     print("| noise | design | " + " | ".join("A/A" if x == 0 else f"+{x:.0%}" for x in levels) + " |")
     print("|---|---|" + "---|" * len(levels))
     rng = np.random.default_rng(args.seed)
@@ -120,7 +171,7 @@ def few_repeats(args) -> None:
         tail = TAIL_P.get(noise)
         single, diff, session = NOISE[noise.removesuffix("-tail")]
         own = diff / np.sqrt(2)
-        shared = float(np.sqrt(max(single ** 2 - own ** 2, 0.0)))
+        shared = float(np.sqrt(max(single**2 - own**2, 0.0)))
         for design, n in (("plain", 3), ("plain", 5), ("interleaved", 8)):
             cells = []
             for x in levels:
@@ -139,10 +190,13 @@ def few_repeats(args) -> None:
             print(f"| {noise} | {label} | " + " | ".join(cells) + " |", flush=True)
 
 
-def side(rng: np.random.Generator, name: str, slowdown: float, repeats: int, calls: int, between: float,
-         within: float) -> Side:
-    records = [record(r, 0.020 * slowdown * np.exp(rng.normal(0, between) + rng.normal(0, within, calls)))
-               for r in range(repeats)]
+def side(
+    rng: np.random.Generator, name: str, slowdown: float, repeats: int, calls: int, between: float, within: float
+) -> Side:
+    records = [
+        record(r, 0.020 * slowdown * np.exp(rng.normal(0, between) + rng.normal(0, within, calls)))
+        for r in range(repeats)
+    ]
     return Side(name, Path(name), records, ENV, None)
 
 
@@ -156,12 +210,18 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--few-repeats", action="store_true", help="the few-repeats plan (see above)")
-    ap.add_argument("--noise", default="quiet,noisy",
-                    help="--few-repeats: measured noise levels: quiet, noisy (normal), quiet-tail, noisy-tail "
-                    "(the same sd "
-                    "as clean repeats plus a few slowed through)")
-    ap.add_argument("--calibrated", action="store_true",
-                    help="--few-repeats: set the gate's session_noise to the (first) noise level's session sd")
+    ap.add_argument(
+        "--noise",
+        default="quiet,noisy",
+        help="--few-repeats: measured noise levels: quiet, noisy (normal), quiet-tail, noisy-tail "
+        "(the same sd "
+        "as clean repeats plus a few slowed through)",
+    )
+    ap.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="--few-repeats: set the gate's session_noise to the (first) noise level's session sd",
+    )
     ap.add_argument("--own-noise", action="store_true", help="--few-repeats: the gate with repeat_noise: own")
     args = ap.parse_args()
     if args.few_repeats:
@@ -170,16 +230,24 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     slowdowns = [float(x) for x in args.slowdowns.split(",")]
     t0 = time.monotonic()
-    print(f"Simulated gate outcomes: {args.repeats} repeats a side, {args.calls} calls per repeat, call-to-call "
-          f"noise {args.within:.0%}, {args.trials} comparisons per cell, default gate settings.\n")
+    print(
+        f"Simulated gate outcomes: {args.repeats} repeats a side, {args.calls} calls per repeat, call-to-call "
+        f"noise {args.within:.0%}, {args.trials} comparisons per cell, default gate settings.\n"
+    )
     print("| run-to-run noise | " + " | ".join("A/A" if s == 0 else f"+{s:.1%}" for s in slowdowns) + " |")
     print("|---|" + "---|" * len(slowdowns))
     for between in (float(x) for x in args.between.split(",")):
         cells = []
         for slow in slowdowns:
-            failed = sum(compare(side(rng, "b", 1.0, args.repeats, args.calls, between, args.within),
-                                 side(rng, "c", 1 + slow, args.repeats, args.calls, between, args.within),
-                                 config).exit_code == 1 for _ in range(args.trials))
+            failed = sum(
+                compare(
+                    side(rng, "b", 1.0, args.repeats, args.calls, between, args.within),
+                    side(rng, "c", 1 + slow, args.repeats, args.calls, between, args.within),
+                    config,
+                ).exit_code
+                == 1
+                for _ in range(args.trials)
+            )
             cells.append(f"{failed}/{args.trials}")
         print(f"| {between:.1%} | " + " | ".join(cells) + " |", flush=True)
     print(f"\n(cells: comparisons that failed the gate; {time.monotonic() - t0:.0f} s)")

@@ -38,9 +38,15 @@ def _row(r) -> list[str]:
 
     compile_s = r.cold_costs.get("compile_s")
     note = "; ".join(r.invalid_reasons or [])[:160].replace("|", "/")
-    return cells + [rate, f"{tpot.p50 * 1e3:.2f} ms" if tpot is not None else "-",
-                    _pct(rf.efficiency("calibrated") if rf else None), _pct(bandwidth("calibrated")),
-                    _pct(bandwidth("datasheet")), f"{compile_s:.0f} s" if compile_s else "-", note]
+    return cells + [
+        rate,
+        f"{tpot.p50 * 1e3:.2f} ms" if tpot is not None else "-",
+        _pct(rf.efficiency("calibrated") if rf else None),
+        _pct(bandwidth("calibrated")),
+        _pct(bandwidth("datasheet")),
+        f"{compile_s:.0f} s" if compile_s else "-",
+        note,
+    ]
 
 
 def main() -> int:
@@ -49,8 +55,21 @@ def main() -> int:
     parser.add_argument("--skipped", type=Path)
     parser.add_argument("--environment", type=Path)
     args = parser.parse_args()
-    header = ["scenario", "backend", "generation", "precision", "batch", "status", "throughput", "TPOT p50",
-              "efficiency (calibrated)", "of bandwidth (calibrated)", "of bandwidth (datasheet)", "compile", "note"]
+    header = [
+        "scenario",
+        "backend",
+        "generation",
+        "precision",
+        "batch",
+        "status",
+        "throughput",
+        "TPOT p50",
+        "efficiency (calibrated)",
+        "of bandwidth (calibrated)",
+        "of bandwidth (datasheet)",
+        "compile",
+        "note",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for results in sorted(args.runs.glob("*/results.jsonl")):
         lines += ["| " + " | ".join(_row(r)) + " |" for r in read_records(results)]
@@ -59,8 +78,10 @@ def main() -> int:
         lines.append("")
         lines += [f"- {line}" for line in providers]
         present = any("TensorrtExecutionProvider" in line for line in providers)
-        lines.append(f"- TensorRT execution provider: {'present' if present else 'absent'} in this onnxruntime; the "
-                     "onnxruntime backend has no TensorRT option yet (issue 23, item 3), so no TensorRT figure.")
+        lines.append(
+            f"- TensorRT execution provider: {'present' if present else 'absent'} in this onnxruntime; the "
+            "onnxruntime backend has no TensorRT option yet (issue 23, item 3), so no TensorRT figure."
+        )
     if args.skipped and args.skipped.exists():
         lines += [f"- {line}" for line in args.skipped.read_text().splitlines() if line.strip()]
     print("\n".join(lines))

@@ -33,15 +33,22 @@ def record_one(name: str, repeats: int, env_extra: dict[str, str], tmp: Path) ->
     out = tmp / name
     # A fresh cache directory: no stored calibration of this machine (so no run-time roofline in the records,
     # whether or not `bench calibrate` ran here before) and no warm compile caches.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BENCH_CACHE_DIR": str(tmp / "cache"),
-           **env_extra}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "BENCH_CACHE_DIR": str(tmp / "cache"),
+        **env_extra,
+    }
     cmd = [*bench_command(), "run", "tests/fixtures/scenarios", "--repeats", str(repeats), "--out", str(out)]
     print("+", " ".join(f"{k}={v}" for k, v in env_extra.items()), " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=REPO, env=env)
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
-    unexpected = [(r["scenario"], r["backend"], r["precision"], r["batch_size"], r["status"], r.get("error"))
-                  for r in records if (r["status"] == "failed") != (r["scenario"] == EXPECTED_FAILURE)
-                  or r["status"] == "timeout"]
+    unexpected = [
+        (r["scenario"], r["backend"], r["precision"], r["batch_size"], r["status"], r.get("error"))
+        for r in records
+        if (r["status"] == "failed") != (r["scenario"] == EXPECTED_FAILURE) or r["status"] == "timeout"
+    ]
     if proc.returncode not in (0, 1) or unexpected:  # exit 1: the expected failed point
         sys.exit(f"{name}: bench run exited {proc.returncode}; unexpected records: {unexpected}")
     return out

@@ -58,16 +58,26 @@ def main() -> None:
     scenario.write_text(SCENARIO.format(batches=args.batches))
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     t0 = time.perf_counter()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "object_store_memory": 100 * 2**20})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "object_store_memory": 100 * 2**20},
+    )
     for _ in range(2):
         cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
     cluster.wait_for_nodes()
     start_s = time.perf_counter() - t0
     try:
         local_s = bench(str(scenario), "--out", str(args.out / "local"), "--no-fidelity")
-        ray_s = bench(str(scenario), "--out", str(args.out / "ray"), "--no-fidelity", "--executor", "ray",
-                      "--address", cluster.address)
+        ray_s = bench(
+            str(scenario),
+            "--out",
+            str(args.out / "ray"),
+            "--no-fidelity",
+            "--executor",
+            "ray",
+            "--address",
+            cluster.address,
+        )
     finally:
         cluster.shutdown()
     local = read_records(args.out / "local" / "results.jsonl")
@@ -77,16 +87,20 @@ def main() -> None:
     print(f"- `bench run` wall, local executor: {local_s:.1f} s; Ray executor: {ray_s:.1f} s")
     print(f"- same runs and statuses: {'yes' if same else 'NO'} ({len(local)} local, {len(on_ray)} Ray records)")
     print(f"- nodes used: {len({r.details['node']['ray_node_id'] for r in on_ray})}\n")
-    print("| point | worker duration_s local | worker duration_s Ray | Ray driver_s | Ray task_s | worker_s "
-          "| overhead (driver_s − worker_s) |")
+    print(
+        "| point | worker duration_s local | worker duration_s Ray | Ray driver_s | Ray task_s | worker_s "
+        "| overhead (driver_s − worker_s) |"
+    )
     print("|---|---|---|---|---|---|---|")
     by_id = {r.run_id: r for r in local}
     overheads = []
     for r in sorted(on_ray, key=lambda r: r.batch_size):
         t = r.details["ray"]
         overheads.append(t["driver_s"] - t["worker_s"])
-        print(f"| bs{r.batch_size} | {by_id[r.run_id].duration_s:.1f} | {r.duration_s:.1f} | {t['driver_s']:.1f} "
-              f"| {t['task_s']:.1f} | {t['worker_s']:.1f} | {overheads[-1]:.2f} |")
+        print(
+            f"| bs{r.batch_size} | {by_id[r.run_id].duration_s:.1f} | {r.duration_s:.1f} | {t['driver_s']:.1f} "
+            f"| {t['task_s']:.1f} | {t['worker_s']:.1f} | {overheads[-1]:.2f} |"
+        )
     print(f"\nmedian per-point overhead: {statistics.median(overheads):.2f} s; results under {args.out}")
 
 

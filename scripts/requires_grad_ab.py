@@ -36,9 +36,11 @@ for dtype in (torch.bfloat16, torch.float32):
         m.requires_grad_(state)
         call()
     for i in range(args.rounds):
-        for state in ((True, False) if i % 2 == 0 else (False, True)):
+        for state in (True, False) if i % 2 == 0 else (False, True):
             m.requires_grad_(state)
             res[state].append(call())
     on, off = statistics.median(res[True]), statistics.median(res[False])
-    print(f"{dtype}: 1-token generate p50 requires_grad on {on * 1e3:.1f} ms, off {off * 1e3:.1f} ms, "
-          f"off/on {off / on:.2f}")
+    print(
+        f"{dtype}: 1-token generate p50 requires_grad on {on * 1e3:.1f} ms, off {off * 1e3:.1f} ms, "
+        f"off/on {off / on:.2f}"
+    )

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BARE = r'''
+BARE = r"""
 import json, sys, time
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -57,7 +57,7 @@ timed(new); timed(1)  # cold calls, as the suite's first call and warm-up
 ttft = [timed(1) for _ in range(iters)]
 latency = [timed(new) for _ in range(iters)]
 print(json.dumps({"ttft_s": ttft, "latency_s": latency, "threads": torch.get_num_threads()}))
-'''
+"""
 
 SCENARIO = """\
 name: suite-vs-bare
@@ -76,31 +76,59 @@ def p50(xs):
 
 def suite_round(model, precision, args, work: Path, k: int) -> dict:
     scen = work / f"suite-{precision}-{k}.yaml"
-    scen.write_text(SCENARIO.format(model=model, precision=precision, prompt=args.prompt, new=args.new,
-                                    iters=args.iters, seed=args.seed))
+    scen.write_text(
+        SCENARIO.format(
+            model=model, precision=precision, prompt=args.prompt, new=args.new, iters=args.iters, seed=args.seed
+        )
+    )
     out = work / f"run-{precision}-{k}"
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out), "--no-fidelity"],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out), "--no-fidelity"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     from bench.results import read_records
 
     (record,) = read_records(out / "results.jsonl")
     if record.status != "ok":
         raise SystemExit(f"suite run failed ({proc.returncode}): {record.error}")
     m = record.metrics
-    return {"ttft_s": m.ttft_s.p50, "tpot_s": m.tpot_s.p50, "latency_s": m.latency_s.p50,
-            "threads": record.details.get("torch_threads")}
+    return {
+        "ttft_s": m.ttft_s.p50,
+        "tpot_s": m.tpot_s.p50,
+        "latency_s": m.latency_s.p50,
+        "threads": record.details.get("torch_threads"),
+    }
 
 
 def bare_round(config: Path, precision, args) -> dict:
-    proc = subprocess.run([sys.executable, "-c", BARE, str(config), precision, str(args.prompt), str(args.new),
-                           str(args.iters), str(args.seed)], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=""))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BARE,
+            str(config),
+            precision,
+            str(args.prompt),
+            str(args.new),
+            str(args.iters),
+            str(args.seed),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=""),
+    )
     if proc.returncode != 0:
         raise SystemExit(f"bare loop failed: {proc.stderr[-2000:]}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     ttft, latency = p50(data["ttft_s"]), p50(data["latency_s"])
-    return {"ttft_s": ttft, "tpot_s": (latency - ttft) / (args.new - 1), "latency_s": latency,
-            "threads": data["threads"]}
+    return {
+        "ttft_s": ttft,
+        "tpot_s": (latency - ttft) / (args.new - 1),
+        "latency_s": latency,
+        "threads": data["threads"],
+    }
 
 
 def main() -> None:
@@ -124,17 +152,25 @@ def main() -> None:
             for precision in precisions:
                 first, second = ("suite", "bare") if k % 2 == 0 else ("bare", "suite")
                 for side in (first, second):
-                    res = suite_round(args.model, precision, args, Path(tmp), k) if side == "suite" else \
-                        bare_round(config, precision, args)
+                    res = (
+                        suite_round(args.model, precision, args, Path(tmp), k)
+                        if side == "suite"
+                        else bare_round(config, precision, args)
+                    )
                     rows[precision][side].append(res)
-                    print(f"round {k + 1} {precision} {side}: " + ", ".join(
-                        f"{m} {res[m] * 1e3:.1f} ms" for m in ("ttft_s", "tpot_s", "latency_s")), file=sys.stderr)
+                    print(
+                        f"round {k + 1} {precision} {side}: "
+                        + ", ".join(f"{m} {res[m] * 1e3:.1f} ms" for m in ("ttft_s", "tpot_s", "latency_s")),
+                        file=sys.stderr,
+                    )
     threads = {side: {r["threads"] for p in precisions for r in rows[p][side]} for side in ("suite", "bare")}
-    print(textwrap.dedent(f"""\
+    print(
+        textwrap.dedent(f"""\
         model {args.model} (bundled config, random weights), batch 1, prompt {args.prompt}, {args.new} new tokens,
         {args.iters} timed calls per round and side, {args.rounds} rounds alternating suite/bare; torch threads:
-        suite {sorted(threads['suite'])}, bare {sorted(threads['bare'])}. p50 = median over rounds of each round's p50.
-        """))
+        suite {sorted(threads["suite"])}, bare {sorted(threads["bare"])}. p50 = median over rounds of each round's p50.
+        """)
+    )
     print("| precision | metric | suite p50 (ms) | bare p50 (ms) | suite / bare |")
     print("|---|---|---:|---:|---:|")
     for precision in precisions:

@@ -22,8 +22,14 @@ atexit.register(shutil.rmtree, os.environ["BENCH_CACHE_DIR"], ignore_errors=True
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the CLI as a user would: a separate process, exit code and both streams captured."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def covering(*fixture_timeouts_s: float, own_s: float = 300) -> pytest.MarkDecorator:
@@ -54,10 +60,29 @@ measure:
 """
 
 
-def tiny_scenario(path: Path, name: str = "tiny", model: str = "tiny-gpt2", precision: str = "[fp32]",
-                  batch: str = "[1]", iters: int = 5, min_time: float = 0.0, timeout: float = 120) -> Path:
-    path.write_text(textwrap.dedent(TINY.format(name=name, model=model, precision=precision, batch=batch,
-                                                iters=iters, min_time=min_time, timeout=timeout)))
+def tiny_scenario(
+    path: Path,
+    name: str = "tiny",
+    model: str = "tiny-gpt2",
+    precision: str = "[fp32]",
+    batch: str = "[1]",
+    iters: int = 5,
+    min_time: float = 0.0,
+    timeout: float = 120,
+) -> Path:
+    path.write_text(
+        textwrap.dedent(
+            TINY.format(
+                name=name,
+                model=model,
+                precision=precision,
+                batch=batch,
+                iters=iters,
+                min_time=min_time,
+                timeout=timeout,
+            )
+        )
+    )
     return path
 
 

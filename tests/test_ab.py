@@ -36,8 +36,7 @@ def test_arms_alternate_round_by_round_and_records_carry_the_round(tmp_path):
     calls = fake.calls
     scenarios = load_all([str(tiny_scenario(tmp_path / "t.yaml", batch="[1, 2]"))])
     arms = [runner.Arm("baseline"), runner.Arm("current", {"BENCH_INJECT_SLOWDOWN": "0.1"})]
-    results = runner.run_interleaved(scenarios, tmp_path / "ab", arms, repeats=3, fidelity=False, seed=1,
-                                     executor=fake)
+    results = runner.run_interleaved(scenarios, tmp_path / "ab", arms, repeats=3, fidelity=False, seed=1, executor=fake)
 
     assert len(calls) == 2 * 3 * 2  # points × rounds × arms
     for i in range(0, len(calls), 2):  # each round runs both arms back to back, in either order
@@ -72,11 +71,14 @@ def test_a_code_arm_imports_bench_from_its_checkout(tmp_path):
         runner.check_arm_code(runner.Arm("baseline", code=tmp_path))
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--current-env", "NOEQUALS"], "--current-env: 'NOEQUALS' is not KEY=VALUE"),
-    (["--baseline-code", "/nonexistent"], "--baseline-code: /nonexistent has no bench/worker.py"),
-    (["--repeats", "1"], "--repeats"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--current-env", "NOEQUALS"], "--current-env: 'NOEQUALS' is not KEY=VALUE"),
+        (["--baseline-code", "/nonexistent"], "--baseline-code: /nonexistent has no bench/worker.py"),
+        (["--repeats", "1"], "--repeats"),
+    ],
+)
 def test_ab_bad_options_are_one_line_exit_2(tmp_path, args, words):
     scen = tiny_scenario(tmp_path / "t.yaml")
     proc = run_cli("ab", str(scen), "--out", str(tmp_path / "ab"), *args)
@@ -88,8 +90,17 @@ def test_ab_then_compare_end_to_end(tmp_path):
     """Real workers: the knob on the current arm only, both arms' records in rounds, compared as pairs."""
     scen = tiny_scenario(tmp_path / "t.yaml", iters=10)
     out = tmp_path / "ab"
-    proc = run_cli("ab", str(scen), "--out", str(out), "--repeats", "2", "--no-fidelity",
-                   "--current-env", "BENCH_INJECT_SLOWDOWN=0.5")
+    proc = run_cli(
+        "ab",
+        str(scen),
+        "--out",
+        str(out),
+        "--repeats",
+        "2",
+        "--no-fidelity",
+        "--current-env",
+        "BENCH_INJECT_SLOWDOWN=0.5",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"bench compare {out / 'baseline'} {out / 'current'}" in proc.stdout.replace("\n", "")
     base, cur = read_records(out / "baseline" / "results.jsonl"), read_records(out / "current" / "results.jsonl")

@@ -32,7 +32,9 @@ def matrix_sweep(tmp_path_factory):
     """eager and compile (aot_eager: the same graph capture without inductor's code generation, so the
     whole matrix compiles in seconds) × every CPU precision, one sweep."""
     d = tmp_path_factory.mktemp("backends")
-    scenario = write(d / "matrix.yaml", f"""
+    scenario = write(
+        d / "matrix.yaml",
+        f"""
         name: matrix
         task: text-generation
         model: {{name: tiny-gpt2}}
@@ -45,7 +47,8 @@ def matrix_sweep(tmp_path_factory):
           compile: {{compiler: aot_eager}}
         workload: {{prompt_tokens: 8, new_tokens: 4}}
         measure: {{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120, max_cv: 10.0}}
-        """)
+        """,
+    )
     proc = run_cli("run", str(scenario), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return d / "run", read_records(d / "run" / "results.jsonl")
@@ -54,7 +57,8 @@ def matrix_sweep(tmp_path_factory):
 def test_every_cpu_backend_and_precision_is_ok_with_fidelity(matrix_sweep):
     run_dir, records = matrix_sweep
     assert sorted((r.backend, r.precision) for r in records) == sorted(
-        (b, p) for b in ("eager", "compile") for p in PRECISIONS)
+        (b, p) for b in ("eager", "compile") for p in PRECISIONS
+    )
     for r in records:
         assert r.status == "ok", (r.backend, r.precision, r.error)
         f = r.fidelity
@@ -110,7 +114,9 @@ def test_compile_records_its_own_cold_costs(matrix_sweep):
 def test_inductor_compiles_the_decode_step_once_with_a_cold_cache(tmp_path):
     """warmup 0: the first (cold, unmeasured) call compiles the decode step with a fresh inductor cache;
     nothing compiles again in the measured phase, so the record is valid."""
-    scenario = write(tmp_path / "c.yaml", """
+    scenario = write(
+        tmp_path / "c.yaml",
+        """
         name: cold
         task: text-generation
         model: {name: tiny-gpt2}
@@ -118,7 +124,8 @@ def test_inductor_compiles_the_decode_step_once_with_a_cold_cache(tmp_path):
         matrix: {backend: compile, precision: fp32, batch_size: 1}
         workload: {prompt_tokens: 8, new_tokens: 3}
         measure: {warmup: 0, min_iterations: 3, min_time_s: 0, timeout_s: 240, max_cv: 100.0}
-        """)
+        """,
+    )
     proc = run_cli("run", str(scenario), "--out", str(tmp_path / "run"), "--no-fidelity", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (r,) = read_records(tmp_path / "run" / "results.jsonl")
@@ -156,7 +163,9 @@ def test_a_compilation_in_the_measured_phase_makes_the_record_invalid():
 
 
 def test_reduce_overhead_on_cpu_fails_with_the_reason(tmp_path):
-    scenario = write(tmp_path / "c.yaml", """
+    scenario = write(
+        tmp_path / "c.yaml",
+        """
         name: ro
         task: text-generation
         model: {name: tiny-gpt2}
@@ -164,7 +173,8 @@ def test_reduce_overhead_on_cpu_fails_with_the_reason(tmp_path):
         matrix: {backend: compile, precision: fp32, batch_size: 1}
         backend_options: {compile: {mode: reduce-overhead}}
         workload: {prompt_tokens: 8, new_tokens: 2}
-        """)
+        """,
+    )
     proc = run_cli("run", str(scenario), "--out", str(tmp_path / "run"), "--no-fidelity")
     assert proc.returncode == 1
     (r,) = read_records(tmp_path / "run" / "results.jsonl")
@@ -172,13 +182,16 @@ def test_reduce_overhead_on_cpu_fails_with_the_reason(tmp_path):
 
 
 def test_unknown_compile_option_is_an_input_error(tmp_path):
-    scenario = write(tmp_path / "c.yaml", """
+    scenario = write(
+        tmp_path / "c.yaml",
+        """
         name: bad
         task: text-generation
         model: {name: tiny-gpt2}
         matrix: {backend: compile, precision: fp32, batch_size: 1}
         backend_options: {compile: {mode: fastest}}
-        """)
+        """,
+    )
     proc = run_cli("validate", str(scenario))
     assert proc.returncode == 2
     assert "backend_options.compile.mode" in proc.stderr and "Traceback" not in proc.stderr
@@ -186,9 +199,11 @@ def test_unknown_compile_option_is_an_input_error(tmp_path):
 
 # --- units ---------------------------------------------------------------------------------------------------
 
+
 def _tiny_gpt2():
-    from bench import models
     from transformers import AutoModelForCausalLM
+
+    from bench import models
 
     return models.build(models.resolve("tiny-gpt2"), AutoModelForCausalLM, torch.float32, torch.device("cpu"))
 
@@ -226,10 +241,10 @@ def test_fidelity_compare_known_values():
     ref = {"primary": torch.tensor([[1.0, 0.0], [0.0, 2.0]]), "tokens": torch.tensor([[1, 2, 3], [4, 5, 6]])}
     out = {"primary": torch.tensor([[1.0, 1.5], [0.0, 2.5]]), "tokens": torch.tensor([[1, 9, 3], [4, 5, 6]])}
     f = fidelity.compare(out, ref, "logits")
-    row0 = 1 / (1 + 1.5 ** 2) ** 0.5
+    row0 = 1 / (1 + 1.5**2) ** 0.5
     assert f.cosine_min == pytest.approx(row0) and f.cosine_mean == pytest.approx((row0 + 1) / 2)
     assert f.max_abs_error == pytest.approx(1.5) and f.max_rel_error == pytest.approx(1.5 / 2)
-    assert f.rmse == pytest.approx(((1.5 ** 2 + 0.5 ** 2) / 4) ** 0.5)
+    assert f.rmse == pytest.approx(((1.5**2 + 0.5**2) / 4) ** 0.5)
     assert f.top1_agreement == 0.5  # row 0's argmax moved, row 1's did not
     assert f.token_agreement == pytest.approx(5 / 6)
     assert f.matched_prefix_tokens == pytest.approx((1 + 3) / 2)

@@ -39,29 +39,53 @@ CASES = {
     "hub-id-not-cached": (scenario(model="{name: nobody/nothing-here}"), "model.name", "not in the local hub cache"),
     "wrong-task-model": (scenario(model="{name: tiny-bert}"), "model.name", "not a text-generation"),
     "zero-batch": (scenario(matrix="{batch_size: [1, 0]}"), "matrix.batch_size[1]", "greater than 0"),
-    "negative-tokens": (scenario(workload="{prompt_tokens: -3, new_tokens: 4}"), "workload.prompt_tokens",
-                        "greater than 0"),
+    "negative-tokens": (
+        scenario(workload="{prompt_tokens: -3, new_tokens: 4}"),
+        "workload.prompt_tokens",
+        "greater than 0",
+    ),
     "unknown-workload-key": (scenario(workload="{prompt_tokens: 8, tokens: 4}"), "workload.tokens", "unknown key"),
-    "too-long": (scenario(workload="{prompt_tokens: 500, new_tokens: 100}"), "workload.prompt_tokens",
-                 "exceeds the model's maximum positions (512)"),
+    "too-long": (
+        scenario(workload="{prompt_tokens: 500, new_tokens: 100}"),
+        "workload.prompt_tokens",
+        "exceeds the model's maximum positions (512)",
+    ),
     "empty-after-exclude": (scenario(exclude="[{precision: fp32}]"), "exclude", "removes every point"),
-    "options-for-absent-backend": (scenario(backend_options="{other: {}}"), "backend_options.other",
-                                   "which the matrix does not run"),
+    "options-for-absent-backend": (
+        scenario(backend_options="{other: {}}"),
+        "backend_options.other",
+        "which the matrix does not run",
+    ),
     "bad-name": (scenario(name="'has spaces'"), "name", "should match pattern"),
-    "duplicate-top-key": (scenario() + "device: cuda\n", "device",
-                          "duplicate key 'device' at line 7 (first at line 4)"),
-    "duplicate-nested-key": (scenario(measure="\n  warmup: 1\n  min_iterations: 3\n  warmup: 2"), "measure.warmup",
-                             "duplicate key 'warmup' at line 10 (first at line 8)"),
+    "duplicate-top-key": (
+        scenario() + "device: cuda\n",
+        "device",
+        "duplicate key 'device' at line 7 (first at line 4)",
+    ),
+    "duplicate-nested-key": (
+        scenario(measure="\n  warmup: 1\n  min_iterations: 3\n  warmup: 2"),
+        "measure.warmup",
+        "duplicate key 'warmup' at line 10 (first at line 8)",
+    ),
     "infinite-timeout": (scenario(measure="{timeout_s: .inf}"), "measure.timeout_s", "non-finite number '.inf'"),
     "overflowing-exponent": (scenario(measure="{timeout_s: 1e999}"), "measure.timeout_s", "non-finite number '1e999'"),
     "nan-min-time": (scenario(measure="{min_time_s: .nan}"), "measure.min_time_s", "non-finite number"),
-    "huge-batch": (scenario(matrix="{batch_size: [100000000000000000000]}"), "matrix.batch_size[0]",
-                   "beyond any sane limit"),
-    "batch-too-large": (scenario(matrix="{batch_size: [1000000]}"), "matrix.batch_size[0]",
-                        "less than or equal to 65536"),
+    "huge-batch": (
+        scenario(matrix="{batch_size: [100000000000000000000]}"),
+        "matrix.batch_size[0]",
+        "beyond any sane limit",
+    ),
+    "batch-too-large": (
+        scenario(matrix="{batch_size: [1000000]}"),
+        "matrix.batch_size[0]",
+        "less than or equal to 65536",
+    ),
     "week-long-timeout": (scenario(measure="{timeout_s: 1e9}"), "measure.timeout_s", "less than or equal to"),
-    "string-for-int": (scenario(workload="{prompt_tokens: '8', new_tokens: 4}"), "workload.prompt_tokens",
-                       "valid integer"),
+    "string-for-int": (
+        scenario(workload="{prompt_tokens: '8', new_tokens: 4}"),
+        "workload.prompt_tokens",
+        "valid integer",
+    ),
     "negative-seed": (scenario(measure="{seed: -1}"), "measure.seed", "greater than or equal to 0"),
 }
 
@@ -190,9 +214,14 @@ def test_second_sweep_into_same_directory_is_refused(tmp_path):
     from conftest import REPO
 
     path, out = _tiny(tmp_path), tmp_path / "out"
-    first = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(out), "--no-fidelity"],
-                             cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(out), "--no-fidelity"],
+        cwd=REPO,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not ((out / ".lock").exists() and (out / ".lock").read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -220,13 +249,21 @@ def test_resume_refuses_other_measure_settings_and_retry_failed_runs_again(tmp_p
     (failed,) = read_records(out / "results.jsonl")
     assert failed.status == "failed" and failed.measure["warmup"] == 1
 
-    other = _tiny(tmp_path, "other.yaml", model=f"{{name: {model_dir}, weights: pretrained}}",
-                  measure="{warmup: 2, min_iterations: 3, min_time_s: 0, timeout_s: 120}")
+    other = _tiny(
+        tmp_path,
+        "other.yaml",
+        model=f"{{name: {model_dir}, weights: pretrained}}",
+        measure="{warmup: 2, min_iterations: 3, min_time_s: 0, timeout_s: 120}",
+    )
     proc = run_cli("run", str(other), "--out", str(out), "--resume", "--no-fidelity")
     check_error(proc, out / "results.jsonl", None, "measure.warmup: recorded 1, scenario 2")
 
-    longer = _tiny(tmp_path, "longer.yaml", model=f"{{name: {model_dir}, weights: pretrained}}",
-                   measure="{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 999}")
+    longer = _tiny(
+        tmp_path,
+        "longer.yaml",
+        model=f"{{name: {model_dir}, weights: pretrained}}",
+        measure="{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 999}",
+    )
     proc = run_cli("run", str(longer), "--out", str(out), "--resume", "--no-fidelity")  # a time limit measures nothing
     assert proc.returncode == 0 and "1 run(s) already recorded" in proc.stderr, proc.stderr
 

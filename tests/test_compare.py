@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from bench.gate.compare import compare, load_side
 from bench.errors import BenchInputError
 from bench.gate import stats
+from bench.gate.compare import compare, load_side
 from bench.gate.config import GateConfig, load_config
 from bench.gate.render import to_markdown
 
@@ -19,8 +19,7 @@ from gate_synth import ENV, record, side, write_run
 
 FIXTURES = REPO / "tests" / "fixtures"
 TIME_METRICS = ("latency_s", "ttft_s", "tpot_s")
-RATE_METRICS = ("output_tokens_per_s", "prefill_tokens_per_s",
-                "decode_tokens_per_s")
+RATE_METRICS = ("output_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s")
 
 
 def gate(tmp_path, base_records, cur_records, config=None, base_env=ENV, cur_env=ENV, **kw):
@@ -35,9 +34,20 @@ def verdicts(result) -> dict[str, str]:
 
 # --- statistics -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("p, df, expected", [(0.975, 1, 12.7062), (0.975, 2, 4.3027), (0.975, 4, 2.7764),
-                                             (0.975, 10, 2.2281), (0.995, 8, 3.3554), (0.95, 30, 1.6973),
-                                             (0.975, math.inf, 1.9600), (0.025, 5, -2.5706)])
+
+@pytest.mark.parametrize(
+    "p, df, expected",
+    [
+        (0.975, 1, 12.7062),
+        (0.975, 2, 4.3027),
+        (0.975, 4, 2.7764),
+        (0.975, 10, 2.2281),
+        (0.995, 8, 3.3554),
+        (0.95, 30, 1.6973),
+        (0.975, math.inf, 1.9600),
+        (0.025, 5, -2.5706),
+    ],
+)
 def test_student_t_quantiles_match_tables(p, df, expected):
     assert stats.t_ppf(p, df) == pytest.approx(expected, abs=1e-3)
     assert stats.t_cdf(expected, df) == pytest.approx(p, abs=1e-4)
@@ -51,18 +61,32 @@ def test_benjamini_hochberg():
     assert k == 0 and gamma == pytest.approx(0.005)
 
 
-@pytest.mark.parametrize("interval, higher, expected", [
-    ((1.08, 1.12), False, "regression"), ((1.08, 1.12), True, "improvement"),
-    ((0.88, 0.92), False, "improvement"), ((0.88, 0.92), True, "regression"),
-    ((0.97, 1.03), False, "unchanged"), ((1.02, 1.09), False, "inconclusive"), ((0.90, 1.10), True, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "interval, higher, expected",
+    [
+        ((1.08, 1.12), False, "regression"),
+        ((1.08, 1.12), True, "improvement"),
+        ((0.88, 0.92), False, "improvement"),
+        ((0.88, 0.92), True, "regression"),
+        ((0.97, 1.03), False, "unchanged"),
+        ((1.02, 1.09), False, "inconclusive"),
+        ((0.90, 1.10), True, "inconclusive"),
+    ],
+)
 def test_verdict_rule(interval, higher, expected):
     assert stats.verdict(interval, 0.05, higher) == expected
 
 
 def test_repeats_needed_shrinks_the_interval_enough():
-    est = stats.RatioEstimate(log_ratio=math.log(1.10), se=0.03, df=8, var_baseline=0.00045, var_current=0.00045,
-                              repeats_baseline=5, repeats_current=5)
+    est = stats.RatioEstimate(
+        log_ratio=math.log(1.10),
+        se=0.03,
+        df=8,
+        var_baseline=0.00045,
+        var_current=0.00045,
+        repeats_baseline=5,
+        repeats_current=5,
+    )
     n = est.repeats_needed(0.05, 0.05)
     assert n is not None and 5 < n <= stats.MAX_REPEATS_SUGGESTED
     wider = stats.RatioEstimate(math.log(1.10), 0.03 * math.sqrt(5 / n), 2 * n - 2, 0.00045, 0.00045, n, n)
@@ -115,6 +139,7 @@ def test_false_regressions_at_the_threshold_stay_below_the_nominal_rate():
 
 # --- verdicts on synthetic sides with known answers --------------------------------------------------------
 
+
 def test_clear_regression(tmp_path):
     result = gate(tmp_path, side(seed=1), side(factor=1.25, seed=2))
     v = verdicts(result)
@@ -141,8 +166,7 @@ def test_noise_only_is_never_a_change(tmp_path):
         result = gate(tmp_path / str(seed), side(seed=10 + seed), side(seed=20 + seed))
         assert set(verdicts(result).values()) <= {"unchanged", "inconclusive"}
         assert result.exit_code == 0
-    quiet = gate(tmp_path / "quiet", side(seed=1, between=0.003, within=0.01),
-                 side(seed=2, between=0.003, within=0.01))
+    quiet = gate(tmp_path / "quiet", side(seed=1, between=0.003, within=0.01), side(seed=2, between=0.003, within=0.01))
     assert set(verdicts(quiet).values()) == {"unchanged"}
 
 
@@ -161,8 +185,10 @@ def test_run_to_run_noise_is_not_mistaken_for_a_regression(tmp_path):
     levels = [0.90, 1.10, 0.95, 1.05, 1.00]
 
     def sided(factor, order):
-        return [record("synth", i, 0.02 * factor * levels[j] * np.exp(rng.normal(0, 0.005, 50)))
-                for i, j in enumerate(order)]
+        return [
+            record("synth", i, 0.02 * factor * levels[j] * np.exp(rng.normal(0, 0.005, 50)))
+            for i, j in enumerate(order)
+        ]
 
     result = gate(tmp_path, sided(1.0, [0, 1, 2, 3, 4]), sided(1.06, [3, 0, 4, 1, 2]))
     lat = next(c for c in result.comparisons if c.metric.name == "latency_s")
@@ -272,8 +298,12 @@ def test_points_are_matched_and_the_rest_listed(tmp_path):
     result = gate(tmp_path, base, cur)
     assert {c.key.scenario for c in result.comparisons} == {"a"}
     kinds = {(i.key.scenario, i.key.batch_size, i.kind) for i in result.issues}
-    assert kinds == {("b", 1, "baseline-only"), ("b", 2, "current-only"), ("new", 1, "current-only"),
-                     ("c", 1, "not-measured")}
+    assert kinds == {
+        ("b", 1, "baseline-only"),
+        ("b", 2, "current-only"),
+        ("new", 1, "current-only"),
+        ("c", 1, "not-measured"),
+    }
     renamed = next(i for i in result.issues if i.key.scenario == "b" and i.kind == "current-only")
     assert renamed.detail == "closest point on the other side differs in batch size"
     # b at batch 1 vanished from the current run: a failure of the gate, unless gate.yaml says missing: warn
@@ -308,14 +338,18 @@ def test_many_comparisons_widen_the_intervals(tmp_path):
 
 # --- environment ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("change, words", [
-    ({"libraries": {"torch": "2.12.0+cpu"}}, "torch 2.13.0+cpu → 2.12.0+cpu"),
-    ({"driver": "550.54"}, "driver none → 550.54"),
-    ({"cuda": "12.4"}, "CUDA none → 12.4"),
-    ({"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}, "GPU none → NVIDIA H100 80GB HBM3"),
-    ({"libraries": {"torch": "2.13.0+cpu", "onnxruntime": "1.20.0"}}, "onnxruntime none → 1.20.0"),
-    ({"cpu": {"model": "Other CPU", "torch_threads": 2}}, "CPU Synthetic CPU → Other CPU"),
-])
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"libraries": {"torch": "2.12.0+cpu"}}, "torch 2.13.0+cpu → 2.12.0+cpu"),
+        ({"driver": "550.54"}, "driver none → 550.54"),
+        ({"cuda": "12.4"}, "CUDA none → 12.4"),
+        ({"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}, "GPU none → NVIDIA H100 80GB HBM3"),
+        ({"libraries": {"torch": "2.13.0+cpu", "onnxruntime": "1.20.0"}}, "onnxruntime none → 1.20.0"),
+        ({"cpu": {"model": "Other CPU", "torch_threads": 2}}, "CPU Synthetic CPU → Other CPU"),
+    ],
+)
 def test_environment_change_is_refused_unless_allowed(tmp_path, change, words):
     env = {**ENV, **change}
     with pytest.raises(BenchInputError, match="environment differs") as exc:
@@ -337,6 +371,7 @@ def test_injected_slowdown_is_flagged(tmp_path):
 
 # --- config -----------------------------------------------------------------------------------------------
 
+
 def _config(tmp_path, text: str):
     path = tmp_path / "gate.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -345,7 +380,10 @@ def _config(tmp_path, text: str):
 
 
 def test_config_overrides_per_metric_and_scenario(tmp_path):
-    cfg = load_config(_config(tmp_path, """
+    cfg = load_config(
+        _config(
+            tmp_path,
+            """
 threshold: 4%
 memory_threshold: 0.01
 metrics:
@@ -357,7 +395,10 @@ scenarios:
     metrics:
       tpot_s: {threshold: 3%}
       memory.host_rss_peak_bytes: {enabled: true}
-"""), threshold=None)
+""",
+        ),
+        threshold=None,
+    )
     from bench.gate.metrics import METRICS_BY_NAME as M
 
     assert cfg.threshold_for("other", M["latency_s"]) == 0.04
@@ -379,8 +420,9 @@ def test_session_noise_widens_time_metrics_only(tmp_path):
     assert lat.verdict == "inconclusive" and lat.estimate.df > 100  # the session part has infinite df
     assert "more than" in lat.reason or "repeats per side" in lat.reason
     assert verdicts(noisy)["memory.host_rss_peak_bytes"] == "regression"  # memory takes no session noise
-    clear = gate(tmp_path / "c", base, side(factor=1.5, seed=2), config=load_config(_config(tmp_path / "c",
-                                                                                             "session_noise: 5%")))
+    clear = gate(
+        tmp_path / "c", base, side(factor=1.5, seed=2), config=load_config(_config(tmp_path / "c", "session_noise: 5%"))
+    )
     assert verdicts(clear)["latency_s"] == "regression"
 
 
@@ -392,8 +434,11 @@ def test_threshold_applies_to_the_verdict(tmp_path):
 BAD_CONFIGS = {
     "unknown-key": ("thresold: 5%\n", "thresold", "unknown key"),
     "unknown-metric": ("metrics:\n  latency: {threshold: 5%}\n", "metrics.latency", "unknown metric 'latency'"),
-    "scenario-unknown-metric": ("scenarios:\n  s:\n    metrics:\n      ttft: {enabled: false}\n",
-                                "scenarios.s.metrics.ttft", "unknown metric 'ttft'"),
+    "scenario-unknown-metric": (
+        "scenarios:\n  s:\n    metrics:\n      ttft: {enabled: false}\n",
+        "scenarios.s.metrics.ttft",
+        "unknown metric 'ttft'",
+    ),
     "nested-unknown-key": ("metrics:\n  ttft_s: {treshold: 5%}\n", "metrics.ttft_s.treshold", "unknown key"),
     "bare-five": ("threshold: 5\n", "threshold", "write a percentage such as 5%"),
     "not-a-number": ("threshold: five\n", "threshold", "is not a fraction"),
@@ -422,6 +467,7 @@ def test_bad_gate_config_is_one_line_exit_2(tmp_path, case):
 
 
 # --- CLI: exit codes and formats ---------------------------------------------------------------------------
+
 
 def test_cli_exit_codes_and_markdown(tmp_path):
     base = write_run(tmp_path / "base", side(seed=1) + side("other", seed=3))
@@ -460,10 +506,13 @@ def test_cli_json_format(tmp_path):
     assert lat["direction"] == "lower is better" and lat["point"]["workload"] == {"prompt_tokens": 32, "new_tokens": 32}
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--format", "xml"], "--format: 'xml' is not md or json"),
-    (["--threshold", "5"], "--threshold: '5' is not below 1; write a percentage such as 5%"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--format", "xml"], "--format: 'xml' is not md or json"),
+        (["--threshold", "5"], "--threshold: '5' is not below 1; write a percentage such as 5%"),
+    ],
+)
 def test_cli_bad_options(tmp_path, args, words):
     run = write_run(tmp_path / "run", side(seed=1))
     proc = run_cli("compare", str(run), str(run), *args)
@@ -477,8 +526,14 @@ def test_cli_refuses_a_different_environment_on_real_records():
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert line.startswith(f"error: {FIXTURES / 'cpu-1thread'}: environment differs")
     assert "torch threads 2 → 1" in line
-    allowed = run_cli("compare", str(FIXTURES / "cpu-2threads"), str(FIXTURES / "cpu-1thread"), "--allow-env-change",
-                      "--format", "json")
+    allowed = run_cli(
+        "compare",
+        str(FIXTURES / "cpu-2threads"),
+        str(FIXTURES / "cpu-1thread"),
+        "--allow-env-change",
+        "--format",
+        "json",
+    )
     # one repeat per point in the 1-thread run: nothing can be judged, which is a warning (exit 0), not a pass
     assert allowed.returncode == 0, allowed.stderr
     data = json.loads(allowed.stdout)
@@ -498,6 +553,7 @@ def test_missing_run_directory_is_exit_2(tmp_path):
 
 
 # --- pooled repeats, interleaved rounds ----------------------------------------------------------------------
+
 
 def _whole_repeat_slowed(factor: float, seed: int, slowed: tuple[int, ...] = ()) -> list:
     """5 repeats of 60 calls, 1% noise; a slow period of the machine covers every call of the `slowed` repeats

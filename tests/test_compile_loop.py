@@ -28,8 +28,15 @@ def _model(name: str):
 
 
 def _kwargs(eos: int | None, new: int = NEW) -> dict:
-    return dict(max_new_tokens=new, min_new_tokens=new, do_sample=False, num_beams=1, eos_token_id=eos,
-                pad_token_id=eos, use_cache=True)
+    return dict(
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        use_cache=True,
+    )
 
 
 class _Marks:
@@ -149,11 +156,11 @@ def sweep(tmp_path_factory):
     seconds on a contended 2-core machine; int8 in the loop is tested in-process above)."""
     tmp = tmp_path_factory.mktemp("loop")
     files = []
-    for name, generation, precisions in (("loop", "loop", "[fp32]"),
-                                         ("hf", "generate", "[fp32]")):
+    for name, generation, precisions in (("loop", "loop", "[fp32]"), ("hf", "generate", "[fp32]")):
         path = tmp / f"{name}.yaml"
-        path.write_text(textwrap.dedent(SCENARIO.format(name=f"tiny-{name}", generation=generation,
-                                                        precisions=precisions, new=NEW)))
+        path.write_text(
+            textwrap.dedent(SCENARIO.format(name=f"tiny-{name}", generation=generation, precisions=precisions, new=NEW))
+        )
         files.append(str(path))
     out = tmp / "run"
     proc = run_cli("run", *files, "--out", str(out), timeout=600)
@@ -188,19 +195,34 @@ def test_report_names_the_loop_beside_the_efficiency(sweep, tmp_path, monkeypatc
     out, records = sweep
     record = records[("loop", "fp32")]
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    bw = calibrate.BandwidthResult(method="copy", buffer_bytes=1, bytes_per_call=2, best_bytes_per_s=10e9,
-                                   median_bytes_per_s=9e9, calls=3)
-    mm = {d: calibrate.MatmulResult(dtype=d, size=256, best_flops_per_s=100e9, median_flops_per_s=90e9, calls=3)
-          for d in ("fp32", "fp16", "bf16", "int8")}
-    calibrate.save(calibrate.Calibration(
-        device_type="cpu", device_name=record.device_name, threads=record.details["torch_threads"], quick=False,
-        measured_at="2026-12-01T00:00:00+00:00", seconds=1, environment={}, copy_bandwidth=bw, matmul=mm))
+    bw = calibrate.BandwidthResult(
+        method="copy", buffer_bytes=1, bytes_per_call=2, best_bytes_per_s=10e9, median_bytes_per_s=9e9, calls=3
+    )
+    mm = {
+        d: calibrate.MatmulResult(dtype=d, size=256, best_flops_per_s=100e9, median_flops_per_s=90e9, calls=3)
+        for d in ("fp32", "fp16", "bf16", "int8")
+    }
+    calibrate.save(
+        calibrate.Calibration(
+            device_type="cpu",
+            device_name=record.device_name,
+            threads=record.details["torch_threads"],
+            quick=False,
+            measured_at="2026-12-01T00:00:00+00:00",
+            seconds=1,
+            environment={},
+            copy_bandwidth=bw,
+            matmul=mm,
+        )
+    )
     from bench.report import write_report
 
     md = write_report([out], tmp_path / "report").markdown.read_text()
-    rows = {(line.split("|")[2].strip(), "loop" if "(loop)" in line else "generate" if "(generate)" in line else None)
-            for line in md.splitlines() if line.startswith("| compile |") and "| ok |" in line
-            and ("(loop)" in line or "(generate)" in line)}  # the Details table (the main one has no efficiency)
+    rows = {
+        (line.split("|")[2].strip(), "loop" if "(loop)" in line else "generate" if "(generate)" in line else None)
+        for line in md.splitlines()
+        if line.startswith("| compile |") and "| ok |" in line and ("(loop)" in line or "(generate)" in line)
+    }  # the Details table (the main one has no efficiency)
     assert rows == {("fp32", "loop"), ("fp32", "generate")}, md
 
 
@@ -209,7 +231,8 @@ def test_generation_loop_is_rejected_for_another_task(tmp_path):
     from bench.scenario import load_scenario
 
     scenario = tmp_path / "enc.yaml"
-    scenario.write_text(textwrap.dedent("""
+    scenario.write_text(
+        textwrap.dedent("""
         name: enc
         task: feature-extraction
         model: {name: tiny-bert}
@@ -217,7 +240,8 @@ def test_generation_loop_is_rejected_for_another_task(tmp_path):
         matrix: {backend: [compile], precision: [fp32], batch_size: [1]}
         backend_options: {compile: {compiler: aot_eager, generation: loop}}
         workload: {sequence_length: 8}
-        """))
+        """)
+    )
     (run,) = load_scenario(scenario).run_specs()
     with pytest.raises(ValueError, match="generation: loop is for text generation"):
         CompileBackend(run.backend_options).prepare(None, run, torch.device("cpu"))

@@ -31,8 +31,9 @@ class MatMulSpec(BaseModel):
 
 class MatMulMetrics(WorkloadMetrics):
     latency_s: Annotated[Stats, Metric("s", "lower", "one call: repeat_matmuls products of the batch", gated=True)]
-    matmuls_per_s: Annotated[float, Metric("matmuls/s", "higher", "batch × repeat_matmuls / mean latency",
-                                           gated=True, rate_of="latency_s")]
+    matmuls_per_s: Annotated[
+        float, Metric("matmuls/s", "higher", "batch × repeat_matmuls / mean latency", gated=True, rate_of="latency_s")
+    ]
 
 
 class MatMul(Workload):
@@ -57,7 +58,7 @@ class MatMul(Workload):
 
     @classmethod
     def parameter_count(cls, config: Any) -> int:
-        return config.hidden_size ** 2
+        return config.hidden_size**2
 
     def prepare_inputs(self, runnable: Any) -> None:
         import torch
@@ -84,8 +85,9 @@ class MatMul(Workload):
 
     def metrics(self, calls: list[dict[str, Any]]) -> MatMulMetrics:
         latency = Stats.of([c["latency_s"] for c in calls])
-        return MatMulMetrics(latency_s=latency,
-                             matmuls_per_s=self.run.batch_size * self.spec.repeat_matmuls / latency.mean)
+        return MatMulMetrics(
+            latency_s=latency, matmuls_per_s=self.run.batch_size * self.spec.repeat_matmuls / latency.mean
+        )
 
 
 WORKLOAD = MatMul  # what BENCH_WORKLOAD_MODULES registers
@@ -97,14 +99,16 @@ def bench(*args: str, tmp: Path, extra: bool = True) -> subprocess.CompletedProc
         env["BENCH_WORKLOAD_MODULES"] = Path(__file__).stem
     else:
         env.pop("BENCH_WORKLOAD_MODULES", None)
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=tmp,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=tmp, env=env, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
 def matmul_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("matmul")
-    (tmp / "matmul.yaml").write_text(textwrap.dedent("""
+    (tmp / "matmul.yaml").write_text(
+        textwrap.dedent("""
         name: matmul
         task: matmul
         model: {name: tiny-bert}
@@ -112,7 +116,8 @@ def matmul_run(tmp_path_factory):
         matrix: {backend: eager, precision: fp32, batch_size: [1, 8]}
         workload: {repeat_matmuls: 3}
         measure: {warmup: 1, min_iterations: 5, min_time_s: 0, timeout_s: 240, max_cv: 100.0}
-        """))
+        """)
+    )
     proc = bench("run", "matmul.yaml", "--out", "run", "--repeats", "2", tmp=tmp)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [json.loads(line) for line in (tmp / "run" / "results.jsonl").read_text().splitlines() if line.strip()]
@@ -132,7 +137,7 @@ def test_a_workload_defined_in_a_test_runs_through_bench_run(matmul_run):
         # a second clock: the measured phase's wall time covers its calls
         assert sum(samples) <= r["measured_time_s"]
         assert set(r["cold_costs"]) == {"load_s", "first_call_s"} and r["cold_costs"]["first_call_s"] > 0
-        assert r["parameters"] == hidden ** 2 and r["weight_bytes"] == 4 * hidden ** 2
+        assert r["parameters"] == hidden**2 and r["weight_bytes"] == 4 * hidden**2
         assert r["fidelity"]["cosine_min"] == pytest.approx(1.0)  # fp32 eager against its own fp32 reference
         assert "no analytic model of task matmul" in r["roofline"]["notes"]
 
@@ -146,8 +151,11 @@ def test_report_and_compare_read_the_extra_workload(matmul_run):
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert "latency p90" in cells  # the workload's own report column
     col = cells.index("matmuls/s")
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
-            if line.startswith("| eager |") and len(line.split("|")) == len(header.split("|"))]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in md.splitlines()
+        if line.startswith("| eager |") and len(line.split("|")) == len(header.split("|"))
+    ]
     by_batch = {int(row[cells.index("batch")]): row for row in rows}
     for batch in (1, 8):
         mean = sum(r["metrics"]["matmuls_per_s"] for r in lines if r["batch_size"] == batch) / 2
@@ -158,11 +166,14 @@ def test_report_and_compare_read_the_extra_workload(matmul_run):
     data = json.loads(proc.stdout)
     compared = {(c["point"]["batch_size"], c["metric"]): c for c in data["comparisons"]}
     # exactly what the workload declares gated, plus the common memory peak (the CPU has no CUDA peaks)
-    assert set(compared) == {(b, m) for b in (1, 8) for m in ("latency_s", "matmuls_per_s",
-                                                               "memory.host_rss_peak_bytes")}
+    assert set(compared) == {
+        (b, m) for b in (1, 8) for m in ("latency_s", "matmuls_per_s", "memory.host_rss_peak_bytes")
+    }
     for batch in (1, 8):
-        for metric, unit, direction in (("latency_s", "s", "lower is better"),
-                                        ("matmuls_per_s", "matmuls/s", "higher is better")):
+        for metric, unit, direction in (
+            ("latency_s", "s", "lower is better"),
+            ("matmuls_per_s", "matmuls/s", "higher is better"),
+        ):
             c = compared[batch, metric]
             assert c["ratio"] == pytest.approx(1.0) and c["unit"] == unit and c["direction"] == direction
 
@@ -177,13 +188,36 @@ def test_records_of_an_unregistered_workload_are_not_read_as_something_else(matm
 
 # --- validation: metrics and cold costs as declared ------------------------------------------------------
 
+
 def _ok_record(**changes: Any) -> dict[str, Any]:
-    lat = {"count": 3, "mean": 0.5, "std": 0.0, "min": 0.5, "p50": 0.5, "p90": 0.5, "p95": 0.5, "p99": 0.5,
-           "max": 0.5, "samples": [0.5, 0.5, 0.5]}
-    base = dict(run_id="r", point_id="p", scenario="s", scenario_file="s.yaml", model="tiny-bert", weights="random",
-                task="feature-extraction", backend="eager", precision="fp32", batch_size=2, device="cpu",
-                status="ok", cold_costs={"load_s": 1.0, "first_call_s": 0.1},
-                metrics={"latency_s": lat, "sequences_per_s": 4.0, "input_tokens_per_s": 32.0})
+    lat = {
+        "count": 3,
+        "mean": 0.5,
+        "std": 0.0,
+        "min": 0.5,
+        "p50": 0.5,
+        "p90": 0.5,
+        "p95": 0.5,
+        "p99": 0.5,
+        "max": 0.5,
+        "samples": [0.5, 0.5, 0.5],
+    }
+    base = dict(
+        run_id="r",
+        point_id="p",
+        scenario="s",
+        scenario_file="s.yaml",
+        model="tiny-bert",
+        weights="random",
+        task="feature-extraction",
+        backend="eager",
+        precision="fp32",
+        batch_size=2,
+        device="cpu",
+        status="ok",
+        cold_costs={"load_s": 1.0, "first_call_s": 0.1},
+        metrics={"latency_s": lat, "sequences_per_s": 4.0, "input_tokens_per_s": 32.0},
+    )
     return base | changes
 
 
@@ -211,7 +245,8 @@ def test_an_undeclared_cold_cost_fails_loudly():
     with pytest.raises(ValidationError, match="compile_s not declared by backend 'eager'"):
         Record.model_validate(_ok_record(cold_costs={"compile_s": 3.0}))
     assert Record.model_validate(_ok_record(backend="compile", cold_costs={"compile_s": 3.0})).cold_costs == {
-        "compile_s": 3.0}
+        "compile_s": 3.0
+    }
 
 
 def test_schema_1_records_are_read_in_the_new_shape():
@@ -232,7 +267,10 @@ def test_schema_1_records_are_read_in_the_new_shape():
         assert new.metrics.decode_tokens_per_s == m["throughput"]["decode_tokens_per_s"]
         assert new.metrics.latency_s.samples == m["latency_s"]["samples"]
         assert new.memory.model_dump() == m["memory"]
-        assert new.cold_costs == {k: m[k] for k in ("load_s", "first_call_s", "compile_s", "export_s", "quantize_s",
-                                                    "session_s") if m.get(k) is not None}
+        assert new.cold_costs == {
+            k: m[k]
+            for k in ("load_s", "first_call_s", "compile_s", "export_s", "quantize_s", "session_s")
+            if m.get(k) is not None
+        }
         assert new.warmup_calls == m["warmup_calls"] and new.measured_time_s == m["measured_time_s"]
         assert new.workload == old["workload"] and new.workload["prompt_tokens"] == old["prompt_tokens"]

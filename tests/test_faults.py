@@ -19,9 +19,16 @@ from conftest import REPO, run_cli, tiny_scenario
 
 def start_sweep(*args, preexec_fn=None):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=preexec_fn)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )
 
 
 def kill_when(proc, condition, what, timeout=240):
@@ -51,6 +58,7 @@ def test_kill_at_several_points_then_resume(tmp_path):
     planned = {s.run_id for s in load_scenario(scen).run_specs(device="cpu")}
     out = tmp_path / "out"
     results, refs, logs = out / "results.jsonl", out / "references", out / "logs"
+
     def first_log():
         return logs.is_dir() and any(p.suffix == ".log" and not p.name.startswith("reference") for p in logs.iterdir())
 
@@ -80,7 +88,7 @@ def test_kill_at_several_points_then_resume(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "was cut short; moved 1 line(s) to" in proc.stderr
     (side,) = out.glob("results.truncated-*.jsonl")
-    assert side.read_bytes() == cut[cut.rindex(b"\n", 0, len(cut)) + 1:] + b"\n"
+    assert side.read_bytes() == cut[cut.rindex(b"\n", 0, len(cut)) + 1 :] + b"\n"
     again = read_records(results)
     assert sorted(r.run_id for r in again) == sorted(planned)
     assert again[0].run_id == records[0].run_id
@@ -89,8 +97,12 @@ def test_kill_at_several_points_then_resume(tmp_path):
 def test_write_failing_part_way_exits_1_and_leaves_complete_records(tmp_path):
     scen = tiny_scenario(tmp_path / "w.yaml", name="write", batch="[1, 2]", iters=3)
     one = tmp_path / "one"
-    assert run_cli("run", str(tiny_scenario(tmp_path / "o.yaml", name="write", iters=3)), "--out", str(one),
-                   "--no-fidelity").returncode == 0
+    assert (
+        run_cli(
+            "run", str(tiny_scenario(tmp_path / "o.yaml", name="write", iters=3)), "--out", str(one), "--no-fidelity"
+        ).returncode
+        == 0
+    )
     size = (one / "results.jsonl").stat().st_size  # one record of this shape
     limit = int(size * 1.5)  # room for the first record, not for the second
 

@@ -20,7 +20,8 @@ pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 def minilm_run(tmp_path_factory):
     """(records by (backend, precision), the test's own wall time around the sweep)."""
     d = tmp_path_factory.mktemp("minilm")
-    (d / "s.yaml").write_text(textwrap.dedent("""
+    (d / "s.yaml").write_text(
+        textwrap.dedent("""
         name: minilm
         task: feature-extraction
         model: {name: all-minilm-l6-v2, weights: pretrained}
@@ -33,14 +34,20 @@ def minilm_run(tmp_path_factory):
           - {backend: onnxruntime, precision: int8-dyn}
         workload: {sequence_length: 32}
         measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120, max_cv: 10.0}
-        """))
+        """)
+    )
     t0 = time.perf_counter()
     proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
     wall_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}
-    assert set(records) == {("eager", "fp32"), ("eager", "bf16"), ("eager", "int8-dyn"), ("compile", "fp32"),
-                            ("onnxruntime", "fp32")}
+    assert set(records) == {
+        ("eager", "fp32"),
+        ("eager", "bf16"),
+        ("eager", "int8-dyn"),
+        ("compile", "fp32"),
+        ("onnxruntime", "fp32"),
+    }
     return records, wall_s
 
 
@@ -87,24 +94,28 @@ def test_real_weights_fp32_matches_on_every_backend(minilm_sweep):
 
 
 def test_decoder_refused_for_feature_extraction(tmp_path):
-    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "s.yaml").write_text(
+        textwrap.dedent("""
         name: wrong
         task: feature-extraction
         model: {name: tiny-gpt2}
         matrix: {backend: eager, precision: fp32, batch_size: 1}
-        """))
+        """)
+    )
     proc = run_cli("validate", str(tmp_path / "s.yaml"))
     assert proc.returncode == 2
     assert "model.name" in proc.stderr and "not an encoder" in proc.stderr
 
 
 def test_sequence_longer_than_the_model_is_refused(tmp_path):
-    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "s.yaml").write_text(
+        textwrap.dedent("""
         name: long
         task: feature-extraction
         model: {name: tiny-bert}
         matrix: {backend: eager, precision: fp32, batch_size: 1}
         workload: {sequence_length: 100000}
-        """))
+        """)
+    )
     proc = run_cli("validate", str(tmp_path / "s.yaml"))
     assert proc.returncode == 2 and "workload.sequence_length" in proc.stderr

@@ -21,8 +21,7 @@ POINTS = [{"batch": 1, "base": 0.020}, {"batch": 2, "base": 0.030}, {"batch": 4,
 # Noise of log p10 latency measured on this project's 2-vCPU VM (docs/measurements/2026-11-23-gate-quality.md):
 # single repeats 6.2% (quiet session) / 11.7% (noisy session); call-to-call CV 6–21% (scripts/gate_quality.py)
 QUIET, NOISY, CALL_NOISE, CALLS = 0.062, 0.117, 0.10, 40
-TIMED = ("latency_s", "ttft_s", "tpot_s", "output_tokens_per_s", "prefill_tokens_per_s",
-         "decode_tokens_per_s")
+TIMED = ("latency_s", "ttft_s", "tpot_s", "output_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s")
 
 
 def sides(tmp_path, base, cur):
@@ -30,6 +29,7 @@ def sides(tmp_path, base, cur):
 
 
 # --- the issue's case -------------------------------------------------------------------------------------
+
 
 def test_a_30_percent_slowdown_with_3_repeats_a_side_is_a_regression(tmp_path):
     """Two `--repeats 3` runs of three points, and a copy of the first with every time ×1.3 (rates / 1.3): before
@@ -62,15 +62,16 @@ def test_a_30_percent_slowdown_with_3_repeats_a_side_is_a_regression(tmp_path):
 
 # --- the pooled estimate ----------------------------------------------------------------------------------
 
+
 def test_special_functions_at_known_values():
     euler = 0.5772156649015329
     assert stats.digamma(1.0) == pytest.approx(-euler, abs=1e-10)
     assert stats.digamma(0.5) == pytest.approx(-euler - 2 * math.log(2), abs=1e-10)
     assert stats.digamma(10.0) == pytest.approx(2.251752589066721, abs=1e-10)  # H_9 − γ
-    assert stats.trigamma(1.0) == pytest.approx(math.pi ** 2 / 6, abs=1e-9)
-    assert stats.trigamma(0.5) == pytest.approx(math.pi ** 2 / 2, abs=1e-9)
-    assert stats.trigamma_inverse(math.pi ** 2 / 6) == pytest.approx(1.0, abs=1e-7)
-    assert stats.trigamma_inverse(math.pi ** 2 / 2) == pytest.approx(0.5, abs=1e-7)
+    assert stats.trigamma(1.0) == pytest.approx(math.pi**2 / 6, abs=1e-9)
+    assert stats.trigamma(0.5) == pytest.approx(math.pi**2 / 2, abs=1e-9)
+    assert stats.trigamma_inverse(math.pi**2 / 6) == pytest.approx(1.0, abs=1e-7)
+    assert stats.trigamma_inverse(math.pi**2 / 2) == pytest.approx(0.5, abs=1e-7)
 
 
 def test_the_prior_fit_recovers_a_known_prior():
@@ -107,9 +108,11 @@ def test_pooled_noise_is_close_to_the_shared_truth(tmp_path):
     assert all(c.estimate.df > 10 for c in lat)  # against 4 from each comparison's own 2 + 2
     own = compare(*sides(tmp_path / "own", base, cur), GateConfig(repeat_noise="own"))
     assert all(c.estimate.df <= 4 + 1e-9 for c in own.comparisons if c.metric.name == "latency_s")
+
     # shrunk estimates scatter less around the truth than each point's own
     def spread(res):
         return np.std([math.log(c.estimate.var_baseline * 3) for c in res.comparisons if c.metric.name == "latency_s"])
+
     assert spread(result) < 0.5 * spread(own)
 
 
@@ -118,8 +121,14 @@ def test_points_with_different_noise_are_not_forced_to_one_value(tmp_path):
     keep intervals far narrower than the noisy ones."""
     points = [{"batch": b} for b in range(1, 11)]
     noise = [0.01] * 5 + [0.15] * 5
-    result = compare(*sides(tmp_path, run_of_points(points, 3, noise, 0.01, 100, seed=3),
-                            run_of_points(points, 3, noise, 0.01, 100, seed=4)), GateConfig())
+    result = compare(
+        *sides(
+            tmp_path,
+            run_of_points(points, 3, noise, 0.01, 100, seed=3),
+            run_of_points(points, 3, noise, 0.01, 100, seed=4),
+        ),
+        GateConfig(),
+    )
     assert result.priors["baseline"].df < 4
     se = {c.key.batch_size: c.estimate.se for c in result.comparisons if c.metric.name == "latency_s"}
     assert max(se[b] for b in range(1, 6)) < 0.5 * min(se[b] for b in range(6, 11))
@@ -133,6 +142,7 @@ def test_one_point_is_one_measurement_no_pooling_across_its_metrics(tmp_path):
 
 # --- families ---------------------------------------------------------------------------------------------
 
+
 def test_simes_by_hand():
     assert stats.simes([0.01, 0.04, 0.03]) == pytest.approx(0.03)  # min(3·0.01/1, 3·0.03/2, 3·0.04/3)
     assert stats.simes([0.02, 0.02]) == pytest.approx(0.02)  # a rate and its source: counted once
@@ -143,8 +153,10 @@ def test_a_change_in_one_metric_of_a_point_is_found_through_its_family(tmp_path)
     """TTFT 30% slower (prefill rate with it), the calls otherwise as before: the point's family is a discovery and
     exactly those two metrics regress."""
     base = [record("synth", r, 0.02 * np.exp(np.random.default_rng(r).normal(0, 0.01, 60))) for r in range(5)]
-    cur = [record("synth", r, 0.02 * np.exp(np.random.default_rng(10 + r).normal(0, 0.01, 60)), ttft_fraction=0.13)
-           for r in range(5)]
+    cur = [
+        record("synth", r, 0.02 * np.exp(np.random.default_rng(10 + r).normal(0, 0.01, 60)), ttft_fraction=0.13)
+        for r in range(5)
+    ]
     result = compare(*sides(tmp_path, base, cur), GateConfig())
     regressed = {c.metric.name for c in result.comparisons if c.verdict == "regression"}
     assert regressed == {"ttft_s", "prefill_tokens_per_s"}
@@ -153,6 +165,7 @@ def test_a_change_in_one_metric_of_a_point_is_found_through_its_family(tmp_path)
 
 # --- inconclusive: fail | warn | pass | auto --------------------------------------------------------------
 
+
 def _noisy_slowdown(tmp_path):
     """The issue's case on a noisy session: 30% slower, 3 repeats a side, per-repeat noise 11.7%."""
     first = run_of_points(POINTS, 3, NOISY, CALL_NOISE, CALLS, seed=0)
@@ -160,12 +173,16 @@ def _noisy_slowdown(tmp_path):
 
 
 def _aa(tmp_path):
-    return sides(tmp_path, run_of_points(POINTS, 3, NOISY, CALL_NOISE, CALLS, seed=0),
-                 run_of_points(POINTS, 3, NOISY, CALL_NOISE, CALLS, seed=100))
+    return sides(
+        tmp_path,
+        run_of_points(POINTS, 3, NOISY, CALL_NOISE, CALLS, seed=0),
+        run_of_points(POINTS, 3, NOISY, CALL_NOISE, CALLS, seed=100),
+    )
 
 
-@pytest.mark.parametrize("policy, slowed_exit, aa_exit", [("auto", 1, 0), ("fail", 1, 1), ("warn", 0, 0),
-                                                         ("pass", 0, 0)])
+@pytest.mark.parametrize(
+    "policy, slowed_exit, aa_exit", [("auto", 1, 0), ("fail", 1, 1), ("warn", 0, 0), ("pass", 0, 0)]
+)
 def test_inconclusive_policies_and_exit_codes(tmp_path, policy, slowed_exit, aa_exit):
     slowed = compare(*_noisy_slowdown(tmp_path / "s"), GateConfig(inconclusive=policy))
     assert slowed.count("regression") == 0 and slowed.undecided  # too noisy for a verdict at the family level
@@ -173,10 +190,12 @@ def test_inconclusive_policies_and_exit_codes(tmp_path, policy, slowed_exit, aa_
     aa = compare(*_aa(tmp_path / "a"), GateConfig(inconclusive=policy))
     assert aa.count("regression") == 0 and aa.undecided and not any(c.likely_regression for c in aa.undecided)
     assert (slowed.exit_code, aa.exit_code) == (slowed_exit, aa_exit)
-    said = {"auto": ("fail: likely regression", "warn: could not judge 3 point(s)"),
-            "fail": ("fail: could not judge 3 point(s)", "fail: could not judge 3 point(s)"),
-            "warn": ("warn: could not judge 3 point(s)",) * 2,
-            "pass": ("pass: 3 point(s) not judged (inconclusive: pass)",) * 2}[policy]
+    said = {
+        "auto": ("fail: likely regression", "warn: could not judge 3 point(s)"),
+        "fail": ("fail: could not judge 3 point(s)", "fail: could not judge 3 point(s)"),
+        "warn": ("warn: could not judge 3 point(s)",) * 2,
+        "pass": ("pass: 3 point(s) not judged (inconclusive: pass)",) * 2,
+    }[policy]
     assert slowed.outcome.startswith(said[0]) and aa.outcome == said[1]
 
 
@@ -210,6 +229,7 @@ def test_smallest_detectable_change_is_what_the_gate_would_have_caught(tmp_path)
 
 # --- missing: fail | warn ---------------------------------------------------------------------------------
 
+
 def test_a_metric_the_current_run_lost_fails_the_gate(tmp_path):
     cur = side(seed=2)
     for r in cur[:2]:
@@ -217,7 +237,8 @@ def test_a_metric_the_current_run_lost_fails_the_gate(tmp_path):
     result = compare(*sides(tmp_path, side(seed=1), cur), GateConfig())
     assert [(i.kind, i.detail) for i in result.failures] == [  # the decode rate is computed from TPOT
         ("metric-missing", "tpot_s: missing in 2 of the current's ok repeats"),
-        ("metric-missing", "decode_tokens_per_s: missing in 2 of the current's ok repeats")]
+        ("metric-missing", "decode_tokens_per_s: missing in 2 of the current's ok repeats"),
+    ]
     assert result.exit_code == 1 and result.outcome.startswith("fail: failures")
     warned = compare(*sides(tmp_path / "w", side(seed=1), cur), GateConfig(missing="warn"))
     assert warned.exit_code == 0 and warned.outcome.startswith("warn:")
@@ -227,4 +248,5 @@ def test_a_metric_the_current_run_lost_fails_the_gate(tmp_path):
         r.metrics.tpot_s = None
     new = compare(*sides(tmp_path / "n", base, side(seed=2)), GateConfig())
     assert new.failures == [] and next(c for c in new.comparisons if c.metric.name == "tpot_s").reason == (
-        "not measured in baseline")
+        "not measured in baseline"
+    )

@@ -15,8 +15,8 @@ from bench.results import read_records
 from conftest import REPO, run_cli, tiny_scenario
 from gate_synth import record, side, write_run
 
-
 # --- baselines --------------------------------------------------------------------------------------------
+
 
 def test_baseline_save_list_and_compare_by_name(tmp_path):
     run = write_run(tmp_path / "run", side(seed=1) + [record("synth", 5, [], status="failed")])
@@ -41,8 +41,13 @@ def test_baseline_save_list_and_compare_by_name(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "compare", "ci-cpu", str(cur)], capture_output=True,
-                          text=True, cwd=REPO, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "compare", "ci-cpu", str(cur)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "**Baseline** `ci-cpu` (saved baseline" in proc.stdout
     missing = run_cli("compare", "no-such", str(cur), "--baseline-dir", str(store))
@@ -69,6 +74,7 @@ def test_baseline_list_empty(tmp_path):
 
 # --- pytest-benchmark export ------------------------------------------------------------------------------
 
+
 def test_export_pytest_benchmark(tmp_path):
     recs = side(seed=1, repeats=2, calls=10) + side("other", seed=2, repeats=1, calls=10)
     recs.append(record("broken", 0, [], status="failed"))
@@ -94,6 +100,7 @@ def test_export_pytest_benchmark(tmp_path):
 
 
 # --- the test-only slowdown knob --------------------------------------------------------------------------
+
 
 class FakeModel:
     """generate() that hands over a prompt and 4 tokens, 20 ms apart; __call__ that takes 20 ms."""
@@ -175,8 +182,14 @@ def test_tiny_sweep_with_the_knob_and_the_gate(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(slowed), "--repeats", "2"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(slowed), "--repeats", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     records = read_records(slowed / "results.jsonl")
     assert len(records) == 2 and all(r.details["injected_slowdown"] == 0.5 for r in records)
@@ -197,13 +210,16 @@ def test_tiny_sweep_with_the_knob_and_the_gate(tmp_path):
     assert any("BENCH_INJECT_SLOWDOWN=0.5" in w for w in data["warnings"])
     by_metric = {c["metric"]: c for c in data["comparisons"]}
     assert {"latency_s", "ttft_s", "output_tokens_per_s", "memory.host_rss_peak_bytes"} <= set(by_metric)
-    assert by_metric["latency_s"]["repeats"] == {"baseline": 1, "current": 2} or "too noisy" in by_metric[
-        "latency_s"]["reason"]
+    assert (
+        by_metric["latency_s"]["repeats"] == {"baseline": 1, "current": 2}
+        or "too noisy" in by_metric["latency_s"]["reason"]
+    )
     assert all(c["verdict"] == "inconclusive" for c in data["comparisons"])
     assert read_records(plain / "results.jsonl")[0].details.get("injected_slowdown") is None
 
 
 # --- CI files ---------------------------------------------------------------------------------------------
+
 
 def test_perf_workflow_and_gate_config_parse():
     from bench.gate.config import load_config
@@ -222,8 +238,13 @@ def test_perf_workflow_and_gate_config_parse():
 def test_make_bench_ab_runs_the_base_in_a_worktree_then_the_paired_gate():
     import subprocess
 
-    proc = subprocess.run(["make", "-n", "bench-ab", "BASE_REF=abc123", "CI_SUITE=scenarios/ci", "CI_OUT=out/x"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["make", "-n", "bench-ab", "BASE_REF=abc123", "CI_SUITE=scenarios/ci", "CI_OUT=out/x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "git worktree add --detach .ab/base abc123" in text

@@ -45,8 +45,10 @@ def test_measured_peak_is_reset_and_tracks_allocations():
 
 # --- the real CUDA path: runs where a GPU is (the logic is tested on the CPU in test_measure_cuda_fakes.py) ---
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; the CPU-side logic "
-                                "is tested through fakes in tests/test_measure_cuda_fakes.py")
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA device; the CPU-side logic is tested through fakes in tests/test_measure_cuda_fakes.py",
+)
 
 
 @needs_cuda

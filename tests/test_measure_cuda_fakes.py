@@ -26,6 +26,7 @@ UUID = "8f3c2a8e-1111-2222-3333-444455556666"
 
 # --- fake torch.cuda ----------------------------------------------------------------------------------------
 
+
 class FakeCuda:
     """torch.cuda's timing and allocator entry points, recording every call in `log` in order."""
 
@@ -82,6 +83,7 @@ class FakeCuda:
 
 
 # --- clocks -------------------------------------------------------------------------------------------------
+
 
 def test_cuda_event_clock_converts_ms_and_waits_for_the_end_event(monkeypatch):
     cuda = FakeCuda(monkeypatch, elapsed_ms=[12.5, 0.25])
@@ -151,12 +153,14 @@ def test_calibration_timer_min_time_extends_the_calls(monkeypatch):
 
 # --- fake NVML ----------------------------------------------------------------------------------------------
 
+
 class FakeNvml:
     """pynvml's functions with recorded readings: `used` is served in order (the last one repeats), and
     `processes` likewise (a list of (pid, usedGpuMemory) per reading, or an error code to raise)."""
 
-    def __init__(self, monkeypatch, used=(1,), processes=((),), init_error=None, uuids=(f"GPU-{UUID}",),
-                 memory_error=None):
+    def __init__(
+        self, monkeypatch, used=(1,), processes=((),), init_error=None, uuids=(f"GPU-{UUID}",), memory_error=None
+    ):
         self.used, self.processes = list(used), list(processes)
         self.served = threading.Event()  # set once every recorded reading was served
         self.initialised = 0
@@ -197,9 +201,14 @@ class FakeNvml:
                 raise pynvml.NVMLError(reading)
             return [SimpleNamespace(pid=pid, usedGpuMemory=mem) for pid, mem in reading]
 
-        for name, fn in (("nvmlInit", init), ("nvmlShutdown", shutdown), ("nvmlDeviceGetHandleByUUID", by_uuid),
-                         ("nvmlDeviceGetHandleByIndex", by_index), ("nvmlDeviceGetMemoryInfo", memory_info),
-                         ("nvmlDeviceGetComputeRunningProcesses", running)):
+        for name, fn in (
+            ("nvmlInit", init),
+            ("nvmlShutdown", shutdown),
+            ("nvmlDeviceGetHandleByUUID", by_uuid),
+            ("nvmlDeviceGetHandleByIndex", by_index),
+            ("nvmlDeviceGetMemoryInfo", memory_info),
+            ("nvmlDeviceGetComputeRunningProcesses", running),
+        ):
             monkeypatch.setattr(pynvml, name, fn)
 
     def wait_served(self):
@@ -211,8 +220,11 @@ ME, OTHER = os.getpid(), os.getpid() + 1
 
 def test_nvml_sampler_keeps_this_process_and_the_device_peaks(monkeypatch):
     FakeCuda(monkeypatch)
-    nv = FakeNvml(monkeypatch, used=[100, 900, 400, 300],
-                  processes=[[(ME, 10), (OTHER, 5000)], [(OTHER, 7000), (ME, 70)], [(ME, 40)], [(ME, None)]])
+    nv = FakeNvml(
+        monkeypatch,
+        used=[100, 900, 400, 300],
+        processes=[[(ME, 10), (OTHER, 5000)], [(OTHER, 7000), (ME, 70)], [(ME, 40)], [(ME, None)]],
+    )
     with NvmlSampler(CUDA0, interval_s=0.001) as s:
         nv.wait_served()
     assert s.device_peak == 900
@@ -264,6 +276,7 @@ def test_nvml_no_uuid_from_torch_raises(monkeypatch):
 
 
 # --- the CUDA branch of the memory tracker ------------------------------------------------------------------
+
 
 def test_tracker_resets_cuda_peaks_after_synchronizing_and_reads_them_after(monkeypatch):
     cuda = FakeCuda(monkeypatch)

@@ -38,8 +38,11 @@ def suite_state(model):
 @pytest.mark.parametrize("weights", ["random", "pretrained"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_built_model_matches_from_pretrained(saved, weights, dtype):
-    ref = models.ModelRef("tiny-gpt2", weights, "directory", str(saved)) if weights == "pretrained" else \
-        models.resolve("tiny-gpt2")
+    ref = (
+        models.ModelRef("tiny-gpt2", weights, "directory", str(saved))
+        if weights == "pretrained"
+        else models.resolve("tiny-gpt2")
+    )
     built = models.build(ref, TextGeneration.model_class(), dtype, "cpu", seed=0)
     training, grads = suite_state(built)
     user_training, user_grads = user_state(saved, dtype)
@@ -47,8 +50,9 @@ def test_built_model_matches_from_pretrained(saved, weights, dtype):
     assert grads == user_grads and all(grads.values())  # from_pretrained leaves requires_grad on
 
 
-CASES = [(b, p) for b in BACKENDS for p in PRECISIONS
-         if BACKENDS[b].unsupported_reason("text-generation", p, "cpu") is None]
+CASES = [
+    (b, p) for b in BACKENDS for p in PRECISIONS if BACKENDS[b].unsupported_reason("text-generation", p, "cpu") is None
+]
 
 
 @pytest.mark.parametrize("backend,precision", CASES)
@@ -68,15 +72,19 @@ def test_model_as_run_by_every_backend(tmp_path, saved, backend, precision):
         return
     prepared = impl.prepare(model, spec, torch.device("cpu"))
     assert model.training is False
-    floating = {n: p.requires_grad for n, p in model.named_parameters() if not isinstance(p, TorchAOBaseTensor)
-                and not isinstance(getattr(p, "data", None), TorchAOBaseTensor)}
+    floating = {
+        n: p.requires_grad
+        for n, p in model.named_parameters()
+        if not isinstance(p, TorchAOBaseTensor) and not isinstance(getattr(p, "data", None), TorchAOBaseTensor)
+    }
     assert floating and floating == {n: user_grads[n] for n in floating if n in user_grads}
     assert all(floating.values())
     if backend != "eager":
         return  # compiling the decode step takes minutes here; its prefill is this same eager call
     seen = []
     model.transformer.h[0].register_forward_hook(
-        lambda *_: seen.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled())))
+        lambda *_: seen.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+    )
     workload = TextGeneration(spec, torch.device("cpu"), make_clock(torch.device("cpu")))
     workload.prepare_inputs(prepared.runnable)
     workload.call(prepared.runnable)

@@ -89,8 +89,10 @@ def test_generation_metrics_by_hand(tmp_path):
     ls = load_scenario(tiny_scenario(tmp_path / "t.yaml", batch="[3]"))
     (run,) = ls.run_specs(device="cpu")
     w = TextGeneration(run, torch.device("cpu"), HostClock())
-    calls = [{"latency_s": 1.0, "ttft_s": 0.4, "itl_s": [0.1, 0.2, 0.3]},
-             {"latency_s": 0.7, "ttft_s": 0.1, "itl_s": [0.2, 0.2, 0.2]}]
+    calls = [
+        {"latency_s": 1.0, "ttft_s": 0.4, "itl_s": [0.1, 0.2, 0.3]},
+        {"latency_s": 0.7, "ttft_s": 0.1, "itl_s": [0.2, 0.2, 0.2]},
+    ]
     m = w.metrics(calls)
     assert m.tpot_s.samples == [pytest.approx(0.2), pytest.approx(0.2)]
     assert m.itl_s.count == 6 and m.itl_s.max == 0.3

@@ -66,16 +66,26 @@ def runs(tmp_path_factory):
     first = sweep(cache, str(scenarios), "--out", str(tmp / "first"))
     again = scenario(tmp / "again.yaml", "gpt2", "[int8-dyn]", **GPT2)
     second = sweep(cache, str(again), "--out", str(tmp / "second"), "--no-fidelity")
-    return SimpleNamespace(tmp=tmp, cache=cache, gpt2=gpt2, first=first, second=second,
-                           records=read_records(tmp / "first" / "results.jsonl"),
-                           again=read_records(tmp / "second" / "results.jsonl"))
+    return SimpleNamespace(
+        tmp=tmp,
+        cache=cache,
+        gpt2=gpt2,
+        first=first,
+        second=second,
+        records=read_records(tmp / "first" / "results.jsonl"),
+        again=read_records(tmp / "second" / "results.jsonl"),
+    )
 
 
 def test_every_supported_precision_runs_with_fidelity(runs):
     assert runs.first.returncode == 0, runs.first.stdout + runs.first.stderr
     ok = {(r.task, r.precision): r for r in runs.records if r.status == "ok"}
-    assert set(ok) == {("text-generation", "fp32"), ("text-generation", "int8"), ("text-generation", "int8-dyn"),
-                       ("feature-extraction", "fp32")}
+    assert set(ok) == {
+        ("text-generation", "fp32"),
+        ("text-generation", "int8"),
+        ("text-generation", "int8-dyn"),
+        ("feature-extraction", "fp32"),
+    }
     for (task, precision), r in ok.items():
         m, d, cold = r.metrics, r.details, r.cold_costs
         assert m.latency_s.count >= 3 and cold["first_call_s"] > 0
@@ -141,19 +151,28 @@ def test_provider_fallback_fails_the_run(runs):
     assert spec.precision == "fp32"
     spec_path, result_path = runs.tmp / "fallback.spec.json", runs.tmp / "fallback.result.json"
     spec_path.write_text(spec.model_dump_json())
-    harness = ("import sys; import bench.backends.onnxruntime.providers as b; "
-               "b.requested_providers = lambda device: [('CUDAExecutionProvider', {'device_id': 0})]; "
-               "import onnxruntime as ort; claimed = ort.get_available_providers() + ['CUDAExecutionProvider']; "
-               "ort.get_available_providers = lambda: claimed; "
-               "from bench.worker import main; sys.exit(main(sys.argv[1:]))")
+    harness = (
+        "import sys; import bench.backends.onnxruntime.providers as b; "
+        "b.requested_providers = lambda device: [('CUDAExecutionProvider', {'device_id': 0})]; "
+        "import onnxruntime as ort; claimed = ort.get_available_providers() + ['CUDAExecutionProvider']; "
+        "ort.get_available_providers = lambda: claimed; "
+        "from bench.worker import main; sys.exit(main(sys.argv[1:]))"
+    )
     env = dict(os.environ, HF_HUB_OFFLINE="1", BENCH_CACHE_DIR=str(runs.cache))
-    proc = subprocess.run([sys.executable, "-c", harness, str(spec_path), str(result_path)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", harness, str(spec_path), str(result_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(result_path.read_text())
     assert record["status"] == "failed" and record["metrics"] is None
-    assert record["error"].startswith("ProviderFallback: onnxruntime fell back to CPUExecutionProvider: "
-                                      "CUDAExecutionProvider unavailable"), record["error"]
+    assert record["error"].startswith(
+        "ProviderFallback: onnxruntime fell back to CPUExecutionProvider: CUDAExecutionProvider unavailable"
+    ), record["error"]
 
 
 # --- units: no model, no subprocess -----------------------------------------------------------------
@@ -162,10 +181,17 @@ CUDA = [("CUDAExecutionProvider", {"device_id": 1})]
 
 
 def test_provider_check():
-    ortb.check_providers(CUDA, ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                         {"CUDAExecutionProvider": {"device_id": "1"}, "CPUExecutionProvider": {}}, "build")
-    with pytest.raises(ortb.ProviderFallback, match="fell back to CPUExecutionProvider: CUDAExecutionProvider "
-                                                    r"unavailable \(build\)"):
+    ortb.check_providers(
+        CUDA,
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        {"CUDAExecutionProvider": {"device_id": "1"}, "CPUExecutionProvider": {}},
+        "build",
+    )
+    with pytest.raises(
+        ortb.ProviderFallback,
+        match="fell back to CPUExecutionProvider: CUDAExecutionProvider "
+        r"unavailable \(build\)",
+    ):
         ortb.check_providers(CUDA, ["CPUExecutionProvider"], {"CPUExecutionProvider": {}}, "build")
     with pytest.raises(ortb.ProviderFallback, match="device_id=0, not 1"):
         ortb.check_providers(CUDA, ["CUDAExecutionProvider"], {"CUDAExecutionProvider": {"device_id": "0"}}, "b")
@@ -175,8 +201,10 @@ def test_provider_check():
 
 
 def test_provider_monitor_catches_a_later_fallback():
-    session = SimpleNamespace(get_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                              get_provider_options=lambda: {"CUDAExecutionProvider": {"device_id": "1"}})
+    session = SimpleNamespace(
+        get_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        get_provider_options=lambda: {"CUDAExecutionProvider": {"device_id": "1"}},
+    )
     unet = SimpleNamespace(get_providers=session.get_providers, get_provider_options=session.get_provider_options)
     monitor = ortb.ProviderMonitor([session, unet], CUDA, "build")  # a pipeline has a session per graph
     assert monitor.cold_metrics() == {}
@@ -201,8 +229,9 @@ def _export_entry(cache: Path, weight_is_constant: bool) -> Path:
         graph = helper.make_graph([helper.make_node("MatMul", ["x", "z"], ["y"])], "g", [x, z], [y])
     entry = cache / "onnx" / f"export{int(weight_is_constant)}"
     entry.mkdir(parents=True)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10),
-              entry / "model.onnx")
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), entry / "model.onnx"
+    )
     (entry / ortb.META_FILE).write_text(json.dumps({"key": entry.name}))
     return entry
 

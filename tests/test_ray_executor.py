@@ -29,7 +29,7 @@ from bench.results import read_records  # noqa: E402
 
 from conftest import run_cli, tiny_scenario  # noqa: E402
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os
 _args = [a.decode() for a in open("/proc/self/cmdline", "rb").read().split(b"\\0") if a]
 if "bench.worker" in _args and os.environ.get("BENCH_TEST_STARTS"):
@@ -49,7 +49,7 @@ if "bench.worker" in _args and os.environ.get("BENCH_TEST_STARTS"):
             with open(_hold + ".held", "w") as _f:
                 _f.write(str(os.getpid()))
             time.sleep(300)
-'''
+"""
 MB = 2**20
 HOOK_VARS = ("PYTHONPATH", "BENCH_TEST_STARTS", "BENCH_TEST_HOLD", "RAY_USAGE_STATS_ENABLED")
 
@@ -93,8 +93,9 @@ def scenarios(tmp_path: Path) -> list[str]:
     good = tiny_scenario(tmp_path / "tiny.yaml", iters=2)
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
-    (bad_dir / "config.json").write_text('{"model_type": "gpt2", "n_embd": 30, "n_head": 4, "n_layer": 1, '
-                                         '"vocab_size": 100, "n_positions": 64}')
+    (bad_dir / "config.json").write_text(
+        '{"model_type": "gpt2", "n_embd": 30, "n_head": 4, "n_layer": 1, "vocab_size": 100, "n_positions": 64}'
+    )
     bad = tiny_scenario(tmp_path / "broken.yaml", name="broken", model="bad", iters=2)
     return [str(good), str(bad)]
 
@@ -142,8 +143,10 @@ def test_same_sweep_local_and_ray(cluster, tmp_path):
 
 def test_cli_refuses_ray_options_without_ray_and_unknown_executors(tmp_path):
     scenario = scenarios(tmp_path)[0]
-    for args, words in ((("--address", "127.0.0.1:6379"), "--address: names a Ray cluster"),
-                        (("--executor", "slurm"), "--executor: unknown executor 'slurm' (known: local, ray)")):
+    for args, words in (
+        (("--address", "127.0.0.1:6379"), "--address: names a Ray cluster"),
+        (("--executor", "slurm"), "--executor: unknown executor 'slurm' (known: local, ray)"),
+    ):
         proc = run_cli("run", scenario, "--out", str(tmp_path / "out"), *args)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
@@ -162,15 +165,15 @@ def test_gpu_point_gets_its_gpus_together(cluster, tmp_path):
     assert spec.device == "cuda:0"
     logs = tmp_path / "logs"
     logs.mkdir()
-    (_, records), = executor.run_all([Job(spec, logs, worker_env())])
-    record, = records
+    ((_, records),) = executor.run_all([Job(spec, logs, worker_env())])
+    (record,) = records
     assert record.status == "failed" and "without a result" in record.error
     assert record.details["node"]["ray_node_id"] == cluster.n2.node_id
     assert [g["index"] for g in record.details["node"]["gpus"]] == [0, 1]
     assert any(w.startswith("could not check whether another process") for w in record.warnings)  # no NVML
 
     too_many = RayExecutor(address=cluster.address, gpus_per_point=3)
-    record, = too_many.run(Job(spec, logs, worker_env()))
+    (record,) = too_many.run(Job(spec, logs, worker_env()))
     assert record.status == "failed" and "no node of the Ray cluster has 3 GPU(s)" in record.error
     with pytest.raises(BenchInputError, match="cuda:1: on Ray each point gets the GPU Ray assigns it"):
         plan(loaded, 1, "cuda:1", executor.check_device)
@@ -195,8 +198,12 @@ def test_node_lost_mid_run_is_retried_on_another_node(cluster, tmp_path):
 
     blocker = ray.remote(num_cpus=1, max_retries=0)(block)
     others = [cluster.head, cluster.n2]
-    blocked = [blocker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
-               .remote(str(tmp_path / f"blocking-{i}"), str(release)) for i, n in enumerate(others)]
+    blocked = [
+        blocker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False)).remote(
+            str(tmp_path / f"blocking-{i}"), str(release)
+        )
+        for i, n in enumerate(others)
+    ]
     wait_for(lambda: all((tmp_path / f"blocking-{i}").exists() for i in range(len(others))), 60)
 
     spec = plan(load_all(scenarios(tmp_path)[:1]), 1, None, executor.check_device)[0]
@@ -219,8 +226,8 @@ def test_node_lost_mid_run_is_retried_on_another_node(cluster, tmp_path):
     ray.get(blocked)
     thread.join(timeout=150)
     assert not thread.is_alive()
-    (_, records), = results
-    record, = records
+    ((_, records),) = results
+    (record,) = records
     assert record.status == "ok", record.error
     assert record.details["infra_retries"] == 1 and len(record.details["infra_faults"]) == 1
     assert record.details["node"]["ray_node_id"] in {cluster.head.node_id, cluster.n2.node_id}
@@ -235,6 +242,7 @@ def wait_for(condition, timeout_s: float) -> None:
 
 
 # --- the shared-GPU check, through a fake NVML (no GPU here) ---------------------------------------------------
+
 
 class FakeNvml(types.ModuleType):
     """pynvml's calls that bench.measure.memory makes, over a table of GPUs and their processes."""
@@ -286,8 +294,14 @@ def test_gpu_in_use_by_another_process_makes_the_run_invalid(monkeypatch, tmp_pa
 
     spec = plan(load_all(scenarios(tmp_path)[:1]), 1, None)[0]
     ok = Record(**run_fields(spec, "cuda:0"), status="ok", valid=True)
-    result = {"records": [ok.model_dump(mode="json")], "node": {"ray_node_id": "n", "hostname": "h"},
-              "fingerprint": {}, "tmp": "/nowhere", "busy": found, "files": {}}
+    result = {
+        "records": [ok.model_dump(mode="json")],
+        "node": {"ray_node_id": "n", "hostname": "h"},
+        "fingerprint": {},
+        "tmp": "/nowhere",
+        "busy": found,
+        "files": {},
+    }
     (tmp_path / "logs").mkdir()
-    record, = RayExecutor()._records(Job(spec, tmp_path / "logs", {}), result, [])
+    (record,) = RayExecutor()._records(Job(spec, tmp_path / "logs", {}), result, [])
     assert record.valid is False and "pid 4242" in record.invalid_reasons[-1]

@@ -73,10 +73,12 @@ def test_every_reader_names_the_malformed_line(tmp_path, run_dir, command):
     lines = lines_of(path)
     lines[1] = lines[1][:40]  # a complete line that is not a record: line 2
     path.write_bytes(b"\n".join(lines))
-    args = {"report": ["report", str(run_dir), "--out", str(tmp_path / "rep")],
-            "compare": ["compare", str(FIXTURE), str(run_dir)],
-            "export": ["export", str(run_dir)],
-            "baseline": ["baseline", "save", str(run_dir), "b", "--dir", str(tmp_path / "bl")]}[command]
+    args = {
+        "report": ["report", str(run_dir), "--out", str(tmp_path / "rep")],
+        "compare": ["compare", str(FIXTURE), str(run_dir)],
+        "export": ["export", str(run_dir)],
+        "baseline": ["baseline", "save", str(run_dir), "b", "--dir", str(tmp_path / "bl")],
+    }[command]
     proc = run_cli(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -84,17 +86,25 @@ def test_every_reader_names_the_malformed_line(tmp_path, run_dir, command):
 
 
 def _append_under_limit(path, extra_bytes):
-    code = ("import sys; from bench import store; from bench.results import read_records;"
-            "r = read_records(__import__('pathlib').Path(sys.argv[2]))[0]\n"
-            "try:\n store.append_records(__import__('pathlib').Path(sys.argv[1]), [r, r])\n"
-            "except store.RecordWriteError as e:\n print(e); sys.exit(1)")
+    code = (
+        "import sys; from bench import store; from bench.results import read_records;"
+        "r = read_records(__import__('pathlib').Path(sys.argv[2]))[0]\n"
+        "try:\n store.append_records(__import__('pathlib').Path(sys.argv[1]), [r, r])\n"
+        "except store.RecordWriteError as e:\n print(e); sys.exit(1)"
+    )
     limit = path.stat().st_size + extra_bytes
 
     def preexec():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.run([sys.executable, "-c", code, str(path), str(FIXTURE / "results.jsonl")], cwd=REPO,
-                          capture_output=True, text=True, preexec_fn=preexec, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path), str(FIXTURE / "results.jsonl")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        timeout=120,
+    )
 
 
 def test_write_failing_part_way_leaves_file_as_it_was(run_dir):
@@ -118,10 +128,19 @@ def test_move_aside_keeps_what_it_takes(run_dir):
 
 def test_lock_names_the_holder_and_dies_with_it(tmp_path):
     d = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from bench.store import sweep_lock\nwith sweep_lock(Path(sys.argv[1])):\n"
-                               " print('held', flush=True); time.sleep(600)", str(d)],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from bench.store import sweep_lock\nwith sweep_lock(Path(sys.argv[1])):\n"
+            " print('held', flush=True); time.sleep(600)",
+            str(d),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(BenchInputError) as exc, store.sweep_lock(d):

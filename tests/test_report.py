@@ -82,10 +82,15 @@ def _cells(line: str) -> list[str]:
     return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
 
 
-def row_of(rows: list[dict[str, str]], backend: str, precision: str, batch: int, run: str | None = None
-           ) -> dict[str, str]:
-    (row,) = [r for r in rows if (r["backend"], r["precision"], r["batch"]) == (backend, precision, str(batch))
-              and (run is None or r["run"] == run)]
+def row_of(
+    rows: list[dict[str, str]], backend: str, precision: str, batch: int, run: str | None = None
+) -> dict[str, str]:
+    (row,) = [
+        r
+        for r in rows
+        if (r["backend"], r["precision"], r["batch"]) == (backend, precision, str(batch))
+        and (run is None or r["run"] == run)
+    ]
     return row
 
 
@@ -124,10 +129,24 @@ def percentile_by_hand(samples: list[float], q: float) -> float:
 
 
 def test_formatters_print_literal_strings():
-    assert [fmt_seconds(x) for x in (2.345, 1.0, 0.01234, 0.001, 0.000987, 1.2e-5, None)] == \
-        ["2.35 s", "1.00 s", "12.3 ms", "1.0 ms", "987 us", "12 us", "-"]
-    assert [fmt_bytes(b) for b in (3 * 2**30, 1536 * 2**20, 2**20 + 2**19, 2048, 1023, 0, None)] == \
-        ["3.00 GiB", "1.50 GiB", "1.50 MiB", "2.00 KiB", "1023 B", "-", "-"]
+    assert [fmt_seconds(x) for x in (2.345, 1.0, 0.01234, 0.001, 0.000987, 1.2e-5, None)] == [
+        "2.35 s",
+        "1.00 s",
+        "12.3 ms",
+        "1.0 ms",
+        "987 us",
+        "12 us",
+        "-",
+    ]
+    assert [fmt_bytes(b) for b in (3 * 2**30, 1536 * 2**20, 2**20 + 2**19, 2048, 1023, 0, None)] == [
+        "3.00 GiB",
+        "1.50 GiB",
+        "1.50 MiB",
+        "2.00 KiB",
+        "1023 B",
+        "-",
+        "-",
+    ]
     assert percentile_by_hand([4.0, 1.0, 3.0, 2.0, 5.0], 90) == pytest.approx(4.6)
     assert cell_matches("12.3 ms", 0.01234, SECONDS) and not cell_matches("12.3 ms", 0.01236, SECONDS)
 
@@ -143,17 +162,35 @@ def mean_peak(records) -> float:
 
 # --- content -----------------------------------------------------------------------------------------------
 
+
 def test_every_section_present(two_runs):
     files, md = two_runs
     html = files.html.read_text(encoding="utf-8")
-    headings = ["# Benchmark report", "## Verdict", "## Runs", "## How to read this report", "## Environment",
-                f"## {FAILED_SECTION}"]
+    headings = [
+        "# Benchmark report",
+        "## Verdict",
+        "## Runs",
+        "## How to read this report",
+        "## Environment",
+        f"## {FAILED_SECTION}",
+    ]
     for scenario in MEASURED:
-        headings += [f"## {SECTION[scenario]}", f"### {SECTION[scenario]}", "### Points", "### Details",
-                     "### Across runs", "### Charts"]  # one chart set per model across both runs
-    headings += ["#### Quantization gains: throughput and peak memory by precision", "#### Throughput vs batch size",
-                 "#### Latency distribution", "#### Throughput vs peak memory", "#### Fidelity vs speedup",
-                 "#### Charts not drawn"]
+        headings += [
+            f"## {SECTION[scenario]}",
+            f"### {SECTION[scenario]}",
+            "### Points",
+            "### Details",
+            "### Across runs",
+            "### Charts",
+        ]  # one chart set per model across both runs
+    headings += [
+        "#### Quantization gains: throughput and peak memory by precision",
+        "#### Throughput vs batch size",
+        "#### Latency distribution",
+        "#### Throughput vs peak memory",
+        "#### Fidelity vs speedup",
+        "#### Charts not drawn",
+    ]
     for h in headings:
         assert f"\n{h}\n" in f"\n{md}", f"markdown lacks {h!r}"
         level, text = h.split(" ", 1)
@@ -183,7 +220,7 @@ def test_environment_section_lists_each_run(two_runs):
 def test_point_numbers_equal_the_records(one_run):
     _, md = one_run
     tables = tables_by_heading(md)
-    for scenario, model in MEASURED.items():
+    for scenario in MEASURED:
         rows = tables[f"{SECTION[scenario]} / Details"]  # every column (the main table has the decision ones)
         points = points_of(ONE_THREAD, scenario)
         assert len(rows) == len(points)
@@ -195,9 +232,16 @@ def test_point_numbers_equal_the_records(one_run):
                 continue
             m = r.metrics
             assert row["tokens/s"] == f"{m.output_tokens_per_s:.1f}"
-            for column, value in (("TTFT p50", m.ttft_s.p50), ("TTFT p95", m.ttft_s.p95), ("TTFT p99", m.ttft_s.p99),
-                                  ("TPOT p50", m.tpot_s.p50), ("TPOT p95", m.tpot_s.p95), ("TPOT p99", m.tpot_s.p99),
-                                  ("latency p50", m.latency_s.p50), ("latency p99", m.latency_s.p99)):
+            for column, value in (
+                ("TTFT p50", m.ttft_s.p50),
+                ("TTFT p95", m.ttft_s.p95),
+                ("TTFT p99", m.ttft_s.p99),
+                ("TPOT p50", m.tpot_s.p50),
+                ("TPOT p95", m.tpot_s.p95),
+                ("TPOT p99", m.tpot_s.p99),
+                ("latency p50", m.latency_s.p50),
+                ("latency p99", m.latency_s.p99),
+            ):
                 assert cell_matches(row[column], value, SECONDS), (column, value, row)
             # the measured phase's peak, and the whole-life one beside it in Details
             assert cell_matches(row["peak memory"], r.memory.host_rss_measured_peak_bytes, BYTES), row
@@ -243,7 +287,7 @@ def test_baseline_ratios(two_runs):
     tables = tables_by_heading(md)
     checked = 0
     for run_dir in (TWO_THREADS, ONE_THREAD):
-        for scenario, model in MEASURED.items():
+        for scenario in MEASURED:
             rows = of_run(tables[f"{SECTION[scenario]} / Points"], run_dir.name)
             points = points_of(run_dir, scenario)
             for (backend, precision, batch), records in points.items():
@@ -294,6 +338,7 @@ def test_across_runs_ratios(two_runs):
 
 # --- files -------------------------------------------------------------------------------------------------
 
+
 def test_csv_has_one_row_per_record(two_runs):
     files, _ = two_runs
     frame = pd.read_csv(files.csv)
@@ -307,8 +352,7 @@ def test_csv_has_one_row_per_record(two_runs):
             assert row["status"] == r.status
             if r.metrics is not None:
                 assert row["metrics.latency_s.p50"] == pytest.approx(r.metrics.latency_s.p50, rel=1e-12)
-                assert row["primary_throughput"] == pytest.approx(r.metrics.output_tokens_per_s,
-                                                                  rel=1e-12)
+                assert row["primary_throughput"] == pytest.approx(r.metrics.output_tokens_per_s, rel=1e-12)
             else:
                 assert pd.isna(row["primary_throughput"])
     assert not any("samples" in c for c in frame.columns)
@@ -319,10 +363,19 @@ def expected_charts() -> set[str]:
     carries a ceiling with a memory bandwidth (a calibration stored when it ran; the tests' cache is empty)."""
     expected = set()
     for scenario in MEASURED:
-        records = [r for run_dir in (TWO_THREADS, ONE_THREAD) for rs in points_of(run_dir, scenario).values()
-                   for r in rs if r.status == "ok"]
-        roofline = any(r.roofline is not None and r.roofline.phases
-                       and any(c.memory_bytes_per_s for c in r.roofline.ceilings.values()) for r in records)
+        records = [
+            r
+            for run_dir in (TWO_THREADS, ONE_THREAD)
+            for rs in points_of(run_dir, scenario).values()
+            for r in rs
+            if r.status == "ok"
+        ]
+        roofline = any(
+            r.roofline is not None
+            and r.roofline.phases
+            and any(c.memory_bytes_per_s for c in r.roofline.ceilings.values())
+            for r in records
+        )
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", SECTION[scenario]).strip("_")
         expected |= {(stem, kind) for kind in CHART_KINDS + (("roofline",) if roofline else ())}
     return expected
@@ -357,8 +410,10 @@ def test_html_is_self_contained(two_runs):
 
 def test_html_tables_carry_the_markdown_numbers(two_runs):
     files, md = two_runs
-    html_rows = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
-                 for tr in re.findall(r"<tr>(.*?)</tr>", files.html.read_text(encoding="utf-8"))]
+    html_rows = [
+        [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+        for tr in re.findall(r"<tr>(.*?)</tr>", files.html.read_text(encoding="utf-8"))
+    ]
     md_rows = [list(row.values()) for rows in tables_by_heading(md).values() for row in rows]
     assert len(md_rows) > 60
     for row in md_rows:
@@ -374,8 +429,14 @@ def test_a_fidelity_metric_gets_its_column_and_chart(tmp_path):
     for i, r in enumerate(records):
         if r.metrics is not None and r.scenario == "tiny-gpt2-decode":
             fidelity[r.run_id] = 1 - i / 100
-            r.fidelity = Fidelity(reference="eager fp32", output="logits", cosine_mean=fidelity[r.run_id],
-                                  cosine_min=fidelity[r.run_id], max_abs_error=0.1, max_rel_error=0.01)
+            r.fidelity = Fidelity(
+                reference="eager fp32",
+                output="logits",
+                cosine_mean=fidelity[r.run_id],
+                cosine_min=fidelity[r.run_id],
+                max_abs_error=0.1,
+                max_rel_error=0.01,
+            )
     points = [p for p in group_points(records) if p.key.scenario == "tiny-gpt2-decode"]
     table = points_table(points, Baselines(points, dict(DEFAULT_BASELINE)))
     assert "fidelity (cosine)" in table.columns and "1 − cosine" in table.columns
@@ -411,8 +472,10 @@ BAD = {
     "baseline-unknown-key": (["--baseline", "colour=red"], "--baseline: colour: unknown key"),
     "baseline-absent-value": (["--baseline", "precision=fp64"], "--baseline: precision: no record has precision"),
     "baseline-bad-batch": (["--baseline", "batch_size=two"], "--baseline: batch_size: 'two' is not a positive"),
-    "baseline-twice": (["--baseline", "backend=eager", "--baseline", "backend=eager"],
-                       "--baseline: backend: given twice"),
+    "baseline-twice": (
+        ["--baseline", "backend=eager", "--baseline", "backend=eager"],
+        "--baseline: backend: given twice",
+    ),
 }
 
 
@@ -454,9 +517,17 @@ def chromium() -> Path:
 
 
 def _chromium(binary: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
     return subprocess.run([str(binary), *flags, *args], capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S)
 
 
@@ -486,8 +557,15 @@ def test_html_verdict_card_is_on_the_first_screen(two_runs, chromium, tmp_path, 
     it must start on the first screen and fit its width; the page logs nothing to the console (no error)."""
     files, _ = two_runs
     url = files.html.resolve().as_uri()
-    proc = _chromium(chromium, tmp_path / "profile", "--enable-logging=stderr", "--v=0",
-                     f"--window-size={width},{height}", "--dump-dom", url)
+    proc = _chromium(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--window-size={width},{height}",
+        "--dump-dom",
+        url,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [ln for ln in proc.stderr.splitlines() if ":CONSOLE" in ln]
     assert console == [], console

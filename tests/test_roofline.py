@@ -45,6 +45,7 @@ def quick_calibration(tmp_path_factory):
 
 # --- calibration -------------------------------------------------------------------------------------------
 
+
 def test_quick_calibration_is_plausible_and_stored(quick_calibration):
     cache, path, proc, seconds = quick_calibration
     assert seconds < 60, f"--quick took {seconds:.0f} s"  # ~7 s here, imports included
@@ -93,16 +94,30 @@ def test_calibrate_rejects_a_device_it_cannot_use(cli):
 
 # --- datasheets --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, sheet, bandwidth_gb_s", [
-    ("NVIDIA A100-SXM4-80GB", "A100 SXM4 80GB", 2039), ("NVIDIA A100-SXM4-40GB", "A100 SXM4 40GB", 1555),
-    ("NVIDIA A100 80GB PCIe", "A100 PCIe 80GB", 1935), ("NVIDIA A100-PCIE-40GB", "A100 PCIe 40GB", 1555),
-    ("NVIDIA H100 80GB HBM3", "H100 SXM", 3350), ("NVIDIA H100 PCIe", "H100 PCIe", 2000),
-    ("NVIDIA H200", "H200 SXM", 4800), ("NVIDIA L4", "L4", 300), ("NVIDIA L40S", "L40S", 864),
-    ("NVIDIA A10G", "A10G", 600), ("NVIDIA GeForce RTX 4090", "RTX 4090", 1008),
-    # other clocks or memory: no datasheet claimed rather than a wrong one
-    ("NVIDIA H100 NVL", None, None), ("NVIDIA H200 NVL", None, None), ("NVIDIA GH200 480GB", None, None),
-    ("NVIDIA L40", None, None), ("NVIDIA GeForce RTX 4090 D", None, None), ("AMD EPYC", None, None),
-])
+
+@pytest.mark.parametrize(
+    "name, sheet, bandwidth_gb_s",
+    [
+        ("NVIDIA A100-SXM4-80GB", "A100 SXM4 80GB", 2039),
+        ("NVIDIA A100-SXM4-40GB", "A100 SXM4 40GB", 1555),
+        ("NVIDIA A100 80GB PCIe", "A100 PCIe 80GB", 1935),
+        ("NVIDIA A100-PCIE-40GB", "A100 PCIe 40GB", 1555),
+        ("NVIDIA H100 80GB HBM3", "H100 SXM", 3350),
+        ("NVIDIA H100 PCIe", "H100 PCIe", 2000),
+        ("NVIDIA H200", "H200 SXM", 4800),
+        ("NVIDIA L4", "L4", 300),
+        ("NVIDIA L40S", "L40S", 864),
+        ("NVIDIA A10G", "A10G", 600),
+        ("NVIDIA GeForce RTX 4090", "RTX 4090", 1008),
+        # other clocks or memory: no datasheet claimed rather than a wrong one
+        ("NVIDIA H100 NVL", None, None),
+        ("NVIDIA H200 NVL", None, None),
+        ("NVIDIA GH200 480GB", None, None),
+        ("NVIDIA L40", None, None),
+        ("NVIDIA GeForce RTX 4090 D", None, None),
+        ("AMD EPYC", None, None),
+    ],
+)
 def test_datasheet_lookup(name, sheet, bandwidth_gb_s):
     found = datasheets.lookup(name)
     assert (found.name if found else None) == sheet
@@ -122,29 +137,68 @@ def test_datasheet_entries_are_dense_and_complete():
 
 # --- analytic bytes and FLOPs, by hand -------------------------------------------------------------------
 
-def _record(model: str, precision: str = "fp32", batch: int = 1, prompt: int = 8, new: int = 4, tpot: float = 1e-3,
-            ttft: float = 2e-3, weight_bytes: int | None = None, task: str = "text-generation",
-            details: dict | None = None, workload: dict | None = None, **extra) -> Record:
+
+def _record(
+    model: str,
+    precision: str = "fp32",
+    batch: int = 1,
+    prompt: int = 8,
+    new: int = 4,
+    tpot: float = 1e-3,
+    ttft: float = 2e-3,
+    weight_bytes: int | None = None,
+    task: str = "text-generation",
+    details: dict | None = None,
+    workload: dict | None = None,
+    **extra,
+) -> Record:
     samples = [ttft + tpot * (new - 1)] * 3
     generation = task == "text-generation"
     rate = batch / samples[0]  # the workload's throughputs (the roofline reads none of them)
     metrics = {"latency_s": Stats.of(samples)}
     if generation:
-        metrics |= {"ttft_s": Stats.of([ttft] * 3), "tpot_s": Stats.of([tpot] * 3), "output_tokens_per_s": rate * new,
-                    "requests_per_s": rate, "prefill_tokens_per_s": batch * prompt / ttft}
+        metrics |= {
+            "ttft_s": Stats.of([ttft] * 3),
+            "tpot_s": Stats.of([tpot] * 3),
+            "output_tokens_per_s": rate * new,
+            "requests_per_s": rate,
+            "prefill_tokens_per_s": batch * prompt / ttft,
+        }
     elif task == "text-to-image":
-        metrics |= {"step_s": Stats.of([tpot] * 3), "vae_decode_s": Stats.of([ttft] * 3),
-                    "text_encode_s": Stats.of([ttft] * 3), "images_per_s": rate, "steps_per_s": new / samples[0]}
+        metrics |= {
+            "step_s": Stats.of([tpot] * 3),
+            "vae_decode_s": Stats.of([ttft] * 3),
+            "text_encode_s": Stats.of([ttft] * 3),
+            "images_per_s": rate,
+            "steps_per_s": new / samples[0],
+        }
     else:
         metrics |= {"sequences_per_s": rate, "input_tokens_per_s": rate * prompt}
     workload = workload or ({"prompt_tokens": prompt, "new_tokens": new} if generation else {"sequence_length": prompt})
-    return Record(run_id="r", point_id="p", scenario="s", scenario_file="s.yaml", model=model, weights="random",
-                  task=task, backend="eager", precision=precision, batch_size=batch,
-                  workload=workload, device="cpu", memory=MemoryMetrics(), warmup_calls=0, measured_time_s=1,
-                  cold_costs={"load_s": 1, "first_call_s": 1},
-                  device_name="Test CPU", status="ok", details=details or {"torch_threads": 2},
-                  weight_bytes=weight_bytes,
-                  metrics=metrics, **extra)
+    return Record(
+        run_id="r",
+        point_id="p",
+        scenario="s",
+        scenario_file="s.yaml",
+        model=model,
+        weights="random",
+        task=task,
+        backend="eager",
+        precision=precision,
+        batch_size=batch,
+        workload=workload,
+        device="cpu",
+        memory=MemoryMetrics(),
+        warmup_calls=0,
+        measured_time_s=1,
+        cold_costs={"load_s": 1, "first_call_s": 1},
+        device_name="Test CPU",
+        status="ok",
+        details=details or {"torch_threads": 2},
+        weight_bytes=weight_bytes,
+        metrics=metrics,
+        **extra,
+    )
 
 
 def test_model_shapes_by_hand():
@@ -199,8 +253,9 @@ def test_tiny_llama_gqa_decode_by_hand():
 
 
 def test_tiny_bert_forward_by_hand():
-    rf = analysis.for_record(_record("tiny-bert", task="feature-extraction", batch=2, prompt=8,
-                                     weight_bytes=169_664 * 4))
+    rf = analysis.for_record(
+        _record("tiny-bert", task="feature-extraction", batch=2, prompt=8, weight_bytes=169_664 * 4)
+    )
     fwd = rf.phases["forward"]
     assert rf.primary == "forward" and fwd.timed_by == "latency_s p50"
     # 2 × 65,536 × 16 tokens + pooler 2 × 4,096 × 2 sequences + bidirectional attention 4·L·H·d·b·S²
@@ -211,20 +266,46 @@ def test_tiny_bert_forward_by_hand():
 def test_quantized_tied_head_leaves_the_float_table_as_a_lookup():
     from bench.results import Quantization
 
-    q = Quantization(method="torchao Int8WeightOnlyConfig", quantized_layers=9, float_layers_left=0,
-                     weight_bytes_before=793_600, weight_bytes_after=500_000)
-    rf = analysis.for_record(_record("tiny-gpt2", precision="int8", weight_bytes=500_000, quantization=q,
-                                     details={"torch_threads": 2, "compute_dtype": "float32"}))
+    q = Quantization(
+        method="torchao Int8WeightOnlyConfig",
+        quantized_layers=9,
+        float_layers_left=0,
+        weight_bytes_before=793_600,
+        weight_bytes_after=500_000,
+    )
+    rf = analysis.for_record(
+        _record(
+            "tiny-gpt2",
+            precision="int8",
+            weight_bytes=500_000,
+            quantization=q,
+            details={"torch_threads": 2, "compute_dtype": "float32"},
+        )
+    )
     decode = rf.phases["decode"]
     assert decode.compute_dtype == "fp32"  # weight-only int8: the matmuls run in the activations' dtype
     assert decode.terms["weights_bytes"] == 500_000 - (512 + 1024) * 64 * 4  # wpe and the fp32 wte: lookups
-    dyn = analysis.for_record(_record("tiny-gpt2", precision="int8-dyn", weight_bytes=500_000, quantization=q,
-                                      details={"torch_threads": 2, "compute_dtype": "float32"}))
+    dyn = analysis.for_record(
+        _record(
+            "tiny-gpt2",
+            precision="int8-dyn",
+            weight_bytes=500_000,
+            quantization=q,
+            details={"torch_threads": 2, "compute_dtype": "float32"},
+        )
+    )
     assert dyn.phases["decode"].compute_dtype == "int8"
     # ONNX Runtime's MatMulNBits leaves GPT-2's transposed, tied head in fp32: the table is read in full
     kept = q.model_copy(update={"float_layers_left": 1})
-    ort = analysis.for_record(_record("tiny-gpt2", precision="int8", weight_bytes=500_000, quantization=kept,
-                                      details={"torch_threads": 2, "compute_dtype": "float32"}))
+    ort = analysis.for_record(
+        _record(
+            "tiny-gpt2",
+            precision="int8",
+            weight_bytes=500_000,
+            quantization=kept,
+            details={"torch_threads": 2, "compute_dtype": "float32"},
+        )
+    )
     assert ort.phases["decode"].terms["weights_bytes"] == 500_000 - 512 * 64 * 4
 
 
@@ -240,26 +321,36 @@ def test_analytic_matmul_flops_equal_torch_flop_counter():
     def linear_flops(fn) -> int:
         with FlopCounterMode(display=False) as fc, torch.inference_mode():
             fn()
-        return sum(v for op, v in fc.get_flop_counts()["Global"].items()
-                   if str(op).split(".")[1] in ("mm", "addmm", "bmm"))
+        return sum(
+            v for op, v in fc.get_flop_counts()["Global"].items() if str(op).split(".")[1] in ("mm", "addmm", "bmm")
+        )
 
     ids = torch.randint(5, 100, (2, 8))
     for name, parameters in (("tiny-gpt2", 198_400), ("tiny-llama", 223_552)):
         model = models.build(models.resolve(name), AutoModelForCausalLM, torch.float32, torch.device("cpu"))
 
         def generate(n):
-            return lambda: model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                                          min_new_tokens=n, do_sample=False, pad_token_id=0)
+            return lambda: model.generate(  # noqa: B023 (called within this iteration)
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                pad_token_id=0,
+            )
 
         rf = analysis.for_record(_record(name, batch=2, prompt=8, new=4, weight_bytes=parameters * 4))
         prefill, step = linear_flops(generate(1)), linear_flops(generate(2)) - linear_flops(generate(1))
         assert prefill == pytest.approx(rf.phases["prefill"].terms["matmul_flops"], rel=1e-3), name
         assert step == pytest.approx(rf.phases["decode"].terms["matmul_flops"], rel=1e-3), name
     bert = models.build(models.resolve("tiny-bert"), AutoModel, torch.float32, torch.device("cpu"))
-    rf = analysis.for_record(_record("tiny-bert", task="feature-extraction", batch=2, prompt=8,
-                                     weight_bytes=169_664 * 4))
-    assert linear_flops(lambda: bert(input_ids=ids, attention_mask=torch.ones_like(ids))) == \
-        rf.phases["forward"].terms["matmul_flops"]
+    rf = analysis.for_record(
+        _record("tiny-bert", task="feature-extraction", batch=2, prompt=8, weight_bytes=169_664 * 4)
+    )
+    assert (
+        linear_flops(lambda: bert(input_ids=ids, attention_mask=torch.ones_like(ids)))
+        == rf.phases["forward"].terms["matmul_flops"]
+    )
 
 
 def test_unet_step_counts_convolutions_linear_layers_and_attention():
@@ -273,8 +364,13 @@ def test_unet_step_counts_convolutions_linear_layers_and_attention():
     from bench import models
     from bench.workloads.text_to_image import TextToImage
 
-    record = _record("tiny-sd", task="text-to-image", batch=1, weight_bytes=1,
-                     workload={"height": 16, "width": 16, "num_inference_steps": 4, "guidance_scale": 7.5})
+    record = _record(
+        "tiny-sd",
+        task="text-to-image",
+        batch=1,
+        weight_bytes=1,
+        workload={"height": 16, "width": 16, "num_inference_steps": 4, "guidance_scale": 7.5},
+    )
     step = analysis.for_record(record).phases["step"]
     # tiny-sd: CrossAttnDownBlock2D at 32 channels and 8×8 (S 64), the mid block at 64 channels and 4×4
     # (S 16), CrossAttnUpBlock2D with two transformer blocks at 32 channels and 8×8; B = 2, 77 text tokens.
@@ -294,9 +390,15 @@ def test_unet_step_counts_convolutions_linear_layers_and_attention():
 
 # --- the bound rule --------------------------------------------------------------------------------------
 
+
 def test_bound_rule():
-    ceiling = Ceiling(source="calibrated", device_name="x", memory_bytes_per_s=10.0,
-                      matmul_flops_per_s={"fp32": 100.0}, unavailable={"tf32": "not on a CPU"})
+    ceiling = Ceiling(
+        source="calibrated",
+        device_name="x",
+        memory_bytes_per_s=10.0,
+        matmul_flops_per_s={"fp32": 100.0},
+        unavailable={"tf32": "not on a CPU"},
+    )
     memory = work._phase("u", flops=100, nbytes=100, terms={}, dtype="fp32", seconds=20, timed_by="t")
     b = analysis.bound(memory, ceiling)  # intensity 1 < ridge 10: bandwidth-bound, attainable 10 FLOP/s
     assert (b.bound, b.ridge_flops_per_byte, b.attainable_flops_per_s) == ("memory", 10.0, 10.0)
@@ -311,6 +413,7 @@ def test_bound_rule():
 
 
 # --- records and reports ---------------------------------------------------------------------------------
+
 
 @covering(CALIBRATE_TIMEOUT_S, RUN_TIMEOUT_S)
 def test_gpt2_decode_run_gets_an_efficiency(quick_calibration, tmp_path, monkeypatch):
@@ -349,14 +452,25 @@ measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 1
 
 
 def _fake_calibration(name: str, threads: int) -> calibrate.Calibration:
-    bw = calibrate.BandwidthResult(method="copy", buffer_bytes=1, bytes_per_call=2, best_bytes_per_s=10e9,
-                                   median_bytes_per_s=9e9, calls=3)
-    mm = {d: calibrate.MatmulResult(dtype=d, size=256, best_flops_per_s=100e9, median_flops_per_s=90e9, calls=3)
-          for d in ("fp32", "fp16", "bf16", "int8")}
+    bw = calibrate.BandwidthResult(
+        method="copy", buffer_bytes=1, bytes_per_call=2, best_bytes_per_s=10e9, median_bytes_per_s=9e9, calls=3
+    )
+    mm = {
+        d: calibrate.MatmulResult(dtype=d, size=256, best_flops_per_s=100e9, median_flops_per_s=90e9, calls=3)
+        for d in ("fp32", "fp16", "bf16", "int8")
+    }
     mm["tf32"] = calibrate.MatmulResult(dtype="tf32", unavailable="CPU")
-    return calibrate.Calibration(device_type="cpu", device_name=name, threads=threads, quick=False,
-                                 measured_at="2026-11-23T00:00:00+00:00", seconds=1, environment={},
-                                 copy_bandwidth=bw, matmul=mm)
+    return calibrate.Calibration(
+        device_type="cpu",
+        device_name=name,
+        threads=threads,
+        quick=False,
+        measured_at="2026-11-23T00:00:00+00:00",
+        seconds=1,
+        environment={},
+        copy_bandwidth=bw,
+        matmul=mm,
+    )
 
 
 def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(tmp_path, monkeypatch):
@@ -370,8 +484,9 @@ def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(t
     shutil.copyfile(FIXTURES / "cpu-1thread" / "environment.json", old / "environment.json")
     lines = (FIXTURES / "cpu-1thread" / "results.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
-    (old / "results.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "roofline"}) + "\n"
-                                               for r in records))
+    (old / "results.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "roofline"}) + "\n" for r in records)
+    )
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "empty"))
     files = write_report([old], tmp_path / "r1")
     md = files.markdown.read_text()
@@ -386,8 +501,11 @@ def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(t
     assert "| efficiency |" in md and "Calibrated ceiling of AMD EPYC: memory 10 GB/s" in md
     section = md.split("## tiny-gpt2 · text-generation · cpu (AMD EPYC)\n")[-1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| eager | fp32 | 1 |")]
-    (record,) = [r for r in read_records(old / "results.jsonl")
-                 if (r.model, r.precision, r.batch_size) == ("tiny-gpt2", "fp32", 1)]
+    (record,) = [
+        r
+        for r in read_records(old / "results.jsonl")
+        if (r.model, r.precision, r.batch_size) == ("tiny-gpt2", "fp32", 1)
+    ]
     # tiny-gpt2 fp32, batch 1, prompt 16, 4 new: weights but wpe + KV of 16 + 4/2 = 18 positions
     decode_bytes = (198_400 - 512 * 64) * 4 + 2 * 2 * 4 * 16 * 18 * 4
     expected = decode_bytes / record.metrics.tpot_s.p50 / 10e9  # intensity ≈ 0.49 < ridge 10: memory-bound
@@ -395,6 +513,7 @@ def test_report_of_old_records_says_when_there_is_no_calibration_then_uses_one(t
 
     assert f"| {fmt_percent(expected)} |" in rows[1]  # rows[0]: the main table (no efficiency column), [1]: Details
     charts = {p.name for p in files.charts}
-    assert any(name.startswith("tiny-gpt2_text-generation_cpu_AMD_EPYC") and name.endswith("--roofline.png")
-               for name in charts)
+    assert any(
+        name.startswith("tiny-gpt2_text-generation_cpu_AMD_EPYC") and name.endswith("--roofline.png") for name in charts
+    )
     assert "Records written before the roofline section existed" in md

@@ -67,7 +67,9 @@ def test_failing_point_recorded_and_sweep_continues(tmp_path):
     bad.write_text(bad.read_text().replace(f"name: {model_dir}", f"name: {model_dir}\n  weights: pretrained"))
     # Real saved weights in a local directory: `weights: pretrained` loads them.
     saved = tmp_path / "saved"
-    models.build(models.resolve("tiny-llama"), TextGeneration.model_class(), torch.float32, "cpu", 7).save_pretrained(saved)
+    models.build(models.resolve("tiny-llama"), TextGeneration.model_class(), torch.float32, "cpu", 7).save_pretrained(
+        saved
+    )
     good = tiny_scenario(tmp_path / "b-good.yaml", name="good", model=str(saved))
     good.write_text(good.read_text().replace(f"name: {saved}", f"name: {saved}\n  weights: pretrained"))
     out = tmp_path / "out"
@@ -104,9 +106,14 @@ def test_resume_after_killed_sweep(tmp_path):
     scen = tiny_scenario(tmp_path / "r.yaml", name="resume", batch="[1, 2, 3]", iters=3)
     out = tmp_path / "out"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    sweep = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out)],
-                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     results = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):

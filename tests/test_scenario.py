@@ -15,7 +15,9 @@ def write(tmp_path, text, name="s.yaml"):
 
 
 def test_matrix_expansion_with_exclude_and_scalars(tmp_path):
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
         name: m
         task: text-generation
         model: {name: tiny-gpt2}
@@ -27,19 +29,23 @@ def test_matrix_expansion_with_exclude_and_scalars(tmp_path):
           - {precision: bf16, batch_size: 4}
           - {precision: fp16}
         workload: {prompt_tokens: 8, new_tokens: 4}
-    """)
+    """,
+    )
     ls = load_scenario(p)
     got = [(pt["backend"], pt["precision"], pt["batch_size"]) for pt in ls.points]
     assert got == [("eager", "fp32", 1), ("eager", "fp32", 4), ("eager", "bf16", 1)]
 
 
 def test_defaults_and_duplicates(tmp_path):
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
         name: d
         task: text-generation
         model: {name: tiny-llama}
         matrix: {precision: [fp32, fp32], batch_size: [2, 2]}
-    """)
+    """,
+    )
     ls = load_scenario(p)
     assert ls.points == [{"backend": "eager", "precision": "fp32", "batch_size": 2}]
     assert ls.workload.model_dump() == {"prompt_tokens": 128, "new_tokens": 64}
@@ -69,12 +75,15 @@ def test_local_model_directory_relative_to_scenario(tmp_path):
 
 
 def test_exclude_with_unknown_key(tmp_path):
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
         name: e
         task: text-generation
         model: {name: tiny-gpt2}
         exclude: [{batch: 1}]
-    """)
+    """,
+    )
     with pytest.raises(BenchInputError) as exc:
         load_scenario(p)
     assert exc.value.field == "exclude[0].batch"
@@ -108,7 +117,9 @@ def test_run_id_covers_measure_settings_but_not_the_time_limit(tmp_path):
 
 
 def test_duplicate_key_names_key_and_lines(tmp_path):
-    p = write(tmp_path, """
+    p = write(
+        tmp_path,
+        """
         name: d
         task: text-generation
         model: {name: tiny-gpt2}
@@ -116,7 +127,8 @@ def test_duplicate_key_names_key_and_lines(tmp_path):
           precision: [fp32]
           batch_size: [1]
           precision: [bf16]
-    """)
+    """,
+    )
     with pytest.raises(BenchInputError) as exc:
         load_scenario(p)
     assert exc.value.field == "matrix.precision" and "at line 8 (first at line 6)" in exc.value.message
@@ -129,13 +141,16 @@ def test_the_largest_accepted_values_reach_the_worker_unchanged(tmp_path):
 
     from bench.scenario import MAX_BATCH_SIZE, MAX_INT, RunSpec
 
-    p = write(tmp_path, f"""
+    p = write(
+        tmp_path,
+        f"""
         name: big
         task: text-generation
         model: {{name: tiny-gpt2}}
         matrix: {{batch_size: [{MAX_BATCH_SIZE}]}}
         measure: {{warmup: 100000, min_iterations: 10000000, min_time_s: 86400, timeout_s: 604800, seed: {MAX_INT}}}
-    """)
+    """,
+    )
     (spec,) = load_scenario(p).run_specs(device="cpu")
     assert RunSpec.model_validate_json(spec.model_dump_json()) == spec
     torch.Generator().manual_seed(spec.measure.seed)

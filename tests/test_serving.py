@@ -22,8 +22,10 @@ from bench.serving.sweep import search
 
 # --- arrivals and lengths ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,shape,cv", [("poisson", 1.0, 1.0), ("gamma", 0.25, 2.0), ("gamma", 4.0, 0.5),
-                                           ("constant", 1.0, 0.0)])
+
+@pytest.mark.parametrize(
+    "kind,shape,cv", [("poisson", 1.0, 1.0), ("gamma", 0.25, 2.0), ("gamma", 4.0, 0.5), ("constant", 1.0, 0.0)]
+)
 def test_inter_arrival_mean_and_cv_match_theory(kind, shape, cv):
     rate, n = 8.0, 200_000
     gaps = np.diff(arrivals.schedule(kind, rate, n, seed=3, burstiness=shape))
@@ -56,6 +58,7 @@ def test_length_distributions():
 
 # --- queueing theory --------------------------------------------------------------------------------------
 
+
 def lindley_waits(arrive: np.ndarray, service: np.ndarray) -> np.ndarray:
     """Waiting times of a FIFO single server: W[n+1] = max(0, W[n] + S[n] − (A[n+1] − A[n]))."""
     waits = np.zeros(len(arrive))
@@ -73,8 +76,10 @@ def test_seeded_poisson_arrivals_give_md1_mean_wait():
 
 
 def requests_for(times, new_tokens=1, warmup=0):
-    return [Request(index=i, prompt_ids=[1, 2, 3], new_tokens=new_tokens, scheduled_s=float(t), measured=i >= warmup)
-            for i, t in enumerate(times)]
+    return [
+        Request(index=i, prompt_ids=[1, 2, 3], new_tokens=new_tokens, scheduled_s=float(t), measured=i >= warmup)
+        for i, t in enumerate(times)
+    ]
 
 
 def test_harness_queueing_matches_md1_and_littles_law():
@@ -97,11 +102,22 @@ def test_harness_queueing_matches_md1_and_littles_law():
     lam = (n - 1) / (sent[-1] - sent[0])
     if lam * s.mean() > 0.75:  # the theory holds, but this machine's sleeps overshot into near-saturation
         pytest.skip(f"machine too contended for the P-K check: delivered utilisation {lam * s.mean():.2f} ({seen})")
-    pk = lam * (s ** 2).mean() / (2 * (1 - lam * s.mean()))
+    pk = lam * (s**2).mean() / (2 * (1 - lam * s.mean()))
     assert waits.mean() == pytest.approx(pk, rel=0.35, abs=1e-3), f"{seen}, P-K {pk:.5f} s"
-    out, invalid, warnings = level_metrics(reqs, level.batches, kind="level", policy="none", arrival="poisson",
-                                           index=0, rate=rate, slo=slo.SLOSpec({}), target=0.95,
-                                           stopped_early=False, abort_wait_s=None, where="test")
+    out, invalid, warnings = level_metrics(
+        reqs,
+        level.batches,
+        kind="level",
+        policy="none",
+        arrival="poisson",
+        index=0,
+        rate=rate,
+        slo=slo.SLOSpec({}),
+        target=0.95,
+        stopped_early=False,
+        abort_wait_s=None,
+        where="test",
+    )
     assert out.mean_concurrency == pytest.approx(out.littles_law_concurrency, rel=0.10)
     assert out.mean_concurrency == pytest.approx(lam * s.mean() + waits.mean() * lam, rel=0.15)  # L = rho + Lq
     assert out.answered == n and out.answered_twice == 0 and out.batch_size_max == 1
@@ -110,8 +126,17 @@ def test_harness_queueing_matches_md1_and_littles_law():
 
 def test_saturation_flagged_when_overloaded_not_when_idle():
     slo_spec = slo.SLOSpec({"e2e_p95_s": 0.05})
-    common = dict(kind="level", policy="none", arrival="poisson", index=0, slo=slo_spec, target=0.95,
-                  stopped_early=False, abort_wait_s=None, where="test")
+    common = dict(
+        kind="level",
+        policy="none",
+        arrival="poisson",
+        index=0,
+        slo=slo_spec,
+        target=0.95,
+        stopped_early=False,
+        abort_wait_s=None,
+        where="test",
+    )
     busy = requests_for(arrivals.schedule("poisson", 100.0, 60, seed=1))  # rho = 2
     level = run_level(POLICIES["none"](1, 0.0), FixedServiceEngine(0.02), busy)
     out, _, warnings = level_metrics(busy, level.batches, rate=100.0, **common)
@@ -132,27 +157,51 @@ def test_saturated_level_stops_sending_early():
     assert level.generator.stopped_early
     unsent = [r for r in reqs if r.sent_s is None]
     assert unsent and all(r.answers == 0 for r in unsent) and all(r.answers == 1 for r in reqs if r.sent_s)
-    out, *_ = level_metrics(reqs, level.batches, kind="level", policy="none", arrival="poisson", index=0,
-                            rate=200.0, slo=slo.SLOSpec({"e2e_p95_s": 1.0}), target=0.95, stopped_early=True,
-                            abort_wait_s=0.2, where="test")
+    out, *_ = level_metrics(
+        reqs,
+        level.batches,
+        kind="level",
+        policy="none",
+        arrival="poisson",
+        index=0,
+        rate=200.0,
+        slo=slo.SLOSpec({"e2e_p95_s": 1.0}),
+        target=0.95,
+        stopped_early=True,
+        abort_wait_s=0.2,
+        where="test",
+    )
     assert out.saturated and out.attainment.total == 400 and out.attainment.met <= out.sent < 400
 
 
 # --- SLO arithmetic ---------------------------------------------------------------------------------------
+
 
 def test_attainment_goodput_and_alerts_by_hand():
     # 10 requests, 1 token each: TTFT = E2E. Seven within 0.2 s, three not.
     ttfts = [0.05, 0.1, 0.15, 0.12, 0.18, 0.19, 0.07, 0.25, 0.5, 0.9]
     reqs = []
     for i, t in enumerate(ttfts):
-        r = Request(index=i, prompt_ids=[1], new_tokens=1, scheduled_s=float(i), sent_s=float(i),
-                    started_s=float(i), answers=1)
+        r = Request(
+            index=i, prompt_ids=[1], new_tokens=1, scheduled_s=float(i), sent_s=float(i), started_s=float(i), answers=1
+        )
         r.token_s = [i + t]
         reqs.append(r)
     spec = slo.SLOSpec({"ttft_p90_s": 0.2})
-    out, invalid, _ = level_metrics(reqs, [1] * 10, kind="level", policy="none", arrival="constant", index=0,
-                                    rate=1.0, slo=spec, target=0.95, stopped_early=False, abort_wait_s=None,
-                                    where="1 req/s, fp32 none")
+    out, invalid, _ = level_metrics(
+        reqs,
+        [1] * 10,
+        kind="level",
+        policy="none",
+        arrival="constant",
+        index=0,
+        rate=1.0,
+        slo=spec,
+        target=0.95,
+        stopped_early=False,
+        abort_wait_s=None,
+        where="1 req/s, fp32 none",
+    )
     a = out.attainment
     assert (a.met, a.total, a.fraction) == (7, 10, 0.7)
     # Wilson 95% interval for 7/10 (Wilson 1927; e.g. Brown, Cai & DasGupta 2001 tables): 0.3968 .. 0.8922
@@ -173,12 +222,13 @@ def test_sweep_bisects_to_the_threshold():
     tried = []
     best, worst, levels = search(lambda r: tried.append(r) or r <= 7.3, start=1.0, max_levels=10, bisect_steps=3)
     assert tried[:4] == [1, 2, 4, 8]  # doubling until a level fails
-    assert best <= 7.3 < worst and worst - best <= 4 / 2 ** 3
+    assert best <= 7.3 < worst and worst - best <= 4 / 2**3
     best, worst, _ = search(lambda r: r <= 0.3, start=1.0, max_levels=10, bisect_steps=0)
     assert (best, worst) == (0.25, 0.5)  # halving when the start rate already fails
 
 
 # --- the real policies on a tiny model --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_llama():
@@ -187,11 +237,13 @@ def tiny_llama():
 
     from bench import models
 
-    model = models.build(models.resolve("tiny-llama", "random"), AutoModelForCausalLM, torch.float32,
-                         torch.device("cpu"), seed=0)
+    model = models.build(
+        models.resolve("tiny-llama", "random"), AutoModelForCausalLM, torch.float32, torch.device("cpu"), seed=0
+    )
     rows = []
-    model.register_forward_pre_hook(lambda mod, args, kwargs: rows.append(kwargs["input_ids"].shape[0]),
-                                    with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda mod, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: on a shared small machine more threads only wait for each other
     yield model, rows
@@ -204,8 +256,15 @@ def test_real_policies_answer_every_request_once_with_its_tokens(tiny_llama, pol
     rows.clear()
     rng = np.random.default_rng(4)
     times = arrivals.schedule("poisson", 40.0, 14, seed=4)
-    reqs = [Request(index=i, prompt_ids=rng.integers(3, 200, int(rng.integers(4, 12))).tolist(),
-                    new_tokens=int(rng.integers(1, 5)), scheduled_s=float(t)) for i, t in enumerate(times)]
+    reqs = [
+        Request(
+            index=i,
+            prompt_ids=rng.integers(3, 200, int(rng.integers(4, 12))).tolist(),
+            new_tokens=int(rng.integers(1, 5)),
+            scheduled_s=float(t),
+        )
+        for i, t in enumerate(times)
+    ]
     eos = model.config.eos_token_id
     level = run_level(POLICIES[policy](batch_size, 0.03), GenerateEngine(model, "cpu", eos, eos), reqs)
     assert rows and max(rows) <= batch_size  # what the model really saw, row count of every forward
@@ -230,8 +289,11 @@ def test_continuous_unsupported_reason_is_true(tiny_llama, caplog):
         run_level(POLICIES["continuous"](4, 0.0), GenerateEngine(model, "cpu", eos, eos), reqs)
         assert all(r.answers == 1 and len(r.token_s) == 3 for r in reqs)
         return
-    manager = model.init_continuous_batching(generation_config=GenerationConfig(
-        max_new_tokens=2, do_sample=False, eos_token_id=-1, num_blocks=8, block_size=16, max_batch_tokens=64))
+    manager = model.init_continuous_batching(
+        generation_config=GenerationConfig(
+            max_new_tokens=2, do_sample=False, eos_token_id=-1, num_blocks=8, block_size=16, max_batch_tokens=64
+        )
+    )
     manager.add_request([5, 6, 7], max_new_tokens=2)
     manager.start()
     manager.join(timeout=60)
@@ -245,11 +307,18 @@ def test_continuous_policy_serves_every_request_with_its_tokens(tiny_llama, monk
     from transformers.generation.continuous_batching.cache import PagedAttentionMemoryHandler
 
     model, _ = tiny_llama
-    monkeypatch.setattr(PagedAttentionMemoryHandler, "get_available_memory", staticmethod(lambda *a: 2 ** 30))
+    monkeypatch.setattr(PagedAttentionMemoryHandler, "get_available_memory", staticmethod(lambda *a: 2**30))
     rng = np.random.default_rng(1)
     times = arrivals.schedule("poisson", 30.0, 10, seed=1)
-    reqs = [Request(index=i, prompt_ids=rng.integers(3, 200, int(rng.integers(4, 20))).tolist(),
-                    new_tokens=int(rng.integers(1, 6)), scheduled_s=float(t)) for i, t in enumerate(times)]
+    reqs = [
+        Request(
+            index=i,
+            prompt_ids=rng.integers(3, 200, int(rng.integers(4, 20))).tolist(),
+            new_tokens=int(rng.integers(1, 6)),
+            scheduled_s=float(t),
+        )
+        for i, t in enumerate(times)
+    ]
     eos = model.config.eos_token_id
     attn = model.config._attn_implementation
     try:
@@ -276,13 +345,13 @@ serving:
 """
 
 
-def load(tmp_path, backend="[eager]", batching="[none, dynamic]", rates="[2, 4]", slo_text="{ttft_p95_s: 0.5}",
-         extra=""):
+def load(
+    tmp_path, backend="[eager]", batching="[none, dynamic]", rates="[2, 4]", slo_text="{ttft_p95_s: 0.5}", extra=""
+):
     from bench.scenario import load_scenario
 
     p = tmp_path / "s.yaml"
-    p.write_text(textwrap.dedent(SERVING.format(backend=backend, batching=batching, rates=rates, slo=slo_text))
-                 + extra)
+    p.write_text(textwrap.dedent(SERVING.format(backend=backend, batching=batching, rates=rates, slo=slo_text)) + extra)
     return load_scenario(p)
 
 
@@ -293,15 +362,18 @@ def test_serving_scenario_points_and_ids(tmp_path):
     assert specs[0].workload == {"prompt_tokens": 32, "new_tokens": 16}  # the length bounds
 
 
-@pytest.mark.parametrize("kwargs,field,message", [
-    (dict(rates="[2, 0]"), "serving.rates", "greater than 0"),
-    (dict(rates="fast"), "serving.rates", "a list of requests/s or `sweep`"),
-    (dict(slo_text="{ttft_p97_s: 0.5}"), "serving.slo", "unknown SLO"),
-    (dict(batching="[fifo]"), "matrix.batching", "unknown batching policy"),
-    (dict(backend="[eager, onnxruntime]", batching="[none, continuous]"), "matrix.batching[1]", "cannot run on"),
-    (dict(rates="sweep", slo_text="{}"), "serving", "give slo"),
-    (dict(extra="workload: {prompt_tokens: 8}\n"), "workload", "takes its lengths"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field,message",
+    [
+        (dict(rates="[2, 0]"), "serving.rates", "greater than 0"),
+        (dict(rates="fast"), "serving.rates", "a list of requests/s or `sweep`"),
+        (dict(slo_text="{ttft_p97_s: 0.5}"), "serving.slo", "unknown SLO"),
+        (dict(batching="[fifo]"), "matrix.batching", "unknown batching policy"),
+        (dict(backend="[eager, onnxruntime]", batching="[none, continuous]"), "matrix.batching[1]", "cannot run on"),
+        (dict(rates="sweep", slo_text="{}"), "serving", "give slo"),
+        (dict(extra="workload: {prompt_tokens: 8}\n"), "workload", "takes its lengths"),
+    ],
+)
 def test_bad_serving_input_names_the_field(tmp_path, kwargs, field, message):
     with pytest.raises(BenchInputError) as err:
         load(tmp_path, **kwargs)
@@ -311,7 +383,8 @@ def test_bad_serving_input_names_the_field(tmp_path, kwargs, field, message):
 def test_cli_serving_run_writes_one_record_per_level(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny model on a shared machine (see docs/serving.md)
     scenario = tmp_path / "s.yaml"
-    scenario.write_text(textwrap.dedent("""
+    scenario.write_text(
+        textwrap.dedent("""
         name: s
         task: text-generation
         model: {name: tiny-gpt2}
@@ -325,7 +398,8 @@ def test_cli_serving_run_writes_one_record_per_level(tmp_path, cli, monkeypatch)
           new_tokens: {value: 3}
           slo: {e2e_p95_s: 30}
         measure: {timeout_s: 240}
-        """))
+        """)
+    )
     out = tmp_path / "run"
     proc = cli("run", str(scenario), "--out", str(out), "--no-fidelity", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -353,9 +427,21 @@ def test_alerts_and_exit_code_from_fixed_rate_levels_only():
     from bench.serving.metrics import ServingLevel
 
     def rec(**serving):
-        return Record(run_id="a@1", point_id="p@1", scenario="s", scenario_file="s.yaml", model="m", weights="random",
-                      task="text-generation", backend="eager", precision="int8", batch_size=8, device="cpu",
-                      status="ok", serving=ServingLevel(policy="dynamic", arrival="poisson", level=0, **serving))
+        return Record(
+            run_id="a@1",
+            point_id="p@1",
+            scenario="s",
+            scenario_file="s.yaml",
+            model="m",
+            weights="random",
+            task="text-generation",
+            backend="eager",
+            precision="int8",
+            batch_size=8,
+            device="cpu",
+            status="ok",
+            serving=ServingLevel(policy="dynamic", arrival="poisson", level=0, **serving),
+        )
 
     broke = rec(kind="level", alerts=["p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic"], fail_on_slo=True)
     reported = rec(kind="level", alerts=["p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic"])
@@ -363,7 +449,8 @@ def test_alerts_and_exit_code_from_fixed_rate_levels_only():
     fine = rec(kind="level")
     assert summary.exit_code([fine, searching, reported]) == 0  # alerts print; only fail_on_slo fails the run
     assert len(summary.alerts([reported])) == 1
-    assert summary.alerts([fine, broke, searching]) == ["p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic "
-                                                        "(s, m, eager, bs8)"]
+    assert summary.alerts([fine, broke, searching]) == [
+        "p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic (s, m, eager, bs8)"
+    ]
     assert summary.exit_code([fine, broke]) == 1
     assert "## SLO alerts" in summary.markdown([broke])

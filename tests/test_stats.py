@@ -19,8 +19,29 @@ def test_known_values():
 def test_percentiles_by_hand_on_a_shuffled_sample():
     # 1..21 in shuffled order: the q-th percentile (linear interpolation) sits at rank q/100 * 20 of the sorted
     # values, i.e. the value 1 + q/5: p50 = 11, p90 = 19, p95 = 20, p99 = 20.8.
-    x = [7.0, 1.0, 21.0, 13.0, 4.0, 18.0, 10.0, 2.0, 16.0, 20.0, 5.0, 12.0, 9.0, 19.0, 3.0, 15.0, 8.0, 14.0, 6.0,
-         17.0, 11.0]
+    x = [
+        7.0,
+        1.0,
+        21.0,
+        13.0,
+        4.0,
+        18.0,
+        10.0,
+        2.0,
+        16.0,
+        20.0,
+        5.0,
+        12.0,
+        9.0,
+        19.0,
+        3.0,
+        15.0,
+        8.0,
+        14.0,
+        6.0,
+        17.0,
+        11.0,
+    ]
     s = Stats.of(x)
     assert (s.min, s.max, s.mean) == (1.0, 21.0, 11.0)
     assert (s.p50, s.p90, s.p95) == (pytest.approx(11.0), pytest.approx(19.0), pytest.approx(20.0))

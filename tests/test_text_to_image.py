@@ -21,7 +21,8 @@ pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 def sd_run(tmp_path_factory):
     """(records by (backend, precision), the test's own wall time around the sweep)."""
     d = tmp_path_factory.mktemp("sd")
-    (d / "s.yaml").write_text(textwrap.dedent("""
+    (d / "s.yaml").write_text(
+        textwrap.dedent("""
         name: tiny-sd
         task: text-to-image
         model: {name: tiny-sd}
@@ -36,7 +37,8 @@ def sd_run(tmp_path_factory):
           compile: {compiler: aot_eager}
         workload: {height: 32, width: 32, num_inference_steps: 3, guidance_scale: 7.5}
         measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}
-        """))
+        """)
+    )
     t0 = time.perf_counter()
     proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
     wall_s = time.perf_counter() - t0  # a second clock, the test's own, around the whole sweep
@@ -101,23 +103,27 @@ def test_onnxruntime_runs_the_three_exported_graphs(sd_sweep):
 
 
 def test_image_size_must_fit_the_latent_grid(tmp_path):
-    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "s.yaml").write_text(
+        textwrap.dedent("""
         name: odd
         task: text-to-image
         model: {name: tiny-sd}
         matrix: {backend: eager, precision: fp32, batch_size: 1}
         workload: {height: 30, width: 32}
-        """))
+        """)
+    )
     proc = run_cli("validate", str(tmp_path / "s.yaml"))
     assert proc.returncode == 2 and "workload.height" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_language_model_is_not_a_pipeline(tmp_path):
-    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "s.yaml").write_text(
+        textwrap.dedent("""
         name: wrong
         task: text-to-image
         model: {name: tiny-gpt2}
         matrix: {backend: eager, precision: fp32, batch_size: 1}
-        """))
+        """)
+    )
     proc = run_cli("validate", str(tmp_path / "s.yaml"))
     assert proc.returncode == 2 and "model.name" in proc.stderr and "not a diffusion pipeline" in proc.stderr

@@ -13,8 +13,7 @@ def capability_markdown() -> str:
     from bench.precisions import PRECISIONS
     from bench.workloads import WORKLOADS
 
-    lines = ["| backend | task | device | " + " | ".join(PRECISIONS) + " |",
-             "|---|---|---|" + "---|" * len(PRECISIONS)]
+    lines = ["| backend | task | device | " + " | ".join(PRECISIONS) + " |", "|---|---|---|" + "---|" * len(PRECISIONS)]
     for backend in BACKENDS.values():
         for task in WORKLOADS:
             for device in ("cpu", "cuda"):

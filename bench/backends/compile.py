@@ -81,27 +81,31 @@ class CompileMonitor(Monitor):
 
     def end_measured(self) -> tuple[dict[str, Any], list[str]]:
         metrics = self._metrics()
-        late = metrics[self._seen:]
+        late = metrics[self._seen :]
         late_breaks = self._graph_breaks() - self._breaks
         cold = self._cold
 
         def total(ms: list[Any], field: str) -> int:
             return int(sum(getattr(m, field, None) or 0 for m in ms))
 
-        details = {"compile": {
-            "compilations_cold": len(cold),
-            "graph_breaks": self._breaks,
-            "fx_graph_cache_hits": total(cold, "inductor_fx_local_cache_hit_count"),
-            "fx_graph_cache_misses": total(cold, "inductor_fx_local_cache_miss_count"),
-            "recompile_reasons_cold": [m.recompile_reason for m in cold if getattr(m, "recompile_reason", None)],
-            "compilations_measured": len(late),
-            "graph_breaks_measured": late_breaks,
-        }}
+        details = {
+            "compile": {
+                "compilations_cold": len(cold),
+                "graph_breaks": self._breaks,
+                "fx_graph_cache_hits": total(cold, "inductor_fx_local_cache_hit_count"),
+                "fx_graph_cache_misses": total(cold, "inductor_fx_local_cache_miss_count"),
+                "recompile_reasons_cold": [m.recompile_reason for m in cold if getattr(m, "recompile_reason", None)],
+                "compilations_measured": len(late),
+                "graph_breaks_measured": late_breaks,
+            }
+        }
         invalid = []
         if late:
             reasons = "; ".join(str(getattr(m, "recompile_reason", None) or "first compile") for m in late)[:300]
-            invalid.append(f"torch.compile compiled {len(late)} time(s) during the measured phase ({reasons}); "
-                           "raise measure.warmup")
+            invalid.append(
+                f"torch.compile compiled {len(late)} time(s) during the measured phase ({reasons}); "
+                "raise measure.warmup"
+            )
         if late_breaks:
             invalid.append(f"{late_breaks} graph break(s) during the measured phase")
         return details, invalid
@@ -111,8 +115,10 @@ class CompileBackend(Backend):
     name = "compile"
     Options = CompileOptions
     capabilities = {Workload: {"cpu": PRECISIONS, "cuda": PRECISIONS}}  # any workload's torch model
-    cold_costs = (ColdCost("compile_s", "time dynamo + inductor spent compiling (cold calls)", column="compile"),
-                  QUANTIZE)
+    cold_costs = (
+        ColdCost("compile_s", "time dynamo + inductor spent compiling (cold calls)", column="compile"),
+        QUANTIZE,
+    )
 
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
         import torch
@@ -131,17 +137,31 @@ class CompileBackend(Backend):
         cache_dir = use_inductor_cache(opts.cache)
         prepared = prepare_torch(model, run)  # quantize first: compile the int8 model
         mode = None if opts.compiler != "inductor" else opts.mode
-        prepared.details.update({"compiler": opts.compiler, "compile_mode": opts.mode, "fullgraph": opts.fullgraph, "dynamic": False,
-                                 "inductor_cache": opts.cache, "inductor_cache_dir": cache_dir})
+        prepared.details.update(
+            {
+                "compiler": opts.compiler,
+                "compile_mode": opts.mode,
+                "fullgraph": opts.fullgraph,
+                "dynamic": False,
+                "inductor_cache": opts.cache,
+                "inductor_cache_dir": cache_dir,
+            }
+        )
         if issubclass(workload, TextGeneration) and opts.generation == "loop":
             from bench.backends.decode_loop import DecodeLoop
 
-            prepared.runnable = DecodeLoop(model, dict(backend=opts.compiler, mode=mode, dynamic=False,
-                                                       fullgraph=opts.fullgraph),
-                                           cuda_graphs=device.type == "cuda" and opts.mode in CUDA_GRAPH_MODES)
-            prepared.details.update({"generation": "loop", "cache_implementation": "static",
-                                     "compiled": "decode step (bench decode loop: forward + greedy argmax); "
-                                                 "prefill eager"})
+            prepared.runnable = DecodeLoop(
+                model,
+                dict(backend=opts.compiler, mode=mode, dynamic=False, fullgraph=opts.fullgraph),
+                cuda_graphs=device.type == "cuda" and opts.mode in CUDA_GRAPH_MODES,
+            )
+            prepared.details.update(
+                {
+                    "generation": "loop",
+                    "cache_implementation": "static",
+                    "compiled": "decode step (bench decode loop: forward + greedy argmax); prefill eager",
+                }
+            )
         elif issubclass(workload, TextGeneration):  # generate(): HF's own compiled decode step
             from transformers import CompileConfig
 
@@ -150,11 +170,17 @@ class CompileBackend(Backend):
             model.generation_config.cache_implementation = "static"
             model.generation_config.compile_config = config
             model.generation_config.disable_compile = False
-            prepared.details.update({"generation": "generate", "cache_implementation": "static",
-                                     "compiled": "decode step (HF generate's compiled call); prefill eager"})
+            prepared.details.update(
+                {
+                    "generation": "generate",
+                    "cache_implementation": "static",
+                    "compiled": "decode step (HF generate's compiled call); prefill eager",
+                }
+            )
         else:
             target = workload.optimized_module(model)  # the encoder, or a pipeline's UNet
-            target.forward = torch.compile(target.forward, backend=opts.compiler, mode=mode, dynamic=False,
-                                           fullgraph=opts.fullgraph)
+            target.forward = torch.compile(
+                target.forward, backend=opts.compiler, mode=mode, dynamic=False, fullgraph=opts.fullgraph
+            )
         prepared.monitor = CompileMonitor()
         return prepared

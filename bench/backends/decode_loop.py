@@ -36,8 +36,9 @@ class DecodeLoop:
 
     def _decode_step(self, token: Any, cache_position: Any, cache: Any, eos: int | None):
         """The compiled region: one forward over the static cache, EOS masked, greedy argmax."""
-        logits = self.model(input_ids=token, past_key_values=cache, cache_position=cache_position, use_cache=True,
-                            **self._keep).logits[:, -1, :]
+        logits = self.model(
+            input_ids=token, past_key_values=cache, cache_position=cache_position, use_cache=True, **self._keep
+        ).logits[:, -1, :]
         return _greedy(logits, eos), logits
 
     def _static_cache(self, batch: int, length: int) -> Any:
@@ -59,10 +60,22 @@ class DecodeLoop:
             raise ValueError("generation: loop decodes unpadded prompts only (the attention mask has zeros)")
         self._checked_masks.append(attention_mask)
 
-    def generate(self, input_ids: Any, attention_mask: Any = None, *, max_new_tokens: int,
-                 min_new_tokens: int | None = None, do_sample: bool = False, num_beams: int = 1,
-                 eos_token_id: int | None = None, pad_token_id: int | None = None, use_cache: bool = True,
-                 streamer: Any = None, return_dict_in_generate: bool = False, output_logits: bool = False) -> Any:
+    def generate(
+        self,
+        input_ids: Any,
+        attention_mask: Any = None,
+        *,
+        max_new_tokens: int,
+        min_new_tokens: int | None = None,
+        do_sample: bool = False,
+        num_beams: int = 1,
+        eos_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        use_cache: bool = True,
+        streamer: Any = None,
+        return_dict_in_generate: bool = False,
+        output_logits: bool = False,
+    ) -> Any:
         import torch
 
         if do_sample or num_beams != 1 or not use_cache:
@@ -79,8 +92,13 @@ class DecodeLoop:
         if streamer is not None:
             streamer.put(input_ids)
 
-        logits = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True,
-                            cache_position=torch.arange(prompt, device=input_ids.device), **self._keep).logits[:, -1, :]
+        logits = self.model(
+            input_ids=input_ids,
+            past_key_values=cache,
+            use_cache=True,
+            cache_position=torch.arange(prompt, device=input_ids.device),
+            **self._keep,
+        ).logits[:, -1, :]
         tokens[:, :1] = _greedy(logits, eos_token_id)
         if output_logits:
             logits_out.append(logits.float().clone())
@@ -89,12 +107,12 @@ class DecodeLoop:
         for i in range(1, new):
             if self._cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            next_token, logits = self._step(tokens[:, i - 1:i], positions[i - 1:i], cache, eos_token_id)
-            tokens[:, i:i + 1] = next_token  # copied out before the next replay overwrites the graph's output
+            next_token, logits = self._step(tokens[:, i - 1 : i], positions[i - 1 : i], cache, eos_token_id)
+            tokens[:, i : i + 1] = next_token  # copied out before the next replay overwrites the graph's output
             if output_logits:
                 logits_out.append(logits.float().clone())
             if streamer is not None:
-                streamer.put(tokens[:, i:i + 1])
+                streamer.put(tokens[:, i : i + 1])
         if streamer is not None:
             streamer.end()
         sequences = torch.cat([input_ids, tokens], dim=1)

@@ -19,10 +19,13 @@ def prepare_torch(model: Any, run: Any) -> Prepared:
 
     workload = WORKLOADS[run.task]
     target = workload.optimized_module(model)
-    prepared = Prepared(runnable=model, details={
-        "attn_implementation": getattr(getattr(target, "config", None), "_attn_implementation", None),
-        "compute_dtype": str(next(target.parameters()).dtype).removeprefix("torch."),
-    })
+    prepared = Prepared(
+        runnable=model,
+        details={
+            "attn_implementation": getattr(getattr(target, "config", None), "_attn_implementation", None),
+            "compute_dtype": str(next(target.parameters()).dtype).removeprefix("torch."),
+        },
+    )
     if target is not model:
         prepared.details["optimized_module"] = type(target).__name__
     # Parameters of the architecture, counted before quantizing: quantizing a tied output projection

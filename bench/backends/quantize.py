@@ -59,8 +59,9 @@ def conv1d_to_linear(model: Any) -> int:
         for name, child in list(parent.named_children()):
             if isinstance(child, Conv1D):
                 n_in, n_out = child.weight.shape
-                linear = torch.nn.Linear(n_in, n_out, bias=child.bias is not None,
-                                         dtype=child.weight.dtype, device=child.weight.device)
+                linear = torch.nn.Linear(
+                    n_in, n_out, bias=child.bias is not None, dtype=child.weight.dtype, device=child.weight.device
+                )
                 with torch.no_grad():
                     linear.weight.copy_(child.weight.t())
                     if child.bias is not None:
@@ -92,14 +93,22 @@ def quantize_int8(model: Any, precision: str) -> tuple[Quantization, dict[str, A
     quantized = sum(_is_quantized(m.weight) for m in linears)
     left = len(linears) - quantized
     _, bytes_after = weight_stats(model)
-    summary = Quantization(method=f"torchao {config_name}", quantized_layers=quantized, float_layers_left=left,
-                           weight_bytes_before=bytes_before, weight_bytes_after=bytes_after)
+    summary = Quantization(
+        method=f"torchao {config_name}",
+        quantized_layers=quantized,
+        float_layers_left=left,
+        weight_bytes_before=bytes_before,
+        weight_bytes_after=bytes_after,
+    )
     if quantized == 0:
-        raise QuantizationNotApplied(f"{precision}: torchao {config_name} quantized none of {len(linears)} "
-                                     "nn.Linear layers (nothing would be int8)")
+        raise QuantizationNotApplied(
+            f"{precision}: torchao {config_name} quantized none of {len(linears)} "
+            "nn.Linear layers (nothing would be int8)"
+        )
     if left:
-        raise QuantizationNotApplied(f"{precision}: {left} of {len(linears)} nn.Linear layers are still "
-                                     "floating point after torchao quantize_")
+        raise QuantizationNotApplied(
+            f"{precision}: {left} of {len(linears)} nn.Linear layers are still floating point after torchao quantize_"
+        )
     if bytes_after >= bytes_before:
         raise QuantizationNotApplied(f"{precision}: weight bytes did not shrink ({bytes_before} -> {bytes_after})")
     import torchao

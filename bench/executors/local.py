@@ -37,17 +37,25 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def spawn(argv: list[str], log_path: Path, env: dict[str, str], timeout_s: float,
-          memory_limit_bytes: int | None = None) -> int | None:
+def spawn(
+    argv: list[str], log_path: Path, env: dict[str, str], timeout_s: float, memory_limit_bytes: int | None = None
+) -> int | None:
     """Run `python -m bench.worker ARGV` in a new process group, output to `log_path`; its return code, or None
     when it ran past timeout_s and was killed. Ctrl-C or the runner being stopped takes the worker down too."""
+
     def limit() -> None:
         if memory_limit_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.worker", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env, preexec_fn=limit if memory_limit_bytes else None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.worker", *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=limit if memory_limit_bytes else None,
+        )
         try:
             return proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -75,24 +83,45 @@ class LocalExecutor:
         result_path.unlink(missing_ok=True)
         spec_path.write_text(run.model_dump_json(indent=2))
         started, t0 = now_iso(), time.perf_counter()
-        rc = spawn([str(spec_path), str(result_path)], log_path, job.env, run.measure.timeout_s,
-                   self.memory_limit_bytes)
+        rc = spawn(
+            [str(spec_path), str(result_path)], log_path, job.env, run.measure.timeout_s, self.memory_limit_bytes
+        )
         if rc is None:
-            return [failed_record(run, "timeout", f"run exceeded timeout_s={run.measure.timeout_s:g} and was killed",
-                                  started_at=started, duration_s=time.perf_counter() - t0)]
+            return [
+                failed_record(
+                    run,
+                    "timeout",
+                    f"run exceeded timeout_s={run.measure.timeout_s:g} and was killed",
+                    started_at=started,
+                    duration_s=time.perf_counter() - t0,
+                )
+            ]
         if result_path.exists():
             try:
                 records = read_handoff(result_path)
             except ValueError as exc:
-                return [failed_record(run, "failed", f"worker wrote an unreadable result ({exc}) (log: {log_path})",
-                                      started_at=started, duration_s=time.perf_counter() - t0)]
+                return [
+                    failed_record(
+                        run,
+                        "failed",
+                        f"worker wrote an unreadable result ({exc}) (log: {log_path})",
+                        started_at=started,
+                        duration_s=time.perf_counter() - t0,
+                    )
+                ]
             for record in records:
                 if record.status == "failed":
                     record.error = f"{record.error} (log: {log_path})"
             return records
-        return [failed_record(run, "failed", f"worker died with {describe_exit(rc)} without a result: "
-                              f"{tail(log_path)} (log: {log_path})",
-                              started_at=started, duration_s=time.perf_counter() - t0)]
+        return [
+            failed_record(
+                run,
+                "failed",
+                f"worker died with {describe_exit(rc)} without a result: {tail(log_path)} (log: {log_path})",
+                started_at=started,
+                duration_s=time.perf_counter() - t0,
+            )
+        ]
 
     def reference(self, job: Job, out: Path) -> str | None:
         run = job.spec
@@ -100,8 +129,9 @@ class LocalExecutor:
         spec_path = out.with_name(f"{key}.spec.json")
         log_path = job.logs / f"reference-{key}.log"
         spec_path.write_text(run.model_dump_json(indent=2))
-        rc = spawn(["--reference", str(spec_path), str(out)], log_path, job.env, run.measure.timeout_s,
-                   self.memory_limit_bytes)
+        rc = spawn(
+            ["--reference", str(spec_path), str(out)], log_path, job.env, run.measure.timeout_s, self.memory_limit_bytes
+        )
         if rc is None:
             return f"the fp32 eager reference exceeded timeout_s={run.measure.timeout_s:g} (log: {log_path})"
         if rc != 0 or not out.exists():

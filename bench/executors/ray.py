@@ -34,13 +34,20 @@ from bench.records import failed_record
 from bench.results import ENVIRONMENT_FILE, Record
 
 # The task's process or its node went away: nothing about the measurement; run it again elsewhere.
-INFRA_FAULTS = (rx.WorkerCrashedError, rx.NodeDiedError, rx.LocalRayletDiedError, rx.ActorDiedError,
-                rx.ObjectLostError, rx.OwnerDiedError)
+INFRA_FAULTS = (
+    rx.WorkerCrashedError,
+    rx.NodeDiedError,
+    rx.LocalRayletDiedError,
+    rx.ActorDiedError,
+    rx.ObjectLostError,
+    rx.OwnerDiedError,
+)
 CHECKOUT = Path(__file__).resolve().parents[2]
 SHIP_EXCLUDES = [".git", ".venv", "reports", "**/__pycache__", "*.pt", "*.onnx", ".pytest_cache"]
 
 
 # --- on the node -----------------------------------------------------------------------------------------------
+
 
 def _gpu_indices() -> list[int]:
     return [int(i) for i in ray.get_gpu_ids()]
@@ -50,8 +57,11 @@ def node_identity(gpu_indices: list[int]) -> dict[str, Any]:
     from bench.measure.memory import gpu_identities
 
     ctx = ray.get_runtime_context()
-    node: dict[str, Any] = {"hostname": platform.node(), "ray_node_id": ctx.get_node_id(),
-                            "ip": ray.util.get_node_ip_address()}
+    node: dict[str, Any] = {
+        "hostname": platform.node(),
+        "ray_node_id": ctx.get_node_id(),
+        "ip": ray.util.get_node_ip_address(),
+    }
     if gpu_indices:
         node["gpus"] = gpu_identities(gpu_indices)
     return node
@@ -70,8 +80,9 @@ def _fingerprint(node_id: str, env: dict[str, str]) -> dict[str, Any] | str:
 
     code = "import json; from bench.environment import collect; print(json.dumps(collect()))"
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                              check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=True
+        )
         _FINGERPRINTS[node_id] = json.loads(proc.stdout.strip().splitlines()[-1])
         return _FINGERPRINTS[node_id]
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
@@ -89,9 +100,16 @@ def _worker_env(job_vars: dict[str, str], shipped: bool) -> dict[str, str]:
     return env
 
 
-def _run_on_node(kind: str, spec_json: str, job_vars: dict[str, str], reference: bytes | None,
-                 memory_limit_bytes: int | None, shipped: bool, name: str = "reference.pt",
-                 known_nodes: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _run_on_node(
+    kind: str,
+    spec_json: str,
+    job_vars: dict[str, str],
+    reference: bytes | None,
+    memory_limit_bytes: int | None,
+    shipped: bool,
+    name: str = "reference.pt",
+    known_nodes: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """One point (kind "run") or one fp32 reference (kind "reference", written as NAME) in a fresh worker
     process on this node."""
     from bench.executors.local import LocalExecutor
@@ -121,8 +139,11 @@ def _run_on_node(kind: str, spec_json: str, job_vars: dict[str, str], reference:
             records = local.run(Job(spec, logs, env))
             out["worker_s"] = time.perf_counter() - started  # the worker process, start to exit
             out["records"] = [r.model_dump(mode="json") for r in records]
-        out["files"] = {p.name: p.read_bytes() for p in logs.iterdir() if p.suffix in (".log", ".json")
-                        and not p.name.endswith(".spec.json")}
+        out["files"] = {
+            p.name: p.read_bytes()
+            for p in logs.iterdir()
+            if p.suffix in (".log", ".json") and not p.name.endswith(".spec.json")
+        }
     if node["ray_node_id"] not in known_nodes:  # after the worker: never beside a measurement
         out["fingerprint"] = _fingerprint(node["ray_node_id"], env)
     out["task_s"] = time.perf_counter() - entered
@@ -136,6 +157,7 @@ def _task():
 
 # --- on the driver ---------------------------------------------------------------------------------------------
 
+
 def describe_fault(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
 
@@ -143,15 +165,26 @@ def describe_fault(exc: BaseException) -> str:
 class RayExecutor:
     """Run jobs as Ray tasks on the cluster at `address` (None: $RAY_ADDRESS, else a Ray started here)."""
 
-    def __init__(self, address: str | None = None, memory_limit_bytes: int | None = None,
-                 max_infra_retries: int = 2, cpus_per_point: float = 1, gpus_per_point: int = 1,
-                 ship_code: bool | None = None, init_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        memory_limit_bytes: int | None = None,
+        max_infra_retries: int = 2,
+        cpus_per_point: float = 1,
+        gpus_per_point: int = 1,
+        ship_code: bool | None = None,
+        init_options: dict[str, Any] | None = None,
+    ):
         if max_infra_retries < 0 or cpus_per_point <= 0 or gpus_per_point < 1:
-            raise BenchInputError("--executor ray", "max_infra_retries >= 0, cpus_per_point > 0 and "
-                                  "gpus_per_point >= 1 are required")
+            raise BenchInputError(
+                "--executor ray", "max_infra_retries >= 0, cpus_per_point > 0 and gpus_per_point >= 1 are required"
+            )
         self.address, self.memory_limit_bytes = address, memory_limit_bytes
-        self.max_infra_retries, self.cpus_per_point, self.gpus_per_point = max_infra_retries, cpus_per_point, \
-            gpus_per_point
+        self.max_infra_retries, self.cpus_per_point, self.gpus_per_point = (
+            max_infra_retries,
+            cpus_per_point,
+            gpus_per_point,
+        )
         self.ship_code = address is not None if ship_code is None else ship_code
         self.init_options = init_options or {}
         self.shipped = False
@@ -168,8 +201,9 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, runtime_env=runtime_env or None, **(options | self.init_options))
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise BenchInputError("--address", f"cannot connect to the Ray cluster at {self.address}: "
-                                      f"{describe_fault(exc)}") from None
+                raise BenchInputError(
+                    "--address", f"cannot connect to the Ray cluster at {self.address}: {describe_fault(exc)}"
+                ) from None
         self.shipped = bool(ray.get_runtime_context().runtime_env.get("working_dir"))
 
     def check_device(self, requested: str, source: str) -> str:
@@ -180,11 +214,15 @@ class RayExecutor:
             requested = "cuda" if gpus else "cpu"
         if requested.startswith("cuda"):
             if ":" in requested and requested != "cuda:0":
-                raise BenchInputError(source, f"{requested}: on Ray each point gets the GPU Ray assigns it; "
-                                      "ask for cuda (or cuda:0)", "device")
+                raise BenchInputError(
+                    source,
+                    f"{requested}: on Ray each point gets the GPU Ray assigns it; ask for cuda (or cuda:0)",
+                    "device",
+                )
             if gpus < 1:
-                raise BenchInputError(source, f"{requested} requested but the Ray cluster has no GPU resource",
-                                      "device")
+                raise BenchInputError(
+                    source, f"{requested} requested but the Ray cluster has no GPU resource", "device"
+                )
             return "cuda:0"
         return requested
 
@@ -209,8 +247,7 @@ class RayExecutor:
         """What the job adds to an environment (offline flags, an arm's variables), not this machine's paths."""
         drop = {"BENCH_RUNNER_PID"} | ({"PYTHONPATH", "PYTHONSAFEPATH"} if self.shipped else set())
         keep = {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}  # else Ray sets them to the task's CPUs
-        return {k: v for k, v in job.env.items()
-                if k not in drop and (os.environ.get(k) != v or k in keep)}
+        return {k: v for k, v in job.env.items() if k not in drop and (os.environ.get(k) != v or k in keep)}
 
     def _submit(self, kind: str, job: Job, reference: ray.ObjectRef | None = None, name: str = "reference.pt"):
         options, why = self._resources(job.spec)
@@ -218,8 +255,16 @@ class RayExecutor:
             return None, why, None
         group = options.pop("_group", None)
         task = _task().options(max_retries=0, retry_exceptions=False, **options)
-        ref = task.remote(kind, job.spec.model_dump_json(), self._job_vars(job), reference,
-                          self.memory_limit_bytes, self.shipped, name, frozenset(self.nodes))
+        ref = task.remote(
+            kind,
+            job.spec.model_dump_json(),
+            self._job_vars(job),
+            reference,
+            self.memory_limit_bytes,
+            self.shipped,
+            name,
+            frozenset(self.nodes),
+        )
         return ref, None, group
 
     def _note_node(self, out: dict[str, Any], out_dir: Path) -> None:
@@ -227,8 +272,9 @@ class RayExecutor:
         if node_id in self.nodes or "fingerprint" not in out:
             return
         fingerprint = out["fingerprint"]
-        self.nodes[node_id] = (fingerprint if isinstance(fingerprint, dict) else {"error": fingerprint}) | \
-            {"ray_node_id": node_id}
+        self.nodes[node_id] = (fingerprint if isinstance(fingerprint, dict) else {"error": fingerprint}) | {
+            "ray_node_id": node_id
+        }
         path = out_dir / ENVIRONMENT_FILE
         try:
             env = json.loads(path.read_text()) if path.exists() else {}
@@ -302,16 +348,26 @@ class RayExecutor:
                         if (records := submit(job, faults)) is not None:
                             yield job, records
                         continue
-                    error = (f"lost to infrastructure faults {len(faults)} time(s) (max_infra_retries="
-                             f"{self.max_infra_retries}): {'; '.join(faults)}")
+                    error = (
+                        f"lost to infrastructure faults {len(faults)} time(s) (max_infra_retries="
+                        f"{self.max_infra_retries}): {'; '.join(faults)}"
+                    )
                     record = failed_record(job.spec, "failed", error)
                     record.details.update(infra_retries=len(faults) - 1, infra_faults=faults)
                     yield job, [record]
                     continue
                 except rx.OutOfMemoryError as exc:  # Ray's memory monitor killed the task: the run's memory
                     _remove(group)
-                    yield job, [failed_record(job.spec, "failed", f"out of memory: Ray's memory monitor killed "
-                                              f"the task: {describe_fault(exc)}")]
+                    yield (
+                        job,
+                        [
+                            failed_record(
+                                job.spec,
+                                "failed",
+                                f"out of memory: Ray's memory monitor killed the task: {describe_fault(exc)}",
+                            )
+                        ],
+                    )
                     continue
                 except rx.RayError as exc:  # the task's own code raised, the runtime env failed: not the node's
                     _remove(group)

@@ -57,9 +57,12 @@ def save(run_dir: Path, name: str, directory: Path | None = None, force: bool = 
 
     points = group_points(run.records)
     repeats = Counter(len(p.ok) for p in points if p.ok)
-    warnings = [f"{p.key.scenario}/{p.key.model}/{p.key.backend}/{p.key.precision}/bs{p.key.batch_size}: "
-                f"{len(p.ok)} ok repeat(s); comparisons against it will be inconclusive (use --repeats ≥ 3)"
-                for p in points if len(p.ok) == 1]
+    warnings = [
+        f"{p.key.scenario}/{p.key.model}/{p.key.backend}/{p.key.precision}/bs{p.key.batch_size}: "
+        f"{len(p.ok)} ok repeat(s); comparisons against it will be inconclusive (use --repeats ≥ 3)"
+        for p in points
+        if len(p.ok) == 1
+    ]
     env = run.environment
     meta = {
         "name": name,

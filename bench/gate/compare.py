@@ -59,6 +59,7 @@ def load_side(arg: str, baseline_dir: Path | None = None) -> Side:
 
 # --- results ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Pending:
     """An unpaired comparison waiting for its sides' pooled noise: its repeats' own values of the metric per side,
@@ -105,8 +106,9 @@ class MetricComparison:
         return None
 
 
-PointProblem = Literal["failed", "baseline-only", "current-only", "no-baseline-measurement", "not-measured",
-                       "metric-missing"]
+PointProblem = Literal[
+    "failed", "baseline-only", "current-only", "no-baseline-measurement", "not-measured", "metric-missing"
+]
 MISSING_KINDS = ("baseline-only", "metric-missing")  # vanished points and metrics: failures unless `missing: warn`
 
 
@@ -171,7 +173,7 @@ class GateResult:
 
     @property
     def outcome(self) -> str:
-        """"fail: …", "warn: could not judge N point(s)", "pass: N point(s) not judged (inconclusive: pass)" or
+        """ "fail: …", "warn: could not judge N point(s)", "pass: N point(s) not judged (inconclusive: pass)" or
         "pass"."""
         reasons = self._fail_reasons()
         if reasons:
@@ -188,27 +190,38 @@ class GateResult:
 
     def sorted_comparisons(self) -> list[MetricComparison]:
         """Regressions first (largest slowdown first), then inconclusive, improvements, unchanged."""
+
         def badness(c: MetricComparison) -> float:
             r = c.ratio or 1.0
             return -(math.log(r) * (-1 if c.metric.higher_is_better else 1)) if r > 0 else 0.0
+
         return sorted(self.comparisons, key=lambda c: (VERDICT_ORDER.index(c.verdict), badness(c)))
 
 
 # --- the gate ---------------------------------------------------------------------------------------------
+
 
 def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change: bool = False) -> GateResult:
     base_points = {p.key: p for p in group_points(baseline.records)}
     cur_points = {p.key: p for p in group_points(current.records)}
     matched = [k for k in cur_points if k in base_points]
     if not matched:
-        raise BenchInputError(current.name, f"no point matches one of {baseline.name} (matched on scenario, "
-                              "model, weights, task, device, backend, precision, batch size, workload and backend "
-                              "options)")
-    differences = environment_differences(baseline.environment, current.environment,
-                                          cpu=any(k.device == "cpu" for k in matched))
+        raise BenchInputError(
+            current.name,
+            f"no point matches one of {baseline.name} (matched on scenario, "
+            "model, weights, task, device, backend, precision, batch size, workload and backend "
+            "options)",
+        )
+    differences = environment_differences(
+        baseline.environment, current.environment, cpu=any(k.device == "cpu" for k in matched)
+    )
     if differences and not allow_env_change:
-        raise BenchInputError(current.name, f"environment differs from {baseline.name}'s: "
-                              + "; ".join(map(str, differences)) + " (pass --allow-env-change to compare anyway)")
+        raise BenchInputError(
+            current.name,
+            f"environment differs from {baseline.name}'s: "
+            + "; ".join(map(str, differences))
+            + " (pass --allow-env-change to compare anyway)",
+        )
 
     issues = _unmatched(base_points, cur_points)
     comparisons: list[MetricComparison] = []
@@ -226,19 +239,35 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
     priors = _estimate_plain(comparisons, config)
     gamma, k, tested = _verdicts(comparisons, config)
 
-    warnings = [f"{side.name} was measured with the test-only slowdown knob BENCH_INJECT_SLOWDOWN="
-                f"{side.injected_slowdown:g} active: its numbers are not real measurements"
-                for side in (baseline, current) if side.injected_slowdown]
+    warnings = [
+        f"{side.name} was measured with the test-only slowdown knob BENCH_INJECT_SLOWDOWN="
+        f"{side.injected_slowdown:g} active: its numbers are not real measurements"
+        for side in (baseline, current)
+        if side.injected_slowdown
+    ]
     if differences:
-        warnings.append("environments differ (compared anyway, --allow-env-change): "
-                        + "; ".join(map(str, differences)))
+        warnings.append(
+            "environments differ (compared anyway, --allow-env-change): " + "; ".join(map(str, differences))
+        )
     for name in config.scenarios:
         if not any(k.scenario == name for k in matched):
             warnings.append(f"gate config: scenario {name!r} matches no compared point")
     families = {(c.key, c.family) for c in comparisons if c.estimate is not None}
-    return GateResult(baseline, current, config, comparisons, issues, differences, warnings, noisy,
-                      family_size=len(families), discoveries=k, gamma=gamma, comparisons_tested=tested,
-                      priors=priors)
+    return GateResult(
+        baseline,
+        current,
+        config,
+        comparisons,
+        issues,
+        differences,
+        warnings,
+        noisy,
+        family_size=len(families),
+        discoveries=k,
+        gamma=gamma,
+        comparisons_tested=tested,
+        priors=priors,
+    )
 
 
 def noise_prior(values: list[list[float]], keys: list[PointKey]) -> stats.NoisePrior | None:
@@ -249,8 +278,12 @@ def noise_prior(values: list[list[float]], keys: list[PointKey]) -> stats.NoiseP
     for vals, key in zip(values, keys):
         repeats[key] = max(repeats.get(key, 0), len(vals))
     usable = [v for v in values if len(v) >= 2]
-    return stats.fit_noise_prior([stats.repeat_variance(v) for v in usable], [len(v) - 1 for v in usable],
-                                 max_total_df=sum(r - 1 for r in repeats.values()), points=len(repeats))
+    return stats.fit_noise_prior(
+        [stats.repeat_variance(v) for v in usable],
+        [len(v) - 1 for v in usable],
+        max_total_df=sum(r - 1 for r in repeats.values()),
+        points=len(repeats),
+    )
 
 
 def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> dict[str, stats.NoisePrior | None]:
@@ -270,11 +303,20 @@ def _estimate_plain(comparisons: list[MetricComparison], config: GateConfig) -> 
         p = c.pending
         use = (priors["baseline"], priors["current"]) if c.metric.kind in ("time", "rate") else (None, None)
         factor = (design[0], design[1]) if p.pooled_rule else (1.0, 1.0)
-        c.estimate = stats.ratio_estimate(c.baseline_value, p.side(0), c.current_value, p.side(1),
-                                          session_noise=p.session_noise, priors=use, values=p.values, design=factor)
+        c.estimate = stats.ratio_estimate(
+            c.baseline_value,
+            p.side(0),
+            c.current_value,
+            p.side(1),
+            session_noise=p.session_noise,
+            priors=use,
+            values=p.values,
+            design=factor,
+        )
         if any(use) and (c.estimate.prior_df[0] or c.estimate.prior_df[1]):
-            c.notes.append(f"noise pooled over the run's points (+{c.estimate.prior_df[0]:.3g}/"
-                           f"+{c.estimate.prior_df[1]:.3g} df)")
+            c.notes.append(
+                f"noise pooled over the run's points (+{c.estimate.prior_df[0]:.3g}/+{c.estimate.prior_df[1]:.3g} df)"
+            )
         c.pending = None
     return priors
 
@@ -295,8 +337,10 @@ def _verdicts(comparisons: list[MetricComparison], config: GateConfig) -> tuple[
             c.verdict = stats.verdict(c.interval, c.threshold, c.metric.higher_is_better)
             if c.verdict in ("regression", "improvement") and family_p[family] > gamma:
                 c.verdict = "inconclusive"
-                c.reason = (f"beyond the threshold alone, not with its point's {len(cs)} metrics together "
-                            f"(Simes p {family_p[family]:.3g} > {gamma:.3g})")
+                c.reason = (
+                    f"beyond the threshold alone, not with its point's {len(cs)} metrics together "
+                    f"(Simes p {family_p[family]:.3g} > {gamma:.3g})"
+                )
             elif c.verdict == "inconclusive":
                 c.repeats_needed = c.estimate.repeats_needed(c.threshold, gamma)
                 c.reason = _straddle_reason(c)
@@ -317,8 +361,9 @@ def detectable_change(estimate: stats.RatioEstimate, threshold: float, gamma: fl
 def _unmatched(base_points: dict[PointKey, Point], cur_points: dict[PointKey, Point]) -> list[PointIssue]:
     base_only = [k for k in base_points if k not in cur_points]
     cur_only = [k for k in cur_points if k not in base_points]
-    return ([PointIssue(k, "baseline-only", _nearest(k, cur_only)) for k in base_only]
-            + [PointIssue(k, "current-only", _nearest(k, base_only)) for k in cur_only])
+    return [PointIssue(k, "baseline-only", _nearest(k, cur_only)) for k in base_only] + [
+        PointIssue(k, "current-only", _nearest(k, base_only)) for k in cur_only
+    ]
 
 
 def _nearest(key: PointKey, others: list[PointKey]) -> str:
@@ -361,36 +406,52 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
     q, pooled = config.quantile, config.combine == "pooled"
     every = {side: [read_repeat(r, metrics, q) for r in point.ok] for side, point in (("baseline", b), ("current", c))}
     kept = {id(r) for records in used.values() for r in records}
-    timing = {side: [rd for rd, r in zip(every[side], point.ok) if id(r) in kept]
-              for side, point in (("baseline", b), ("current", c))}
+    timing = {
+        side: [rd for rd, r in zip(every[side], point.ok) if id(r) in kept]
+        for side, point in (("baseline", b), ("current", c))
+    }
     notes = _point_notes(b, c, config)
     comparisons: list[MetricComparison] = []
     rules = []
     for metric in metrics:
-        def having(rds: list[RepeatReading]) -> list[RepeatReading]:
-            return [rd for rd in rds if rd.repeat.values.get(metric.name, 0) > 0]
 
-        if not having(every["baseline"]) and not having(every["current"]) and not any(
-                _stored_only(rd, metric) for rds in every.values() for rd in rds):
+        def having(rds: list[RepeatReading]) -> list[RepeatReading]:
+            return [rd for rd in rds if rd.repeat.values.get(metric.name, 0) > 0]  # noqa: B023
+
+        if (
+            not having(every["baseline"])
+            and not having(every["current"])
+            and not any(_stored_only(rd, metric) for rds in every.values() for rd in rds)
+        ):
             continue  # e.g. CUDA memory on a CPU run
         # `valid: false` is about timing noise: memory peaks of those repeats are as good as any
         readings = every if metric.kind == "memory" else timing
         left_out = {side: len(every[side]) - len(readings[side]) for side in every}
         have = {side: having(rds) for side, rds in readings.items()}
-        comp = MetricComparison(b.key, metric, config.threshold_for(b.key.scenario, metric),
-                                (len(have["baseline"]), len(have["current"])), notes=list(notes),
-                                family="calls" if metric.kind in ("time", "rate") else metric.kind)
+        comp = MetricComparison(
+            b.key,
+            metric,
+            config.threshold_for(b.key.scenario, metric),
+            (len(have["baseline"]), len(have["current"])),
+            notes=list(notes),
+            family="calls" if metric.kind in ("time", "rate") else metric.kind,
+        )
         comparisons.append(comp)
         for side in ("baseline", "current"):  # shown even without a verdict: all ok repeats when none is usable
             shown = have[side] or having(every[side])
             if shown:
-                setattr(comp, f"{side}_value", stats.side_estimate([rd.repeat for rd in shown], metric.rule_at(q, pooled)))
+                setattr(
+                    comp, f"{side}_value", stats.side_estimate([rd.repeat for rd in shown], metric.rule_at(q, pooled))
+                )
         why = _insufficient(metric, have, readings, left_out, config)
         if why:
             comp.reason = why
             # the baseline measured it, the current run lost it (in some or every repeat): the gate's failure
-            comp.missing = (bool(having(every["baseline"])) and len(have["current"]) < len(readings["current"])
-                            and not any(_stored_only(rd, metric) for rd in readings["current"]))
+            comp.missing = (
+                bool(having(every["baseline"]))
+                and len(have["current"]) < len(readings["current"])
+                and not any(_stored_only(rd, metric) for rd in readings["current"])
+            )
             continue
         rules.append((comp, metric, readings))
         _summary_only_note(comp, have)
@@ -405,35 +466,51 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
         group_rules = [m.rule_at(q, pooled) for _, m in members]
         rounds = paired_rounds(group["baseline"], group["current"], config.min_repeats)
         if rounds is not None:
-            pairs = stats.bootstrap_pairs([rd.repeat for rd, _ in rounds], [rd.repeat for _, rd in rounds],
-                                          group_rules, config.bootstrap_resamples, _seed(config, b.key, "pairs"))
+            pairs = stats.bootstrap_pairs(
+                [rd.repeat for rd, _ in rounds],
+                [rd.repeat for _, rd in rounds],
+                group_rules,
+                config.bootstrap_resamples,
+                _seed(config, b.key, "pairs"),
+            )
             for comp, metric in members:  # the values compared are those of the rounds both sides have
                 rule = metric.rule_at(q, pooled)
                 comp.baseline_value = stats.side_estimate([rd.repeat for rd, _ in rounds], rule)
                 comp.current_value = stats.side_estimate([rd.repeat for _, rd in rounds], rule)
-                comp.estimate = stats.paired_ratio_estimate(comp.baseline_value, comp.current_value,
-                                                            pairs[metric.name])
+                comp.estimate = stats.paired_ratio_estimate(comp.baseline_value, comp.current_value, pairs[metric.name])
                 comp.notes.append(f"paired: {len(rounds)} interleaved rounds (bench ab)")
             continue
+
         def bootstrap(group=group, group_rules=group_rules, done={}):  # noqa: B006 (one cache per group)
             if not done:
-                done.update({side: stats.bootstrap_side([rd.repeat for rd in group[side]], group_rules,
-                                                        config.bootstrap_resamples, _seed(config, b.key, side))
-                             for side in ("baseline", "current")})
+                done.update(
+                    {
+                        side: stats.bootstrap_side(
+                            [rd.repeat for rd in group[side]],
+                            group_rules,
+                            config.bootstrap_resamples,
+                            _seed(config, b.key, side),
+                        )
+                        for side in ("baseline", "current")
+                    }
+                )
             return done
 
         for comp, metric in members:  # estimated once every point's noise is known (_estimate_plain)
             rule = metric.rule_at(q, pooled)
-            comp.pending = Pending(metric.name, tuple([rd.repeat.values[metric.name] for rd in group[side]]
-                                                      for side in ("baseline", "current")),
-                                   0.0 if metric.kind == "memory" else config.session_noise,
-                                   all(rule.pooled_ok([rd.repeat for rd in group[side]])
-                                       for side in ("baseline", "current")), bootstrap)
+            comp.pending = Pending(
+                metric.name,
+                tuple([rd.repeat.values[metric.name] for rd in group[side]] for side in ("baseline", "current")),
+                0.0 if metric.kind == "memory" else config.session_noise,
+                all(rule.pooled_ok([rd.repeat for rd in group[side]]) for side in ("baseline", "current")),
+                bootstrap,
+            )
     return comparisons
 
 
-def paired_rounds(baseline: list[RepeatReading], current: list[RepeatReading],
-                  min_repeats: int) -> list[tuple[RepeatReading, RepeatReading]] | None:
+def paired_rounds(
+    baseline: list[RepeatReading], current: list[RepeatReading], min_repeats: int
+) -> list[tuple[RepeatReading, RepeatReading]] | None:
     """The (baseline, current) repeats of the same rounds, when both sides were measured interleaved in one
     sweep (every repeat carries a `pair` of the same session) and at least `min_repeats` rounds have both;
     None otherwise (independent samples). A round with one side missing (failed, or left out as invalid)
@@ -456,21 +533,30 @@ def usable_repeats(point: Point, config: GateConfig) -> list[Record]:
     return [r for r in point.ok if r.valid is not False]
 
 
-def _insufficient(metric: GateMetric, have: dict[str, list[RepeatReading]], readings: dict[str, list[RepeatReading]],
-                  left_out: dict[str, int], config: GateConfig) -> str | None:
+def _insufficient(
+    metric: GateMetric,
+    have: dict[str, list[RepeatReading]],
+    readings: dict[str, list[RepeatReading]],
+    left_out: dict[str, int],
+    config: GateConfig,
+) -> str | None:
     """Why this metric gets no verdict, in words a CI log reader understands; None when it can get one."""
     for side in ("baseline", "current"):
         n = len(readings[side])
         if n < config.min_repeats and left_out[side]:
-            return (f"too noisy: {side} has {n} valid repeat(s) ({left_out[side]} marked invalid, e.g. latency CV "
-                    f"above max_cv); a verdict needs ≥ {config.min_repeats} valid repeats per side — rerun on a "
-                    f"quieter machine or with more repeats")
+            return (
+                f"too noisy: {side} has {n} valid repeat(s) ({left_out[side]} marked invalid, e.g. latency CV "
+                f"above max_cv); a verdict needs ≥ {config.min_repeats} valid repeats per side — rerun on a "
+                f"quieter machine or with more repeats"
+            )
     for side in ("baseline", "current"):
         stored_only = [rd for rd in readings[side] if _stored_only(rd, metric)]
         if stored_only:
-            return (f"no statistic: {len(stored_only)} {side} repeat(s) stored only a summary of "
-                    f"{metric.rule.source or metric.name}, not each call, and the gate's statistic "
-                    f"{config.statistic} is not in it (statistic: median works from summaries)")
+            return (
+                f"no statistic: {len(stored_only)} {side} repeat(s) stored only a summary of "
+                f"{metric.rule.source or metric.name}, not each call, and the gate's statistic "
+                f"{config.statistic} is not in it (statistic: median works from summaries)"
+            )
         if not have[side]:
             return f"not measured in {side}"
         if len(have[side]) != len(readings[side]):
@@ -478,14 +564,18 @@ def _insufficient(metric: GateMetric, have: dict[str, list[RepeatReading]], read
     for side in ("baseline", "current"):
         n = len(have[side])
         if n < config.min_repeats:
-            return (f"insufficient repeats: {side} has {n} ok repeat(s), so its run-to-run variance is unknown; "
-                    f"a verdict needs ≥ {config.min_repeats} per side (bench run --repeats, 3 or more recommended)")
+            return (
+                f"insufficient repeats: {side} has {n} ok repeat(s), so its run-to-run variance is unknown; "
+                f"a verdict needs ≥ {config.min_repeats} per side (bench run --repeats, 3 or more recommended)"
+            )
     if metric.kind == "time":
         for side in ("baseline", "current"):
             few = min(rd.sample_counts.get(metric.name, 0) for rd in have[side])
             if few < config.min_samples:
-                return (f"insufficient samples: a {side} repeat has {few} measured call(s); a verdict needs "
-                        f"≥ {config.min_samples} per repeat (raise measure.min_iterations)")
+                return (
+                    f"insufficient samples: a {side} repeat has {few} measured call(s); a verdict needs "
+                    f"≥ {config.min_samples} per repeat (raise measure.min_iterations)"
+                )
     return None
 
 
@@ -504,7 +594,7 @@ def _summary_only_note(comp: MetricComparison, have: dict[str, list[RepeatReadin
 
 
 def invalid_repeats(b: Point, c: Point) -> list[str]:
-    """"baseline: 1 of 5 repeat(s) marked invalid (reason; …)" per side that has any."""
+    """ "baseline: 1 of 5 repeat(s) marked invalid (reason; …)" per side that has any."""
     found = []
     for side, point in (("baseline", b), ("current", c)):
         invalid = [r for r in point.ok if r.valid is False]
@@ -515,8 +605,11 @@ def invalid_repeats(b: Point, c: Point) -> list[str]:
 
 
 def _point_notes(b: Point, c: Point, config: GateConfig) -> list[str]:
-    counts = [f"{side} {sum(r.valid is False for r in p.ok)}/{len(p.ok)}"
-              for side, p in (("baseline", b), ("current", c)) if any(r.valid is False for r in p.ok)]
+    counts = [
+        f"{side} {sum(r.valid is False for r in p.ok)}/{len(p.ok)}"
+        for side, p in (("baseline", b), ("current", c))
+        if any(r.valid is False for r in p.ok)
+    ]
     if not counts:
         return []
     how = "kept" if config.invalid_repeats == "include" else "left out"

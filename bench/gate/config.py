@@ -37,14 +37,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
 from bench.errors import BenchInputError
 from bench.gate.metrics import GATE_METRICS, METRICS_BY_NAME, GateMetric
 
 
 def parse_fraction(value: Any) -> Any:
-    """"5%" → 0.05; 0.05 → 0.05. A bare number ≥ 1 is refused (5 would mean 500%: write 5%)."""
+    """ "5%" → 0.05; 0.05 → 0.05. A bare number ≥ 1 is refused (5 would mean 500%: write 5%)."""
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -63,7 +63,7 @@ Fraction = Annotated[float, BeforeValidator(parse_fraction), Field(gt=0, lt=1)]
 
 
 def parse_statistic(value: Any) -> Any:
-    """"median" or "pNN" (1 ≤ NN ≤ 99; "p50" is the median): which call of each repeat the gate compares."""
+    """ "median" or "pNN" (1 ≤ NN ≤ 99; "p50" is the median): which call of each repeat the gate compares."""
     text = str(value).strip().lower()
     if text in ("median", "p50"):
         return "median"
@@ -172,7 +172,8 @@ def load_config(path: Path | None, threshold: str | None = None) -> GateConfig:
     except ValidationError as err:
         raise _input_error(source, err) from None
     for prefix, metrics in [("metrics", config.metrics)] + [
-            (f"scenarios.{name}.metrics", sc.metrics) for name, sc in config.scenarios.items()]:
+        (f"scenarios.{name}.metrics", sc.metrics) for name, sc in config.scenarios.items()
+    ]:
         for name in metrics:
             if name not in METRICS_BY_NAME:
                 known = ", ".join(m.name for m in GATE_METRICS)

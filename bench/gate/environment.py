@@ -49,11 +49,16 @@ CPU_ENV_FIELDS = (  # the CPU path's "GPU model": only checked when a compared p
 )
 
 
-def environment_differences(baseline: dict[str, Any] | None, current: dict[str, Any] | None,
-                            cpu: bool) -> list[EnvDifference]:
+def environment_differences(
+    baseline: dict[str, Any] | None, current: dict[str, Any] | None, cpu: bool
+) -> list[EnvDifference]:
     if baseline is None or current is None:
-        return [EnvDifference("environment.json", "missing" if baseline is None else "present",
-                              "missing" if current is None else "present")]
+        return [
+            EnvDifference(
+                "environment.json",
+                "missing" if baseline is None else "present",
+                "missing" if current is None else "present",
+            )
+        ]
     checks = ENV_FIELDS + (CPU_ENV_FIELDS if cpu else ())
-    return [EnvDifference(what, get(baseline), get(current)) for what, get in checks
-            if get(baseline) != get(current)]
+    return [EnvDifference(what, get(baseline), get(current)) for what, get in checks if get(baseline) != get(current)]

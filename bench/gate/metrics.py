@@ -54,8 +54,16 @@ def workload_gate_metrics(workload: Any) -> list[GateMetric]:
         if not info.gated:
             continue
         if info.distribution:
-            out.append(GateMetric(info.name, "time", info.higher_is_better, info.unit,
-                                  MetricRule(info.name, "quantile", info.name), info.what))
+            out.append(
+                GateMetric(
+                    info.name,
+                    "time",
+                    info.higher_is_better,
+                    info.unit,
+                    MetricRule(info.name, "quantile", info.name),
+                    info.what,
+                )
+            )
         else:
             out.append(_rate(info.name, info.rate_of, info.what, info.unit))
     return out
@@ -75,18 +83,34 @@ def _workload_metrics() -> list[GateMetric]:
 GATE_METRICS: tuple[GateMetric, ...] = (
     *_workload_metrics(),
     # serving (bench.serving): one value per level / point record, read as recorded
-    GateMetric("serving.attainment.goodput_per_s", "serving", True, "req/s",
-               MetricRule("serving.attainment.goodput_per_s", "value"),
-               "serving level: requests/s within every SLO at that offered rate"),
-    GateMetric("serving.max_sustainable_rate_per_s", "serving", True, "req/s",
-               MetricRule("serving.max_sustainable_rate_per_s", "value"),
-               "serving point: the highest offered rate that met the SLO"),
+    GateMetric(
+        "serving.attainment.goodput_per_s",
+        "serving",
+        True,
+        "req/s",
+        MetricRule("serving.attainment.goodput_per_s", "value"),
+        "serving level: requests/s within every SLO at that offered rate",
+    ),
+    GateMetric(
+        "serving.max_sustainable_rate_per_s",
+        "serving",
+        True,
+        "req/s",
+        MetricRule("serving.max_sustainable_rate_per_s", "value"),
+        "serving point: the highest offered rate that met the SLO",
+    ),
     _memory("memory.host_rss_peak_bytes", "peak RSS of the run's process"),
     _memory("memory.cuda_allocated_peak_bytes", "torch's peak allocated CUDA memory"),
     _memory("memory.cuda_reserved_peak_bytes", "torch's peak reserved CUDA memory"),
     _memory("memory.nvml_process_peak_bytes", "NVML's peak device memory of the run's process"),
-    GateMetric("telemetry.energy.per_unit.output_token_j", "energy", False, "J/token",  # read from the record
-               MetricRule("telemetry.energy.per_unit.output_token_j", "value"), "energy per output token (telemetry)"),
+    GateMetric(
+        "telemetry.energy.per_unit.output_token_j",
+        "energy",
+        False,
+        "J/token",  # read from the record
+        MetricRule("telemetry.energy.per_unit.output_token_j", "value"),
+        "energy per output token (telemetry)",
+    ),
 )
 METRICS_BY_NAME = {m.name: m for m in GATE_METRICS}
 

@@ -101,22 +101,40 @@ def _note(c: MetricComparison) -> str:
 def _row(c: MetricComparison) -> list[str]:
     unit = c.metric.unit
     repeats = f"{c.repeats[0]}/{c.repeats[1]}"
-    return [f"{ICONS[c.verdict]} {c.verdict}", point_label(c.key), c.metric.name, fmt_value(c.baseline_value, unit),
-            fmt_value(c.current_value, unit), fmt_change(c.ratio), fmt_interval(c.interval), f"±{pct(c.threshold)}",
-            repeats, _note(c)]
+    return [
+        f"{ICONS[c.verdict]} {c.verdict}",
+        point_label(c.key),
+        c.metric.name,
+        fmt_value(c.baseline_value, unit),
+        fmt_value(c.current_value, unit),
+        fmt_change(c.ratio),
+        fmt_interval(c.interval),
+        f"±{pct(c.threshold)}",
+        repeats,
+        _note(c),
+    ]
 
 
 def to_markdown(result: GateResult) -> str:
     cfg = result.config
     level = 1 - result.gamma
     title = _title(result.outcome)
-    lines = [f"## {title}", "", _side_line("Baseline", result.baseline) + "  ",
-             _side_line("Current", result.current), ""]
+    lines = [
+        f"## {title}",
+        "",
+        _side_line("Baseline", result.baseline) + "  ",
+        _side_line("Current", result.current),
+        "",
+    ]
     unmatched = [i for i in result.issues if i not in result.failures and i.kind != "metric-missing"]
-    lines += _table(["failed", "regression", "inconclusive", "improvement", "unchanged", "other points"],
-                    [[str(len(result.failures))] + [str(result.count(v)) for v in
-                                                    ("regression", "inconclusive", "improvement", "unchanged")]
-                     + [str(len(unmatched))]])
+    lines += _table(
+        ["failed", "regression", "inconclusive", "improvement", "unchanged", "other points"],
+        [
+            [str(len(result.failures))]
+            + [str(result.count(v)) for v in ("regression", "inconclusive", "improvement", "unchanged")]
+            + [str(len(unmatched))]
+        ],
+    )
     lines.append("")
     for warning in result.warnings:
         lines.append(f"> ⚠ {warning}  ")
@@ -125,14 +143,32 @@ def to_markdown(result: GateResult) -> str:
 
     if result.failures:
         lines += ["### Failures", ""]
-        lines += _table(["", "point", "what happened"],
-                        [[ICONS["failed"], point_label(i.key), i.detail if i.kind == "failed"
-                          else f"{ISSUE_TEXT[i.kind]}: {i.detail}"] for i in result.failures])
+        lines += _table(
+            ["", "point", "what happened"],
+            [
+                [
+                    ICONS["failed"],
+                    point_label(i.key),
+                    i.detail if i.kind == "failed" else f"{ISSUE_TEXT[i.kind]}: {i.detail}",
+                ]
+                for i in result.failures
+            ],
+        )
         lines.append("")
     lines += _undecided_section(result)
 
-    header = ["verdict", "point", "metric", "baseline", "current", "change", f"{fmt_level(level)} interval",
-              "threshold", "repeats (base/cur)", "note"]
+    header = [
+        "verdict",
+        "point",
+        "metric",
+        "baseline",
+        "current",
+        "change",
+        f"{fmt_level(level)} interval",
+        "threshold",
+        "repeats (base/cur)",
+        "note",
+    ]
     ordered = result.sorted_comparisons()
     shown = [c for c in ordered if c.verdict != "unchanged"]
     unchanged = [c for c in ordered if c.verdict == "unchanged"]
@@ -145,59 +181,78 @@ def to_markdown(result: GateResult) -> str:
         lines += _table(header, [_row(c) for c in unchanged])
         lines += ["", "</details>", ""]
     if result.noisy:
-        lines += ["### Noisy repeats", "",
-                  "The worker marked these repeats `valid: false` (too noisy to trust; on a shared machine usually "
-                  "another process competing for the cores). "
-                  + ("They are compared all the same (invalid_repeats: include)." if cfg.invalid_repeats == "include"
-                     else "The statistics leave them out; a side left with fewer than "
-                     f"{cfg.min_repeats} valid repeats gets no verdict."), ""]
+        lines += [
+            "### Noisy repeats",
+            "",
+            "The worker marked these repeats `valid: false` (too noisy to trust; on a shared machine usually "
+            "another process competing for the cores). "
+            + (
+                "They are compared all the same (invalid_repeats: include)."
+                if cfg.invalid_repeats == "include"
+                else "The statistics leave them out; a side left with fewer than "
+                f"{cfg.min_repeats} valid repeats gets no verdict."
+            ),
+            "",
+        ]
         lines += [f"- {point_label(key)}: {text}" for key, text in result.noisy]
         lines.append("")
     if unmatched:
         lines += ["### Other points", ""]
-        lines += _table(["point", "workload", "status", "note"],
-                        [[point_label(i.key), workload_label(_workload(i.key)), ISSUE_TEXT[i.kind], i.detail]
-                         for i in unmatched])
+        lines += _table(
+            ["point", "workload", "status", "note"],
+            [[point_label(i.key), workload_label(_workload(i.key)), ISSUE_TEXT[i.kind], i.detail] for i in unmatched],
+        )
         lines.append("")
 
-    lines += ["<details><summary>How to read this</summary>", "",
-              "- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
-              "beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
-              "beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
-              "threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression, a "
-              "failure, or what the `inconclusive` policy fails (below), else 0.",
-              f"- Thresholds: ±{pct(cfg.threshold)} for time and throughput, ±{pct(cfg.memory_threshold)} for memory "
-              f"(unless the gate config overrides them per metric or scenario).",
-              f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
-              f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
-              f"within each, seed {cfg.seed}), degrees of freedom from the repeats and the pooled noise (Welch)"
-              + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise
-                 else ".")
-              + (" Points measured interleaved (`bench ab`, noted \"paired\") resample rounds, the same for both "
-                 "sides, with rounds − 1 degrees of freedom and no session noise." if any(
-                     c.estimate and c.estimate.paired for c in result.comparisons) else ""),
-              f"- Multiple comparisons: the metrics of one point that come from the same calls are one family "
-              f"(its memory peaks another), a family's p-value Simes' over its metrics; Benjamini–Hochberg at "
-              f"false discovery rate {cfg.alpha:g} over the {result.family_size} families "
-              f"({result.comparisons_tested} comparisons with an estimate); {result.discoveries} family(ies) "
-              f"changed, so every interval is shown at level 1 − {cfg.alpha:g}·max(k, 1)/m = {fmt_level(level)}.",
-              _noise_line(result),
-              f"- Could not judge (inconclusive: {cfg.inconclusive}): "
-              + INCONCLUSIVE_TEXT[cfg.inconclusive].format(level=fmt_level(1 - cfg.alpha))
-              + f" Missing points or metrics: {cfg.missing}.",
-              (f"- Latency, TTFT, TPOT: the {cfg.statistic} of all calls of a side's repeats together (statistic: "
-               f"{cfg.statistic}, combine: pooled). Throughput: batch × tokens / that {cfg.statistic} time of its "
-               f"source. Memory: each repeat's peak, averaged." if cfg.combine == "pooled" else
-               f"- Latency, TTFT, TPOT: the {cfg.statistic} call of each repeat (statistic: {cfg.statistic}), averaged "
-               f"over repeats (combine: mean). Throughput: batch × tokens / that {cfg.statistic} time of its source, "
-               f"averaged. Memory: each repeat's peak, averaged."),
-              "", "</details>", ""]
+    lines += [
+        "<details><summary>How to read this</summary>",
+        "",
+        "- Each metric is compared as the ratio current / baseline. **regression**: the whole interval lies "
+        "beyond the threshold on the bad side (higher latency or memory, lower throughput); **improvement**: "
+        "beyond it on the good side; **unchanged**: inside ±threshold; **inconclusive**: it straddles a "
+        "threshold (or there are too few repeats or samples for a verdict). Exit code 1 on a regression, a "
+        "failure, or what the `inconclusive` policy fails (below), else 0.",
+        f"- Thresholds: ±{pct(cfg.threshold)} for time and throughput, ±{pct(cfg.memory_threshold)} for memory "
+        f"(unless the gate config overrides them per metric or scenario).",
+        f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
+        f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
+        f"within each, seed {cfg.seed}), degrees of freedom from the repeats and the pooled noise (Welch)"
+        + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise else ".")
+        + (
+            ' Points measured interleaved (`bench ab`, noted "paired") resample rounds, the same for both '
+            "sides, with rounds − 1 degrees of freedom and no session noise."
+            if any(c.estimate and c.estimate.paired for c in result.comparisons)
+            else ""
+        ),
+        f"- Multiple comparisons: the metrics of one point that come from the same calls are one family "
+        f"(its memory peaks another), a family's p-value Simes' over its metrics; Benjamini–Hochberg at "
+        f"false discovery rate {cfg.alpha:g} over the {result.family_size} families "
+        f"({result.comparisons_tested} comparisons with an estimate); {result.discoveries} family(ies) "
+        f"changed, so every interval is shown at level 1 − {cfg.alpha:g}·max(k, 1)/m = {fmt_level(level)}.",
+        _noise_line(result),
+        f"- Could not judge (inconclusive: {cfg.inconclusive}): "
+        + INCONCLUSIVE_TEXT[cfg.inconclusive].format(level=fmt_level(1 - cfg.alpha))
+        + f" Missing points or metrics: {cfg.missing}.",
+        (
+            f"- Latency, TTFT, TPOT: the {cfg.statistic} of all calls of a side's repeats together (statistic: "
+            f"{cfg.statistic}, combine: pooled). Throughput: batch × tokens / that {cfg.statistic} time of its "
+            f"source. Memory: each repeat's peak, averaged."
+            if cfg.combine == "pooled"
+            else f"- Latency, TTFT, TPOT: the {cfg.statistic} call of each repeat "
+            f"(statistic: {cfg.statistic}), averaged "
+            f"over repeats (combine: mean). Throughput: batch × tokens / that {cfg.statistic} time of its source, "
+            f"averaged. Memory: each repeat's peak, averaged."
+        ),
+        "",
+        "</details>",
+        "",
+    ]
     return "\n".join(lines)
 
 
 INCONCLUSIVE_TEXT = {
     "auto": "exit 1 when an inconclusive comparison's own {level} interval lies beyond the threshold on the bad "
-            "side (a likely regression), else a warning and exit 0.",
+    "side (a likely regression), else a warning and exit 0.",
     "fail": "every inconclusive comparison fails the gate (exit 1).",
     "warn": "listed as a warning, exit 0.",
     "pass": "listed, exit 0.",
@@ -223,10 +278,14 @@ def _noise_line(result: GateResult) -> str:
             parts.append(f"{side}: own repeats only (fewer than 2 points with repeats)")
         else:
             df = "∞" if math.isinf(prior.df) else f"{prior.df:.3g}"
-            parts.append(f"{side}: pooled sd {math.sqrt(prior.variance) * 100:.3g}% per repeat, worth {df} df, "
-                         f"from {prior.entries} estimates of {prior.points} points")
-    return ("- Between-repeat noise pooled over a side's points and metrics (empirical Bayes: each estimate shrunk "
-            "towards the pooled value): " + "; ".join(parts) + ".")
+            parts.append(
+                f"{side}: pooled sd {math.sqrt(prior.variance) * 100:.3g}% per repeat, worth {df} df, "
+                f"from {prior.entries} estimates of {prior.points} points"
+            )
+    return (
+        "- Between-repeat noise pooled over a side's points and metrics (empirical Bayes: each estimate shrunk "
+        "towards the pooled value): " + "; ".join(parts) + "."
+    )
 
 
 def fmt_detectable(c: MetricComparison) -> str:
@@ -241,10 +300,12 @@ def undecided_points(result: GateResult) -> list[tuple[PointKey, list[MetricComp
     out = []
     for key in result.undecided_points():
         cs = [c for c in result.undecided if c.key == key]
+
         def size(c: MetricComparison) -> float:
             if c.detectable is None:
                 return math.inf
             return 1 / c.detectable if c.metric.higher_is_better else c.detectable
+
         out.append((key, cs, min(cs, key=size)))
     return out
 
@@ -253,17 +314,28 @@ def _undecided_section(result: GateResult) -> list[str]:
     rows = []
     for key, cs, best in undecided_points(result):
         likely = [c.metric.name for c in cs if c.likely_regression]
-        rows.append([point_label(key), ", ".join(c.metric.name for c in cs),
-                     f"{fmt_detectable(best)} ({best.metric.name})" if best.detectable is not None
-                     else fmt_detectable(best),
-                     ("yes: " + ", ".join(likely)) if likely else "no"])
+        rows.append(
+            [
+                point_label(key),
+                ", ".join(c.metric.name for c in cs),
+                f"{fmt_detectable(best)} ({best.metric.name})" if best.detectable is not None else fmt_detectable(best),
+                ("yes: " + ", ".join(likely)) if likely else "no",
+            ]
+        )
     if not rows:
         return []
-    return ["### Could not judge", "",
+    return (
+        [
+            "### Could not judge",
+            "",
             f"The gate could not judge these points (inconclusive: {result.config.inconclusive}). Smallest change "
             f"it could have detected: the smallest slowdown (or throughput drop) that would have been called a "
-            f"regression at this level with this noise.", ""] + _table(
-        ["point", "inconclusive metrics", "smallest detectable change", "likely regression"], rows) + [""]
+            f"regression at this level with this noise.",
+            "",
+        ]
+        + _table(["point", "inconclusive metrics", "smallest detectable change", "likely regression"], rows)
+        + [""]
+    )
 
 
 def _workload(key: PointKey) -> dict[str, Any]:
@@ -285,9 +357,14 @@ def _num(value: float | None) -> float | None:
 
 def _side_json(side: Side) -> dict[str, Any]:
     env = side.environment or {}
-    return {"name": side.name, "path": str(side.path), "saved_baseline": side.meta,
-            "git_commit": env.get("git_commit"), "measured_at": env.get("timestamp"),
-            "injected_slowdown": side.injected_slowdown}
+    return {
+        "name": side.name,
+        "path": str(side.path),
+        "saved_baseline": side.meta,
+        "git_commit": env.get("git_commit"),
+        "measured_at": env.get("timestamp"),
+        "injected_slowdown": side.injected_slowdown,
+    }
 
 
 def _comparison_json(c: MetricComparison) -> dict[str, Any]:
@@ -330,34 +407,56 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "exit_code": result.exit_code,
         "baseline": _side_json(result.baseline),
         "current": _side_json(result.current),
-        "counts": {"failed": len(result.failures),
-                   **{v: result.count(v) for v in ("regression", "inconclusive", "improvement", "unchanged")},
-                   "not_judged_points": len(result.undecided_points()),
-                   "other_points": len([i for i in result.issues if i not in result.failures])},
+        "counts": {
+            "failed": len(result.failures),
+            **{v: result.count(v) for v in ("regression", "inconclusive", "improvement", "unchanged")},
+            "not_judged_points": len(result.undecided_points()),
+            "other_points": len([i for i in result.issues if i not in result.failures]),
+        },
         "settings": {
-            "threshold": cfg.threshold, "memory_threshold": cfg.memory_threshold, "alpha": cfg.alpha,
-            "min_repeats": cfg.min_repeats, "min_samples": cfg.min_samples, "invalid_repeats": cfg.invalid_repeats,
-            "session_noise": cfg.session_noise, "statistic": cfg.statistic, "combine": cfg.combine,
-            "bootstrap_resamples": cfg.bootstrap_resamples, "seed": cfg.seed,
-            "repeat_noise": cfg.repeat_noise, "inconclusive": cfg.inconclusive, "missing": cfg.missing,
-            "pooled_noise": {side: None if p is None else {"sd": math.sqrt(p.variance), "df": _num(p.df),
-                                                           "estimates": p.entries, "points": p.points}
-                             for side, p in result.priors.items()},
-            "family_size": result.family_size, "discoveries": result.discoveries,
+            "threshold": cfg.threshold,
+            "memory_threshold": cfg.memory_threshold,
+            "alpha": cfg.alpha,
+            "min_repeats": cfg.min_repeats,
+            "min_samples": cfg.min_samples,
+            "invalid_repeats": cfg.invalid_repeats,
+            "session_noise": cfg.session_noise,
+            "statistic": cfg.statistic,
+            "combine": cfg.combine,
+            "bootstrap_resamples": cfg.bootstrap_resamples,
+            "seed": cfg.seed,
+            "repeat_noise": cfg.repeat_noise,
+            "inconclusive": cfg.inconclusive,
+            "missing": cfg.missing,
+            "pooled_noise": {
+                side: None
+                if p is None
+                else {"sd": math.sqrt(p.variance), "df": _num(p.df), "estimates": p.entries, "points": p.points}
+                for side, p in result.priors.items()
+            },
+            "family_size": result.family_size,
+            "discoveries": result.discoveries,
             "comparisons_tested": result.comparisons_tested,
             "interval_level": 1 - result.gamma,
             "metrics": {m.name: m.direction for m in GATE_METRICS},
         },
         "warnings": result.warnings,
-        "environment_differences": [{"what": d.what, "baseline": d.baseline, "current": d.current}
-                                    for d in result.env_differences],
+        "environment_differences": [
+            {"what": d.what, "baseline": d.baseline, "current": d.current} for d in result.env_differences
+        ],
         "failures": [_issue_json(i) for i in result.failures],
         "noisy_repeats": [{"point": _key_json(key), "detail": text} for key, text in result.noisy],
         "comparisons": [_comparison_json(c) for c in result.sorted_comparisons()],
-        "not_judged": [{"point": _key_json(key), "metrics": [c.metric.name for c in cs],
-                        "smallest_detectable": {"metric": best.metric.name, "ratio": _num(best.detectable)}
-                        if best.detectable is not None else None,
-                        "likely_regression": any(c.likely_regression for c in cs)}
-                       for key, cs, best in undecided_points(result)],
+        "not_judged": [
+            {
+                "point": _key_json(key),
+                "metrics": [c.metric.name for c in cs],
+                "smallest_detectable": {"metric": best.metric.name, "ratio": _num(best.detectable)}
+                if best.detectable is not None
+                else None,
+                "likely_regression": any(c.likely_regression for c in cs),
+            }
+            for key, cs, best in undecided_points(result)
+        ],
         "other_points": [_issue_json(i) for i in result.issues if i not in result.failures],
     }

@@ -14,7 +14,8 @@ the side statistic must come from the repeats, not from the calls alone.
 1. Hierarchical bootstrap, per side: draw R repeats with replacement, and for each drawn repeat a
    resample (with replacement) of its calls; recompute every metric (pooled: over the drawn repeats'
    calls). `B` replicates per side. The calls of one repeat are resampled jointly for all metrics
-   (latency, TTFT and TPOT of one call stay together). Each drawn repeat takes a fresh inner resample from a pool of `inner` precomputed ones.
+   (latency, TTFT and TPOT of one call stay together). Each drawn repeat takes a fresh inner resample from a pool of
+`inner` precomputed ones.
 2. Variance of log(side statistic) from the replicates, corrected for what resampling both levels does
    (Davison & Hinkley 1997, §3.8): it counts the within-run noise twice (once inside every repeat's
    statistic, once more by resampling the calls) and the repeats with the plug-in factor (R−1)/R. The
@@ -55,6 +56,7 @@ MAX_REPEATS_SUGGESTED = 50  # beyond this, "more repeats" is not a realistic ans
 
 
 # --- Student t, without scipy ------------------------------------------------------------------------------
+
 
 def _betacf(a: float, b: float, x: float) -> float:
     """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes §6.4)."""
@@ -128,6 +130,7 @@ def t_ppf(p: float, df: float) -> float:
 
 
 # --- pooled between-repeat noise: empirical Bayes (Smyth 2004) ---------------------------------------------
+
 
 def digamma(x: float) -> float:
     """ψ(x) for x > 0: recurrence up to x ≥ 6, then the asymptotic series (error < 1e-12)."""
@@ -210,6 +213,7 @@ def fit_noise_prior(variances: list[float], dfs: list[float], max_total_df: floa
 
 # --- one side: hierarchical bootstrap ----------------------------------------------------------------------
 
+
 @dataclass
 class Repeat:
     """One repeat (one process) of one point, as the bootstrap sees it.
@@ -244,8 +248,12 @@ class MetricRule:
 
     def pooled_ok(self, repeats: list[Repeat]) -> bool:
         """Pooled when asked for and every repeat kept its calls of the source (else: mean over repeats)."""
-        return (self.pooled and self.statistic != "value" and bool(repeats)
-                and all(len(r.calls.get(self.source, ())) for r in repeats))
+        return (
+            self.pooled
+            and self.statistic != "value"
+            and bool(repeats)
+            and all(len(r.calls.get(self.source, ())) for r in repeats)
+        )
 
 
 def call_statistic(samples: np.ndarray, quantile: float, axis: int | None = None) -> np.ndarray | float:
@@ -267,8 +275,13 @@ def _rate_work(repeats: list[Repeat], rule: MetricRule) -> float:
     return float(np.mean([r.values[rule.name] * call_statistic(r.calls[rule.source], rule.quantile) for r in repeats]))
 
 
-def pooled_replicates(repeats: list[Repeat], rules: list[MetricRule], outer: np.ndarray, rng: np.random.Generator,
-                      chunk_values: int = 2_000_000) -> dict[str, np.ndarray]:
+def pooled_replicates(
+    repeats: list[Repeat],
+    rules: list[MetricRule],
+    outer: np.ndarray,
+    rng: np.random.Generator,
+    chunk_values: int = 2_000_000,
+) -> dict[str, np.ndarray]:
     """Per pooled rule, one replicate per row of `outer` (indices of the drawn repeats): every drawn repeat's
     calls resampled with replacement (one uniform draw per call slot, so latency, TTFT and TPOT of one call
     stay together when they have the same count), all drawn repeats pooled, the rule's quantile taken."""
@@ -278,14 +291,14 @@ def pooled_replicates(repeats: list[Repeat], rules: list[MetricRule], outer: np.
     padded = {s: np.full((len(repeats), width), np.inf) for s in sources}
     for s in sources:
         for k, rep in enumerate(repeats):
-            padded[s][k, :counts[s][k]] = rep.calls[s]
+            padded[s][k, : counts[s][k]] = rep.calls[s]
     n_rep_drawn = outer.shape[1]
     step = max(1, chunk_values // (n_rep_drawn * width))
     quantiles: dict[tuple[str, float], np.ndarray] = {}
     wanted = {(r.source, r.quantile) for r in rules}
     out = {key: np.empty(len(outer)) for key in wanted}
     for start in range(0, len(outer), step):
-        rows = outer[start:start + step]  # (b, R)
+        rows = outer[start : start + step]  # (b, R)
         u = rng.random((len(rows), n_rep_drawn, width))
         for s in sources:
             n = counts[s][rows]  # (b, R)
@@ -302,7 +315,7 @@ def pooled_replicates(repeats: list[Repeat], rules: list[MetricRule], outer: np.
                 hi = np.minimum(lo + 1, total - 1)
                 frac = pos - lo
                 r = np.arange(len(rows))
-                out[(s, q)][start:start + len(rows)] = vals[r, lo] + frac * (vals[r, hi] - vals[r, lo])
+                out[(s, q)][start : start + len(rows)] = vals[r, lo] + frac * (vals[r, hi] - vals[r, lo])
     for rule in rules:
         quantiles[rule.name] = out[(rule.source, rule.quantile)]
         if rule.statistic == "rate":
@@ -350,8 +363,9 @@ def replicate_variance(x: np.ndarray, robust: bool) -> float:
     return float(((hi - lo) / 2) ** 2)
 
 
-def _pools(repeats: list[Repeat], rules: list[MetricRule], inner: int, rng: np.random.Generator,
-           max_draws: int) -> dict[str, np.ndarray]:
+def _pools(
+    repeats: list[Repeat], rules: list[MetricRule], inner: int, rng: np.random.Generator, max_draws: int
+) -> dict[str, np.ndarray]:
     """Per rule, an (R, inner) array: `inner` resampled statistics of each repeat's own calls."""
     pools = {rule.name: np.empty((len(repeats), inner)) for rule in rules}
     for k, rep in enumerate(repeats):
@@ -369,9 +383,15 @@ def _within_var(pool: np.ndarray) -> float:
     return float(np.mean(np.var(np.log(pool), axis=1, ddof=1)))
 
 
-def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: int, rng: np.random.Generator,
-                   inner: int = 1000, max_draws: int = 4_000_000,
-                   outer: np.ndarray | None = None) -> dict[str, SideBootstrap]:
+def bootstrap_side(
+    repeats: list[Repeat],
+    rules: list[MetricRule],
+    resamples: int,
+    rng: np.random.Generator,
+    inner: int = 1000,
+    max_draws: int = 4_000_000,
+    outer: np.ndarray | None = None,
+) -> dict[str, SideBootstrap]:
     """Hierarchical bootstrap of every rule's side statistic: `resamples` replicates each (rows of `outer`,
     the drawn repeats, when given: a paired bootstrap draws the same rounds on both sides)."""
     n_rep = len(repeats)
@@ -387,8 +407,9 @@ def bootstrap_side(repeats: list[Repeat], rules: list[MetricRule], resamples: in
         pools = _pools(repeats, means, inner, rng, max_draws)
         pick = rng.integers(0, inner, size=outer.shape)
         for name, pool in pools.items():
-            result[name] = SideBootstrap(replicates=pool[outer, pick].mean(axis=1), within_var=_within_var(pool),
-                                         repeats=n_rep)
+            result[name] = SideBootstrap(
+                replicates=pool[outer, pick].mean(axis=1), within_var=_within_var(pool), repeats=n_rep
+            )
     return result
 
 
@@ -411,9 +432,15 @@ class PairedBootstrap:
         return max((total - within) * n / (n - 1), within)
 
 
-def bootstrap_pairs(baseline: list[Repeat], current: list[Repeat], rules: list[MetricRule], resamples: int,
-                    rng: np.random.Generator, inner: int = 1000,
-                    max_draws: int = 4_000_000) -> dict[str, PairedBootstrap]:
+def bootstrap_pairs(
+    baseline: list[Repeat],
+    current: list[Repeat],
+    rules: list[MetricRule],
+    resamples: int,
+    rng: np.random.Generator,
+    inner: int = 1000,
+    max_draws: int = 4_000_000,
+) -> dict[str, PairedBootstrap]:
     """Paired hierarchical bootstrap: baseline[k] and current[k] ran in the same round k. Rounds are drawn
     with replacement (the same draw for both sides), each drawn repeat's calls resampled on its own."""
     n = len(baseline)
@@ -421,15 +448,20 @@ def bootstrap_pairs(baseline: list[Repeat], current: list[Repeat], rules: list[M
         raise ValueError(f"paired sides need the same number of rounds, got {n} and {len(current)}")
     outer = rng.integers(0, n, size=(resamples, n))
     sides = [bootstrap_side(reps, rules, resamples, rng, inner, max_draws, outer=outer) for reps in (baseline, current)]
-    return {rule.name: PairedBootstrap(log_ratios=np.log(sides[1][rule.name].replicates)
-                                       - np.log(sides[0][rule.name].replicates),
-                                       within_var=sides[0][rule.name].within_var + sides[1][rule.name].within_var,
-                                       rounds=n, pooled=sides[0][rule.name].pooled and sides[1][rule.name].pooled)
-            for rule in rules}
+    return {
+        rule.name: PairedBootstrap(
+            log_ratios=np.log(sides[1][rule.name].replicates) - np.log(sides[0][rule.name].replicates),
+            within_var=sides[0][rule.name].within_var + sides[1][rule.name].within_var,
+            rounds=n,
+            pooled=sides[0][rule.name].pooled and sides[1][rule.name].pooled,
+        )
+        for rule in rules
+    }
 
 
-def _inner_pool(rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inner: int,
-                rng: np.random.Generator) -> np.ndarray:
+def _inner_pool(
+    rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inner: int, rng: np.random.Generator
+) -> np.ndarray:
     value = rep.values[rule.name]
     samples = rep.calls.get(rule.source) if rule.source else None
     if rule.statistic == "value" or samples is None or len(samples) == 0:
@@ -445,6 +477,7 @@ def _inner_pool(rep: Repeat, rule: MetricRule, draws: dict[int, np.ndarray], inn
 
 
 # --- two sides: interval, p-value, verdict ---------------------------------------------------------------
+
 
 @dataclass
 class RatioEstimate:
@@ -496,9 +529,13 @@ class RatioEstimate:
         start = max(self.repeats_baseline, self.repeats_current) + 1
         for n in range(start, limit + 1):
             var_n = per_repeat / n
-            df_n = (n - 1 if self.paired
-                    else welch_df(var_n / 2, n - 1 + self.prior_df[0], var_n / 2, n - 1 + self.prior_df[1],
-                                  known=self.session_var))
+            df_n = (
+                n - 1
+                if self.paired
+                else welch_df(
+                    var_n / 2, n - 1 + self.prior_df[0], var_n / 2, n - 1 + self.prior_df[1], known=self.session_var
+                )
+            )
             if t_ppf(1 - gamma / 2, df_n) * math.sqrt(var_n + self.session_var) < margin:
                 return n
         return limit + 1
@@ -510,8 +547,9 @@ def repeat_variance(values: list[float]) -> float:
     return float(np.var(np.log(values), ddof=1))
 
 
-def side_variance(side: SideBootstrap, prior: NoisePrior | None = None, values: list[float] | None = None,
-                  design: float = 1.0) -> tuple[float, float]:
+def side_variance(
+    side: SideBootstrap, prior: NoisePrior | None = None, values: list[float] | None = None, design: float = 1.0
+) -> tuple[float, float]:
     """(variance of log(side statistic), its degrees of freedom): the side's own bootstrap variance, R − 1 df;
     with a `prior` and the repeats' own `values`, their sample variance shrunk towards the pooled one, over R,
     times `design` (how much more variable the side's statistic is than a mean of its repeats' values: a pooled
@@ -534,11 +572,16 @@ def design_effect(sides: list[SideBootstrap], values: list[list[float]]) -> floa
     return max(1.0, num / den) if den > 0 else 1.0
 
 
-def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: float, current: SideBootstrap,
-                   session_noise: float = 0.0,
-                   priors: tuple[NoisePrior | None, NoisePrior | None] = (None, None),
-                   values: tuple[list[float] | None, list[float] | None] = (None, None),
-                   design: tuple[float, float] = (1.0, 1.0)) -> RatioEstimate:
+def ratio_estimate(
+    baseline_est: float,
+    baseline: SideBootstrap,
+    current_est: float,
+    current: SideBootstrap,
+    session_noise: float = 0.0,
+    priors: tuple[NoisePrior | None, NoisePrior | None] = (None, None),
+    values: tuple[list[float] | None, list[float] | None] = (None, None),
+    design: tuple[float, float] = (1.0, 1.0),
+) -> RatioEstimate:
     """`session_noise`: the standard deviation (log scale) of a whole session's shift that its repeats cannot
     show (machine load, clocks, thermal state of one `bench run`), known from calibration, not from the data:
     each side gets session_noise² more variance, with infinite degrees of freedom. `priors`: each side's pooled
@@ -547,13 +590,18 @@ def ratio_estimate(baseline_est: float, baseline: SideBootstrap, current_est: fl
     (var_b, df_b) = side_variance(baseline, priors[0], values[0], design[0])
     (var_c, df_c) = side_variance(current, priors[1], values[1], design[1])
     n_baseline, n_current = baseline.repeats, current.repeats
-    session = 2 * session_noise ** 2
-    return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est),
-                         se=math.sqrt(var_b + var_c + session),
-                         df=welch_df(var_b, df_b, var_c, df_c, known=session),
-                         var_baseline=var_b, var_current=var_c, repeats_baseline=n_baseline,
-                         repeats_current=n_current, session_var=session,
-                         prior_df=(df_b - (n_baseline - 1), df_c - (n_current - 1)))
+    session = 2 * session_noise**2
+    return RatioEstimate(
+        log_ratio=math.log(current_est) - math.log(baseline_est),
+        se=math.sqrt(var_b + var_c + session),
+        df=welch_df(var_b, df_b, var_c, df_c, known=session),
+        var_baseline=var_b,
+        var_current=var_c,
+        repeats_baseline=n_baseline,
+        repeats_current=n_current,
+        session_var=session,
+        prior_df=(df_b - (n_baseline - 1), df_c - (n_current - 1)),
+    )
 
 
 def paired_ratio_estimate(baseline_est: float, current_est: float, pairs: PairedBootstrap) -> RatioEstimate:
@@ -561,9 +609,16 @@ def paired_ratio_estimate(baseline_est: float, current_est: float, pairs: Paired
     rounds − 1 degrees of freedom. No session term: the rounds of both sides ran in the same session."""
     var = pairs.log_variance()
     n = pairs.rounds
-    return RatioEstimate(log_ratio=math.log(current_est) - math.log(baseline_est), se=math.sqrt(var), df=n - 1,
-                         var_baseline=var / 2, var_current=var / 2, repeats_baseline=n, repeats_current=n,
-                         paired=True)
+    return RatioEstimate(
+        log_ratio=math.log(current_est) - math.log(baseline_est),
+        se=math.sqrt(var),
+        df=n - 1,
+        var_baseline=var / 2,
+        var_current=var / 2,
+        repeats_baseline=n,
+        repeats_current=n,
+        paired=True,
+    )
 
 
 def welch_df(var_a: float, df_a: float, var_b: float, df_b: float, known: float = 0.0) -> float:

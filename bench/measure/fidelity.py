@@ -17,8 +17,9 @@ def save(path: Path, outputs: dict[str, Any]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
-                for k, v in outputs.items()}, tmp)
+    torch.save(
+        {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu() for k, v in outputs.items()}, tmp
+    )
     tmp.replace(path)
 
 
@@ -40,9 +41,13 @@ def compare(outputs: dict[str, Any], reference: dict[str, Any], output_name: str
     scale = ref.abs().max().item()
     fields: dict[str, Any] = dict(
         reference="eager fp32, same weights, inputs and device",
-        output=output_name, cosine_mean=cos.mean().item(), cosine_min=cos.min().item(),
-        max_abs_error=abs_err, max_rel_error=abs_err / scale if scale else float("inf"),
-        rmse=(x - ref).pow(2).mean().sqrt().item())
+        output=output_name,
+        cosine_mean=cos.mean().item(),
+        cosine_min=cos.min().item(),
+        max_abs_error=abs_err,
+        max_rel_error=abs_err / scale if scale else float("inf"),
+        rmse=(x - ref).pow(2).mean().sqrt().item(),
+    )
     if "tokens" in reference:
         tokens, ref_tokens = outputs["tokens"].cpu(), reference["tokens"]
         same = tokens == ref_tokens

@@ -130,8 +130,10 @@ class NvmlSampler:
         self._thread.join()
         self._sample()
         if self.process_peak is None and self.process_error is None:
-            self.process_error = (f"this process (pid {self._pid}) never appeared with a memory figure in NVML's "
-                                  "process list (another PID namespace, e.g. a container?)")
+            self.process_error = (
+                f"this process (pid {self._pid}) never appeared with a memory figure in NVML's "
+                "process list (another PID namespace, e.g. a container?)"
+            )
         if self.error is not None:  # a peak over only some readings is not the phase's peak
             self.device_peak = None
         self._shutdown()
@@ -174,8 +176,10 @@ class MemoryTracker:
         self._measured_peak = host_rss_peak_bytes() if self._host_reset else None
 
     def metrics(self, lifetime_host_peak: int | None) -> MemoryMetrics:
-        m = MemoryMetrics(host_rss_peak_bytes=max(filter(None, [lifetime_host_peak, self._measured_peak]), default=None),
-                          host_rss_measured_peak_bytes=self._measured_peak)
+        m = MemoryMetrics(
+            host_rss_peak_bytes=max(filter(None, [lifetime_host_peak, self._measured_peak]), default=None),
+            host_rss_measured_peak_bytes=self._measured_peak,
+        )
         if self.is_cuda:
             import torch
 
@@ -200,7 +204,9 @@ class MemoryTracker:
             return [f"NVML per-process memory not measured: {self._nvml.process_error}"]
         return []
 
+
 # --- GPUs a point was given (the Ray executor checks them before its worker starts) ----------------------------
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -215,8 +221,9 @@ def gpu_identities(indices: list[int]) -> list[dict[str, Any]]:
         out = []
         for i in indices:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            out.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(h)),
-                        "uuid": _text(pynvml.nvmlDeviceGetUUID(h))})
+            out.append(
+                {"index": i, "name": _text(pynvml.nvmlDeviceGetName(h)), "uuid": _text(pynvml.nvmlDeviceGetUUID(h))}
+            )
         return out
     except Exception as exc:  # no driver library (a CPU machine), or a GPU NVML does not know
         return [{"index": i, "error": f"NVML: {type(exc).__name__}: {exc}"} for i in indices]
@@ -236,8 +243,9 @@ def gpu_processes(indices: list[int], own_pids: frozenset[int] = frozenset()) ->
             for query in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
                 for proc in query(h):
                     if proc.pid not in own_pids:
-                        found.setdefault((i, proc.pid), {"index": i, "uuid": uuid, "pid": proc.pid,
-                                                         "used_bytes": proc.usedGpuMemory})
+                        found.setdefault(
+                            (i, proc.pid), {"index": i, "uuid": uuid, "pid": proc.pid, "used_bytes": proc.usedGpuMemory}
+                        )
         return {"processes": list(found.values())}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -250,7 +258,9 @@ def busy_reason(found: dict[str, Any]) -> str | None:
         return f"could not check whether another process used the GPU as the run started (NVML {found['error']})"
     if not found["processes"]:
         return None
-    used = ", ".join(f"pid {p['pid']} on GPU {p['index']} ({p['uuid']}) using "
-                     + (f"{p['used_bytes'] / 2**20:.0f} MiB" if p["used_bytes"] is not None else "unknown memory")
-                     for p in found["processes"])
+    used = ", ".join(
+        f"pid {p['pid']} on GPU {p['index']} ({p['uuid']}) using "
+        + (f"{p['used_bytes'] / 2**20:.0f} MiB" if p["used_bytes"] is not None else "unknown memory")
+        for p in found["processes"]
+    )
     return f"the GPU was in use by another process when the run started: {used}"

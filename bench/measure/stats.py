@@ -29,9 +29,11 @@ class Stats(BaseModel):
             raise ValueError("no samples")
         pct = np.percentile(arr, list(PERCENTILES.values()))  # linear interpolation
         return cls(
-            count=int(arr.size), mean=float(arr.mean()),
+            count=int(arr.size),
+            mean=float(arr.mean()),
             std=float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-            min=float(arr.min()), max=float(arr.max()),
+            min=float(arr.min()),
+            max=float(arr.max()),
             **{k: float(v) for k, v in zip(PERCENTILES, pct)},
             samples=[float(x) for x in arr] if keep_samples else [],
         )
@@ -47,8 +49,10 @@ class Stats(BaseModel):
         return [k for k, q in PERCENTILES.items() if q > 50 and self.count < math.ceil(100 / (100 - q))]
 
     def __str__(self) -> str:
-        return (f"p50 {_fmt_s(self.p50)}, p99 {_fmt_s(self.p99)}, mean {_fmt_s(self.mean)} "
-                f"± {100 * self.cv:.1f}% over {self.count} samples")
+        return (
+            f"p50 {_fmt_s(self.p50)}, p99 {_fmt_s(self.p99)}, mean {_fmt_s(self.mean)} "
+            f"± {100 * self.cv:.1f}% over {self.count} samples"
+        )
 
 
 def _fmt_s(seconds: float) -> str:

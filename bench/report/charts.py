@@ -21,10 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from bench.report.points import (Baselines, Point, describe_baseline, device_labels, speedup,  # noqa: E402
-                                 workload_label)
-from bench.report.tables import ONE_MINUS_COSINE, fmt_gap, fmt_rate, sort_points  # noqa: E402
 from bench.precisions import PRECISIONS  # noqa: E402
+from bench.report.points import Baselines, Point, describe_baseline, device_labels, speedup, workload_label  # noqa: E402
+from bench.report.tables import ONE_MINUS_COSINE, fmt_gap, fmt_rate, sort_points  # noqa: E402
 
 DPI = 100
 PANELS_PER_ROW = 4  # batch-size panels of the quantization chart before it wraps
@@ -85,8 +84,14 @@ class ChartGroup:
     def hover(self) -> list[dict]:
         from bench.summary import fmt_bytes
 
-        return [{"label": self.label(p), "value": f"{fmt_rate(p.throughput)} {self.unit()}, "
-                 f"{fmt_bytes(round(p.peak_memory_bytes)) if p.peak_memory_bytes else '-'} peak"} for p in self.ok]
+        return [
+            {
+                "label": self.label(p),
+                "value": f"{fmt_rate(p.throughput)} {self.unit()}, "
+                f"{fmt_bytes(round(p.peak_memory_bytes)) if p.peak_memory_bytes else '-'} peak",
+            }
+            for p in self.ok
+        ]
 
 
 def _by_run(points: list[Point]) -> list[Point]:
@@ -107,8 +112,9 @@ def draw_all(group: ChartGroup, out_dir: Path) -> list[Chart]:
             continue
         if single:  # a chart's own reason to skip comes first; else one bar or dot compares nothing
             plt.close(drawn[0])
-            charts.append(Chart(kind, title, "skipped: 1 measured point — nothing to compare (its numbers are in "
-                                             "the tables)"))
+            charts.append(
+                Chart(kind, title, "skipped: 1 measured point — nothing to compare (its numbers are in the tables)")
+            )
             continue
         fig, caption = drawn
         path = out_dir / f"{stem}--{kind}.png"
@@ -119,6 +125,7 @@ def draw_all(group: ChartGroup, out_dir: Path) -> list[Chart]:
 
 
 # --- the charts --------------------------------------------------------------------------------------------
+
 
 def quantization_chart(g: ChartGroup):
     """Per batch size: throughput (top) and peak memory (bottom) bars, one per precision, grouped by backend;
@@ -139,8 +146,10 @@ def quantization_chart(g: ChartGroup):
         band, col = divmod(i, cols)
         tp_ax, mem_ax = axes[2 * band][col], axes[2 * band + 1][col]
         at_batch = {(g.arm(p), p.key.precision): p for p in g.points if p.key.batch_size == batch}
-        for ax, value, scale in ((tp_ax, lambda p: p.throughput, 1.0),
-                                 (mem_ax, lambda p: p.peak_memory_bytes, mem_scale)):
+        for ax, value, scale in (
+            (tp_ax, lambda p: p.throughput, 1.0),
+            (mem_ax, lambda p: p.peak_memory_bytes, mem_scale),
+        ):
             for b, backend in enumerate(backends):
                 for j, precision in enumerate(precisions):
                     x = b + (j - (len(precisions) - 1) / 2) * bar
@@ -148,21 +157,29 @@ def quantization_chart(g: ChartGroup):
                     v = value(p) if p is not None and p.status == "ok" else None
                     if v is None:
                         if p is not None:  # failed or unsupported: say so where the bar would be
-                            ax.text(x, 0, f" {p.status}", rotation=90, ha="center", va="bottom", fontsize=7,
-                                    color="0.35")
+                            ax.text(
+                                x, 0, f" {p.status}", rotation=90, ha="center", va="bottom", fontsize=7, color="0.35"
+                            )
                         continue
                     is_base = g.baselines.is_baseline(p)
                     drawn[precision] = True
                     drawn["baseline point"] |= is_base
-                    bars = ax.bar(x, v / scale, bar * 0.9, color=_color(precision), edgecolor="black",
-                                  linewidth=1.8 if is_base else 0.5, hatch="xx" if p.invalid_reasons else None)
+                    bars = ax.bar(
+                        x,
+                        v / scale,
+                        bar * 0.9,
+                        color=_color(precision),
+                        edgecolor="black",
+                        linewidth=1.8 if is_base else 0.5,
+                        hatch="xx" if p.invalid_reasons else None,
+                    )
                     shown = v / scale
                     text = fmt_rate(v) if scale == 1.0 else f"{shown:.0f}" if shown >= 100 else f"{shown:.3g}"
-                    ax.bar_label(bars, labels=[text], fontsize=7, padding=2, rotation=90 if len(precisions) > 3
-                                 else 0)
+                    ax.bar_label(bars, labels=[text], fontsize=7, padding=2, rotation=90 if len(precisions) > 3 else 0)
             for b, backend in enumerate(backends):  # each arm's own baseline (run directories differ)
-                base = next((g.base(p) for (arm, _), p in at_batch.items() if arm == backend
-                             and g.base(p) is not None), None)
+                base = next(
+                    (g.base(p) for (arm, _), p in at_batch.items() if arm == backend and g.base(p) is not None), None
+                )
                 if base is not None and value(base) is not None:
                     ax.hlines(value(base) / scale, b - 0.45, b + 0.45, color="black", linestyle="--", linewidth=1)
                     drawn["baseline line"] = True
@@ -180,21 +197,23 @@ def quantization_chart(g: ChartGroup):
         axes[2 * band + 1][col].set_visible(False)
     handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions if drawn.get(p)]
     if drawn["baseline line"]:
-        handles.append(Line2D([], [], color="black", linestyle="--",
-                              label=f"baseline ({describe_baseline(g.baseline)})"))
+        handles.append(
+            Line2D([], [], color="black", linestyle="--", label=f"baseline ({describe_baseline(g.baseline)})")
+        )
     if drawn["baseline point"]:
         handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.8, label="baseline point"))
     if any(p.invalid_reasons for p in g.ok):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="invalid (too noisy)"))
-    fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0),
-               frameon=False)
+    fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0), frameon=False)
     fig.suptitle(f"{g.headline()}\nquantization gains")
     fig.tight_layout()
-    return fig, ("Throughput (top) and measured-phase peak memory (bottom) of each precision, grouped by backend "
-                 "(and run directory), one panel per batch size, values on the bars; the dashed line is the group's "
-                 "baseline, drawn with a heavy outline; hatched bars "
-                 "are measurements the records mark invalid; failed or unsupported points are named where "
-                 "their bar would be.")
+    return fig, (
+        "Throughput (top) and measured-phase peak memory (bottom) of each precision, grouped by backend "
+        "(and run directory), one panel per batch size, values on the bars; the dashed line is the group's "
+        "baseline, drawn with a heavy outline; hatched bars "
+        "are measurements the records mark invalid; failed or unsupported points are named where "
+        "their bar would be."
+    )
 
 
 def energy_chart(g: ChartGroup):
@@ -204,13 +223,21 @@ def energy_chart(g: ChartGroup):
 
     readings = {p.key: [primary_energy(r.telemetry) for r in p.ok] for p in g.ok}
     arms = {p.key: g.arm(p) for p in g.ok}
-    values = {(arms[k], k.precision, k.batch_size): float(np.mean([v for _, v in rs]))
-              for k, rs in readings.items() if rs and all(rs)}
+    values = {
+        (arms[k], k.precision, k.batch_size): float(np.mean([v for _, v in rs]))
+        for k, rs in readings.items()
+        if rs and all(rs)
+    }
     if not values:
-        reasons = {r.telemetry.energy.unavailable_reason for p in g.ok for r in p.ok
-                   if r.telemetry is not None and r.telemetry.energy.unavailable_reason}
-        return "skipped: no energy measured" + (f" ({'; '.join(sorted(reasons))})" if reasons else
-                                                " (records without telemetry)")
+        reasons = {
+            r.telemetry.energy.unavailable_reason
+            for p in g.ok
+            for r in p.ok
+            if r.telemetry is not None and r.telemetry.energy.unavailable_reason
+        }
+        return "skipped: no energy measured" + (
+            f" ({'; '.join(sorted(reasons))})" if reasons else " (records without telemetry)"
+        )
     unit = " | ".join(sorted({u for rs in readings.values() for u, _ in filter(None, rs)}))
     backends = list(dict.fromkeys(g.arm(p) for p in _by_run(sort_points(g.points))))
     precisions, batches = _precisions(g.points), sorted({p.key.batch_size for p in g.points})
@@ -227,8 +254,14 @@ def energy_chart(g: ChartGroup):
             for j, precision in enumerate(precisions):
                 value = values.get((backend, precision, batch))
                 if value is not None:
-                    bars = ax.bar(b + (j - (len(precisions) - 1) / 2) * bar, value, bar * 0.9,
-                                  color=_color(precision), edgecolor="black", linewidth=0.5)
+                    bars = ax.bar(
+                        b + (j - (len(precisions) - 1) / 2) * bar,
+                        value,
+                        bar * 0.9,
+                        color=_color(precision),
+                        edgecolor="black",
+                        linewidth=0.5,
+                    )
                     ax.bar_label(bars, labels=[f"{value:.3g}"], fontsize=7, padding=2)
                     drawn.add(precision)
         ax.set_xticks(range(len(backends)), backends)
@@ -240,14 +273,15 @@ def energy_chart(g: ChartGroup):
     for j in range(len(batches), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     handles = [Patch(facecolor=_color(p), edgecolor="black", label=p) for p in precisions if p in drawn]
-    fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0),
-               frameon=False)
+    fig.legend(handles=handles, loc="upper center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0), frameon=False)
     fig.suptitle(f"{g.headline()}\nenergy per unit of work")
     fig.tight_layout()
-    return fig, ("Energy per unit of work over the measured phase (the device's energy counter, power integrated "
-                 "where it has none, or RAPL on the CPU; see each record's telemetry for the method), one bar per "
-                 "precision grouped by backend, one panel per batch size; points without an energy figure have "
-                 "no bar.")
+    return fig, (
+        "Energy per unit of work over the measured phase (the device's energy counter, power integrated "
+        "where it has none, or RAPL on the CPU; see each record's telemetry for the method), one bar per "
+        "precision grouped by backend, one panel per batch size; points without an energy figure have "
+        "no bar."
+    )
 
 
 def batch_chart(g: ChartGroup):
@@ -263,8 +297,14 @@ def batch_chart(g: ChartGroup):
         points = sorted(points, key=lambda p: p.key.batch_size)
         xs = [p.key.batch_size for p in points]
         ys = [p.throughput for p in points]
-        ax.plot(xs, ys, color=_color(precision), marker=_marker(backend, g), linestyle=_linestyle(backend, g),
-                label=f"{arm} / {precision}")
+        ax.plot(
+            xs,
+            ys,
+            color=_color(precision),
+            marker=_marker(backend, g),
+            linestyle=_linestyle(backend, g),
+            label=f"{arm} / {precision}",
+        )
         bad = [(x, y) for p, x, y in zip(points, xs, ys) if p.invalid_reasons]
         if bad:
             ax.scatter(*zip(*bad), s=140, facecolors="none", edgecolors="red", linewidths=1.5, zorder=3)
@@ -281,8 +321,18 @@ def batch_chart(g: ChartGroup):
     ax.grid(alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     if any(p.invalid_reasons for p in g.ok):
-        handles.append(Line2D([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red",
-                              linestyle="none", label="invalid (too noisy)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                markersize=11,
+                markerfacecolor="none",
+                markeredgecolor="red",
+                linestyle="none",
+                label="invalid (too noisy)",
+            )
+        )
     ax.legend(handles=handles, fontsize=8, ncols=1 if len(handles) <= 12 else 2, loc="best")
     ax.set_title(f"{g.headline()}\nthroughput vs batch size", fontsize=10)
     fig.tight_layout()
@@ -298,9 +348,16 @@ def latency_chart(g: ChartGroup):
     scale, unit = _seconds_scale(max(max(s) for s in samples))
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.34 * len(points) + 1.6)))
     positions = list(range(len(points)))[::-1]  # first point at the top, like the tables
-    box = ax.boxplot([[x / scale for x in s] for s in samples], positions=positions, orientation="horizontal",
-                     whis=(0, 100), showfliers=False, widths=0.6, patch_artist=True,
-                     medianprops={"color": "black", "linewidth": 0})
+    box = ax.boxplot(
+        [[x / scale for x in s] for s in samples],
+        positions=positions,
+        orientation="horizontal",
+        whis=(0, 100),
+        showfliers=False,
+        widths=0.6,
+        patch_artist=True,
+        medianprops={"color": "black", "linewidth": 0},
+    )
     for patch, p in zip(box["boxes"], points):
         patch.set_facecolor(_color(p.key.precision))
         patch.set_alpha(0.55)
@@ -310,9 +367,11 @@ def latency_chart(g: ChartGroup):
     p99 = [p.stat("latency_s", "p99") / scale for p in points]
     ax.scatter(p50, positions, marker="|", s=260, color="black", linewidths=2, zorder=3, label="p50")
     ax.scatter(p99, positions, marker="^", s=50, color="crimson", zorder=3, label="p99")
-    ax.set_yticks(positions, [g.label(p)
-                              + (f" · {p.first.device}" if len({q.key.device for q in points}) > 1 else "")
-                              for p in points], fontsize=8)
+    ax.set_yticks(
+        positions,
+        [g.label(p) + (f" · {p.first.device}" if len({q.key.device for q in points}) > 1 else "") for p in points],
+        fontsize=8,
+    )
     lo, hi = min(min(s) for s in samples), max(max(s) for s in samples)
     if hi / lo > 20:
         ax.set_xscale("log")
@@ -326,8 +385,10 @@ def latency_chart(g: ChartGroup):
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(f"{g.headline()}\nlatency distribution", fontsize=10)
     fig.tight_layout()
-    return fig, ("Every measured call of each point (repeats pooled): box p25–p75, whiskers min–max, black bar "
-                 "p50, red triangle p99.")
+    return fig, (
+        "Every measured call of each point (repeats pooled): box p25–p75, whiskers min–max, black bar "
+        "p50, red triangle p99."
+    )
 
 
 def tradeoff_chart(g: ChartGroup):
@@ -338,30 +399,60 @@ def tradeoff_chart(g: ChartGroup):
     scale, unit = _bytes_scale([p.peak_memory_bytes for p in points])
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for p in points:
-        ax.scatter(p.peak_memory_bytes / scale, p.throughput, color=_color(p.key.precision),
-                   marker=_marker(p.key.backend, g), s=55, edgecolors="red" if p.invalid_reasons else "black",
-                   linewidths=1.5 if p.invalid_reasons else 0.5, zorder=3)
+        ax.scatter(
+            p.peak_memory_bytes / scale,
+            p.throughput,
+            color=_color(p.key.precision),
+            marker=_marker(p.key.backend, g),
+            s=55,
+            edgecolors="red" if p.invalid_reasons else "black",
+            linewidths=1.5 if p.invalid_reasons else 0.5,
+            zorder=3,
+        )
         if len(points) <= LABEL_LIMIT:
-            ax.annotate(f"bs{p.key.batch_size}", (p.peak_memory_bytes / scale, p.throughput), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+            ax.annotate(
+                f"bs{p.key.batch_size}",
+                (p.peak_memory_bytes / scale, p.throughput),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
     front = _pareto(points)
-    ax.plot([p.peak_memory_bytes / scale for p in front], [p.throughput for p in front], color="0.4",
-            linestyle=":", zorder=2)
+    ax.plot(
+        [p.peak_memory_bytes / scale for p in front],
+        [p.throughput for p in front],
+        color="0.4",
+        linestyle=":",
+        zorder=2,
+    )
     ax.set_xlabel(f"peak memory ({unit})")
     ax.set_ylabel(f"throughput ({g.unit()})")
     ax.grid(alpha=0.3)
     handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions(points)]
-    handles += [Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
-                for b in dict.fromkeys(p.key.backend for p in points)]
+    handles += [
+        Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
+        for b in dict.fromkeys(p.key.backend for p in points)
+    ]
     handles.append(Line2D([], [], color="0.4", linestyle=":", label="Pareto front"))
     if any(p.invalid_reasons for p in points):
-        handles.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="red", linestyle="none",
-                              label="invalid (too noisy)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                markerfacecolor="white",
+                markeredgecolor="red",
+                linestyle="none",
+                label="invalid (too noisy)",
+            )
+        )
     ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_title(f"{g.headline()}\nthroughput vs peak memory", fontsize=10)
     fig.tight_layout()
-    return fig, ("Each measured point by peak memory and throughput (labels: batch size); up and left is better, "
-                 "the dotted line joins the points no other point beats on both.")
+    return fig, (
+        "Each measured point by peak memory and throughput (labels: batch size); up and left is better, "
+        "the dotted line joins the points no other point beats on both."
+    )
 
 
 def fidelity_chart(g: ChartGroup):
@@ -381,13 +472,22 @@ def fidelity_chart(g: ChartGroup):
         y = v if v > 0 else floor
         exact |= v <= 0
         if v > 0:
-            ax.scatter(s, y, color=_color(p.key.precision), marker=_marker(p.key.backend, g), s=70,
-                       edgecolors="red" if p.invalid_reasons else "black", linewidths=0.8, zorder=3)
+            ax.scatter(
+                s,
+                y,
+                color=_color(p.key.precision),
+                marker=_marker(p.key.backend, g),
+                s=70,
+                edgecolors="red" if p.invalid_reasons else "black",
+                linewidths=0.8,
+                zorder=3,
+            )
         else:  # an unfilled marker takes no edge colour
             ax.scatter(s, y, color=_color(p.key.precision), marker="_", s=120, linewidths=2, zorder=3)
         if len(marks) <= LABEL_LIMIT:
-            ax.annotate(f"bs{p.key.batch_size} {fmt_gap(v)}", (s, y), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                f"bs{p.key.batch_size} {fmt_gap(v)}", (s, y), fontsize=7, xytext=(4, 3), textcoords="offset points"
+            )
     ax.set_yscale("log")
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
     ax.axhline(1 - g.min_cosine, color="crimson", linestyle=":", linewidth=1.2)
@@ -395,18 +495,31 @@ def fidelity_chart(g: ChartGroup):
     ax.set_ylabel("1 − cosine vs fp32 eager (log; lower is closer)")
     ax.grid(alpha=0.3, which="both")
     handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions([p for p, _, _ in marks])]
-    handles += [Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
-                for b in dict.fromkeys(p.key.backend for p, v, _ in marks if v > 0)]
+    handles += [
+        Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
+        for b in dict.fromkeys(p.key.backend for p, v, _ in marks if v > 0)
+    ]
     handles.append(Line2D([], [], color="black", linestyle="--", label="speedup 1× (baseline)"))
     handles.append(Line2D([], [], color="crimson", linestyle=":", label=f"bound: cosine ≥ {g.min_cosine:g}"))
     if exact:
-        handles.append(Line2D([], [], marker="_", markersize=10, color="0.3", linestyle="none",
-                              label="1 − cosine = 0 (drawn at the bottom)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="_",
+                markersize=10,
+                color="0.3",
+                linestyle="none",
+                label="1 − cosine = 0 (drawn at the bottom)",
+            )
+        )
     ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_title(f"{g.headline()}\nfidelity vs speedup", fontsize=10)
     fig.tight_layout()
-    return fig, ("Each point by its speedup over the baseline and 1 − cosine of its outputs against fp32 eager "
-                 "(log axis); below the dotted line is within the fidelity bound.")
+    return fig, (
+        "Each point by its speedup over the baseline and 1 − cosine of its outputs against fp32 eager "
+        "(log axis); below the dotted line is within the fidelity bound."
+    )
 
 
 PHASE_FILL = {"decode": "full", "forward": "full", "step": "full", "prefill": "none"}  # prefill drawn hollow
@@ -424,21 +537,37 @@ def roofline_chart(g: ChartGroup):
         return f"skipped: points from several devices ({', '.join(devices)}) share no ceiling"
     ceilings = {}
     for source in ("calibrated", "datasheet"):
-        ceilings.update({source: c for r in records if (c := r.roofline.ceilings.get(source)) is not None})
+        for r in records:  # the last record that has this ceiling names it (one device: the same ceiling)
+            if (c := r.roofline.ceilings.get(source)) is not None:
+                ceilings[source] = c
     if not any(c.memory_bytes_per_s for c in ceilings.values()):
-        return (f"skipped: no calibration for {devices[0]} and no datasheet entry — run `bench calibrate` on that "
-                "machine, then `bench report` again")
+        return (
+            f"skipped: no calibration for {devices[0]} and no datasheet entry — run `bench calibrate` on that "
+            "machine, then `bench report` again"
+        )
     marks = []  # (point, phase name, intensity, achieved FLOP/s, dtype)
     for p in g.ok:
         names = dict.fromkeys(n for r in p.ok if r.roofline is not None for n in r.roofline.phases)
         for name in names:
             phases = [r.roofline.phases[name] for r in p.ok if r.roofline is not None and name in r.roofline.phases]
-            marks.append((p, name, phases[0].arithmetic_intensity_flops_per_byte,
-                          sum(ph.achieved_flops_per_s for ph in phases) / len(phases), phases[0].compute_dtype))
+            marks.append(
+                (
+                    p,
+                    name,
+                    phases[0].arithmetic_intensity_flops_per_byte,
+                    sum(ph.achieved_flops_per_s for ph in phases) / len(phases),
+                    phases[0].compute_dtype,
+                )
+            )
     dtypes = list(dict.fromkeys(m[4] for m in marks))
     peaks = [v for c in ceilings.values() for d, v in c.matmul_flops_per_s.items() if d in dtypes]
-    ridges = [v / c.memory_bytes_per_s for c in ceilings.values() if c.memory_bytes_per_s
-              for d, v in c.matmul_flops_per_s.items() if d in dtypes]
+    ridges = [
+        v / c.memory_bytes_per_s
+        for c in ceilings.values()
+        if c.memory_bytes_per_s
+        for d, v in c.matmul_flops_per_s.items()
+        if d in dtypes
+    ]
     xs = [m[2] for m in marks] + ridges
     x_lo, x_hi = min(xs) / 4, max(xs) * 4
     scale, unit = (1e12, "TFLOP/s") if max(peaks + [m[3] for m in marks]) >= 1e12 else (1e9, "GFLOP/s")
@@ -456,21 +585,43 @@ def roofline_chart(g: ChartGroup):
             if not peak:
                 continue
             ax.plot(grid, [min(peak, bw * x) / scale for x in grid], color="0.25", linestyle=style, linewidth=1.2)
-            ax.annotate(f"{d} {fmt_rate(peak / scale)} {unit} ({source})", (x_hi, peak / scale), fontsize=7,
-                        ha="right", va="bottom", color="0.25")
+            ax.annotate(
+                f"{d} {fmt_rate(peak / scale)} {unit} ({source})",
+                (x_hi, peak / scale),
+                fontsize=7,
+                ha="right",
+                va="bottom",
+                color="0.25",
+            )
         knee = min([v / bw for d, v in c.matmul_flops_per_s.items() if d in dtypes] or [x_hi])
         x_label = (x_lo * min(knee, x_hi)) ** 0.5  # halfway up the bandwidth slope, inside the axes
-        ax.annotate(f"{bw / 1e9:,.1f} GB/s ({source})", (x_label, bw * x_label / scale), fontsize=7,
-                    ha="left", va="top", color="0.25", xytext=(6, -2), textcoords="offset points")
+        ax.annotate(
+            f"{bw / 1e9:,.1f} GB/s ({source})",
+            (x_label, bw * x_label / scale),
+            fontsize=7,
+            ha="left",
+            va="top",
+            color="0.25",
+            xytext=(6, -2),
+            textcoords="offset points",
+        )
     for p, name, x, y, _ in marks:
-        ax.scatter(x, y / scale, marker=_marker(p.key.backend, g), s=60, zorder=3, linewidths=1.5,
-                   facecolors=_color(p.key.precision) if PHASE_FILL.get(name) == "full" else "none",
-                   edgecolors=_color(p.key.precision))
+        ax.scatter(
+            x,
+            y / scale,
+            marker=_marker(p.key.backend, g),
+            s=60,
+            zorder=3,
+            linewidths=1.5,
+            facecolors=_color(p.key.precision) if PHASE_FILL.get(name) == "full" else "none",
+            edgecolors=_color(p.key.precision),
+        )
         if p.invalid_reasons:
             ax.scatter(x, y / scale, s=160, facecolors="none", edgecolors="red", linewidths=1.2, zorder=3)
         if len(marks) <= LABEL_LIMIT:
-            ax.annotate(f"bs{p.key.batch_size} {name}", (x, y / scale), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                f"bs{p.key.batch_size} {name}", (x, y / scale), fontsize=7, xytext=(4, 3), textcoords="offset points"
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(x_lo, x_hi)
@@ -478,24 +629,49 @@ def roofline_chart(g: ChartGroup):
     ax.set_ylabel(f"achieved {unit}")
     ax.grid(alpha=0.3, which="both")
     handles = [Patch(facecolor=_color(pr), label=pr) for pr in _precisions(g.ok)]
-    handles += [Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
-                for b in dict.fromkeys(p.key.backend for p in g.ok)]
+    handles += [
+        Line2D([], [], marker=_marker(b, g), color="0.3", linestyle="none", label=b)
+        for b in dict.fromkeys(p.key.backend for p in g.ok)
+    ]
     for name in dict.fromkeys(m[1] for m in marks):
         hollow = PHASE_FILL.get(name) != "full"
-        handles.append(Line2D([], [], marker="o", linestyle="none", color="0.3", markerfacecolor="none" if hollow
-                              else "0.3", label=f"{name}{' (hollow)' if hollow else ''}"))
-    handles += [Line2D([], [], color="0.25", linestyle="-" if s == "calibrated" else "--", label=f"{s} ceiling")
-                for s in ceilings]
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="none",
+                color="0.3",
+                markerfacecolor="none" if hollow else "0.3",
+                label=f"{name}{' (hollow)' if hollow else ''}",
+            )
+        )
+    handles += [
+        Line2D([], [], color="0.25", linestyle="-" if s == "calibrated" else "--", label=f"{s} ceiling")
+        for s in ceilings
+    ]
     if any(p.invalid_reasons for p, *_ in marks):
-        handles.append(Line2D([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="red",
-                              linestyle="none", label="invalid (too noisy)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                markersize=11,
+                markerfacecolor="none",
+                markeredgecolor="red",
+                linestyle="none",
+                label="invalid (too noisy)",
+            )
+        )
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(f"{g.headline()}\nroofline", fontsize=10)
     fig.tight_layout()
-    return fig, ("Each point's units of work (decode step, prefill, forward, denoising step) by analytic arithmetic "
-                 "intensity and achieved FLOP/s, under the device's roofs: memory bandwidth × intensity up to the "
-                 "ridge, then the matmul peak of the dtype it computes in (solid: `bench calibrate`; dashed: "
-                 "datasheet). A point above the roof read from caches faster than the calibrated memory bandwidth.")
+    return fig, (
+        "Each point's units of work (decode step, prefill, forward, denoising step) by analytic arithmetic "
+        "intensity and achieved FLOP/s, under the device's roofs: memory bandwidth × intensity up to the "
+        "ridge, then the matmul peak of the dtype it computes in (solid: `bench calibrate`; dashed: "
+        "datasheet). A point above the roof read from caches faster than the calibrated memory bandwidth."
+    )
 
 
 # kind (the file name's last part) → (title, drawing function), in the report's order.
@@ -511,6 +687,7 @@ CHARTS = {
 
 
 # --- encodings and helpers ---------------------------------------------------------------------------------
+
 
 def _precisions(points: list[Point]) -> list[str]:
     present = {p.key.precision for p in points}

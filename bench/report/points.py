@@ -11,9 +11,9 @@ from typing import Any, Callable
 from bench.errors import BenchInputError
 from bench.measure.stats import Stats
 from bench.results import Record, primary_throughput
+from bench.summary import lifetime_peak_bytes, peak_memory_bytes
 from bench.workloads import WORKLOADS
 from bench.workloads.metrics import MetricInfo, WorkloadMetrics
-from bench.summary import lifetime_peak_bytes, peak_memory_bytes
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,19 @@ class PointKey:
     def of(cls, r: Record, by_scenario: bool = True) -> "PointKey":
         """`by_scenario=False`: what the point measures, whatever scenario file named it (scenario "")."""
         s = r.serving
-        return cls(scenario=r.scenario if by_scenario else "", model=r.model, weights=r.weights, task=r.task,
-                   device=r.device,
-                   backend=r.backend, precision=r.precision, batch_size=r.batch_size,
-                   workload=_canonical(r.workload), backend_options=_canonical(r.backend_options),
-                   serving=f"{s.policy}/{s.kind}/{s.requested_rate_per_s}" if s is not None else "")
+        return cls(
+            scenario=r.scenario if by_scenario else "",
+            model=r.model,
+            weights=r.weights,
+            task=r.task,
+            device=r.device,
+            backend=r.backend,
+            precision=r.precision,
+            batch_size=r.batch_size,
+            workload=_canonical(r.workload),
+            backend_options=_canonical(r.backend_options),
+            serving=f"{s.policy}/{s.kind}/{s.requested_rate_per_s}" if s is not None else "",
+        )
 
     def replace(self, **changes: Any) -> "PointKey":
         return PointKey(**{**self.__dict__, **changes})
@@ -81,8 +89,11 @@ class Point:
     @property
     def errors(self) -> list[str]:
         """Reasons of the repeats that did not measure, each with its status."""
-        return _unique(f"{r.status}: {r.error or 'no reason recorded'}" for r in self.records
-                       if r.status != "ok" or r.metrics is None)
+        return _unique(
+            f"{r.status}: {r.error or 'no reason recorded'}"
+            for r in self.records
+            if r.status != "ok" or r.metrics is None
+        )
 
     @property
     def notes(self) -> list[str]:
@@ -230,8 +241,9 @@ def parse_baseline(args: list[str], records: list[Record]) -> dict[str, Any]:
             value = int(value)
         present = sorted({getattr(r, key) for r in records}, key=str)
         if value not in present:
-            raise BenchInputError("--baseline", f"no record has {key} {value!r} (present: "
-                                  f"{', '.join(map(str, present))})", key)
+            raise BenchInputError(
+                "--baseline", f"no record has {key} {value!r} (present: {', '.join(map(str, present))})", key
+            )
         baseline[key] = value
     return baseline
 
@@ -242,15 +254,17 @@ def _host(r: Record) -> str | None:
 
 
 def device_labels(records: list[Record]) -> list[str]:
-    """"cuda:0 (NVIDIA H100 80GB HBM3)" per device, in order, with " on HOST" when an executor ran records on
+    """ "cuda:0 (NVIDIA H100 80GB HBM3)" per device, in order, with " on HOST" when an executor ran records on
     other nodes (Ray); a failed run's record may lack the name."""
     names: dict[tuple[str, str | None], list[str]] = {}
     for r in records:
         known = names.setdefault((r.device, _host(r)), [])
         if r.device_name and r.device_name not in known:
             known.append(r.device_name)
-    return [(f"{device} ({', '.join(n)})" if n else device) + (f" on {host}" if host else "")
-            for (device, host), n in names.items()]
+    return [
+        (f"{device} ({', '.join(n)})" if n else device) + (f" on {host}" if host else "")
+        for (device, host), n in names.items()
+    ]
 
 
 def device_note(records: list[Record]) -> str | None:
@@ -258,8 +272,10 @@ def device_note(records: list[Record]) -> str | None:
     models = sorted({r.device_name for r in records if r.device_name})
     hosts = sorted({h for r in records if (h := _host(r))})
     if len(models) > 1:
-        return (f"These points ran on {len(models)} device models ({', '.join(models)}): compare timings only "
-                "between points measured on the same model.")
+        return (
+            f"These points ran on {len(models)} device models ({', '.join(models)}): compare timings only "
+            "between points measured on the same model."
+        )
     if len(hosts) > 1:
         model = models[0] if models else "one device model"
         return f"These points ran on {len(hosts)} nodes ({', '.join(hosts)}), all on {model}."

@@ -64,6 +64,7 @@ Block = Heading | Paragraph | Bullets | Table | Image | Card | Details
 
 # --- markdown ----------------------------------------------------------------------------------------------
 
+
 def to_markdown(blocks: list[Block], base_dir: Path) -> str:
     """`base_dir`: where report.md lives, so chart links are relative and the folder can move."""
     parts = []
@@ -72,8 +73,11 @@ def to_markdown(blocks: list[Block], base_dir: Path) -> str:
             parts += [f"### {b.title}", b.intro, "\n".join(f"- {item}" for item in b.items)]
             continue
         if isinstance(b, Details):
-            parts.append(f"<details><summary>{html.escape(b.summary)}</summary>\n\n"
-                         + to_markdown(b.blocks, base_dir).rstrip("\n") + "\n\n</details>")
+            parts.append(
+                f"<details><summary>{html.escape(b.summary)}</summary>\n\n"
+                + to_markdown(b.blocks, base_dir).rstrip("\n")
+                + "\n\n</details>"
+            )
             continue
         if isinstance(b, Heading):
             parts.append(f"{'#' * b.level} {b.text}")
@@ -214,10 +218,13 @@ def to_html(blocks: list[Block], title: str) -> str:
     h2 = [i for i, part in enumerate(body) if part.startswith("<h2")]
     at = h2[1] if len(h2) > 1 else len(body)
     body = body[:at] + [nav] + body[at:]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-            + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + f"\n<script>{SCRIPT}</script>\n</body></html>\n"
+    )
 
 
 def _html_blocks(blocks: list[Block], anchors: dict[str, int], toc: list[tuple[int, str, str]]) -> list[str]:
@@ -226,7 +233,7 @@ def _html_blocks(blocks: list[Block], anchors: dict[str, int], toc: list[tuple[i
 
     def flush() -> None:
         if cards:
-            body.append("<div class=\"cards\">" + "".join(cards) + "</div>")
+            body.append('<div class="cards">' + "".join(cards) + "</div>")
             cards.clear()
 
     for b in blocks:
@@ -236,15 +243,21 @@ def _html_blocks(blocks: list[Block], anchors: dict[str, int], toc: list[tuple[i
             anchor = _unique_anchor(b.text, anchors)
             if b.level in (2, 3):
                 toc.append((b.level, anchor, b.text))
-            body.append(f"<h{b.level} id=\"{anchor}\">{_inline(b.text)}</h{b.level}>")
+            body.append(f'<h{b.level} id="{anchor}">{_inline(b.text)}</h{b.level}>')
         elif isinstance(b, Card):
             anchor = _unique_anchor("verdict " + b.title, anchors)
-            cards.append(f"<section class=\"card\" id=\"{anchor}\"><h3>{_inline(b.title)}</h3>"
-                         f"<p>{_inline(b.intro)}</p><ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items)
-                         + "</ul></section>")
+            cards.append(
+                f'<section class="card" id="{anchor}"><h3>{_inline(b.title)}</h3>'
+                f"<p>{_inline(b.intro)}</p><ul>"
+                + "".join(f"<li>{_inline(i)}</li>" for i in b.items)
+                + "</ul></section>"
+            )
         elif isinstance(b, Details):
-            body.append(f"<details><summary>{html.escape(b.summary)}</summary>"
-                        + "\n".join(_html_blocks(b.blocks, anchors, [])) + "</details>")
+            body.append(
+                f"<details><summary>{html.escape(b.summary)}</summary>"
+                + "\n".join(_html_blocks(b.blocks, anchors, []))
+                + "</details>"
+            )
         elif isinstance(b, Paragraph):
             body.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Bullets):
@@ -256,12 +269,16 @@ def _html_blocks(blocks: list[Block], anchors: dict[str, int], toc: list[tuple[i
             values = ""
             hover = ""
             if b.hover:
-                values = f" data-values=\"{html.escape(json.dumps(b.hover))}\""
-                hover = ("<div class=\"hover\">" + "".join(f"<span>{html.escape(h['label'])}: "
-                                                          f"{html.escape(h['value'])}</span>" for h in b.hover)
-                         + "</div>")
-            body.append(f"<figure{values}><img src=\"data:image/png;base64,{data}\" alt=\"{html.escape(b.title)}\" "
-                        f"title=\"click to enlarge\">{hover}<figcaption>{_inline(b.caption)}</figcaption></figure>")
+                values = f' data-values="{html.escape(json.dumps(b.hover))}"'
+                hover = (
+                    '<div class="hover">'
+                    + "".join(f"<span>{html.escape(h['label'])}: {html.escape(h['value'])}</span>" for h in b.hover)
+                    + "</div>"
+                )
+            body.append(
+                f'<figure{values}><img src="data:image/png;base64,{data}" alt="{html.escape(b.title)}" '
+                f'title="click to enlarge">{hover}<figcaption>{_inline(b.caption)}</figcaption></figure>'
+            )
     flush()
     return body
 
@@ -270,8 +287,8 @@ def _toc(entries: list[tuple[int, str, str]]) -> str:
     items = []
     for level, anchor, text in entries:
         if level == 2:
-            items.append(f"<li><a href=\"#{anchor}\">{_inline(text)}</a></li>")
-    return "<nav class=\"toc\"><strong>Contents</strong><ul>" + "".join(items) + "</ul></nav>"
+            items.append(f'<li><a href="#{anchor}">{_inline(text)}</a></li>')
+    return '<nav class="toc"><strong>Contents</strong><ul>' + "".join(items) + "</ul></nav>"
 
 
 def _unique_anchor(text: str, anchors: dict[str, int]) -> str:
@@ -289,12 +306,14 @@ def _html_table(t: Table) -> str:
         cells = []
         for i, c in enumerate(row):
             cls = "note" if i == note_col else _CELL_CLASS.get(c) or ("warn" if INVALID in c else "")
-            cells.append(f"<td class=\"{cls}\">{html.escape(c)}</td>" if cls else f"<td>{html.escape(c)}</td>")
+            cells.append(f'<td class="{cls}">{html.escape(c)}</td>' if cls else f"<td>{html.escape(c)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    notes = "".join(f"<p class=\"note\">{_inline(n)}</p>" for n in t.notes)
-    return (f"<div class=\"scroll\"><table class=\"sortable\"><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>"
-            f"</div>{notes}")
+    notes = "".join(f'<p class="note">{_inline(n)}</p>' for n in t.notes)
+    return (
+        f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"</div>{notes}"
+    )
 
 
 # Statuses a reader should not miss when scanning a wide table.

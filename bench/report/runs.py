@@ -13,7 +13,6 @@ from bench.results import RESULTS_FILE as RESULTS
 from bench.results import Record, read_records
 
 
-
 @dataclass
 class Run:
     label: str  # the run directory's folder name: what tables and charts call it

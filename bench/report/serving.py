@@ -38,15 +38,32 @@ def _latency_chart(series: dict[str, list[Any]], slo: dict[str, float], title: s
         for i, (name, recs) in enumerate(series.items()):
             rates = [r.serving.requested_rate_per_s for r in recs]
             for pct in PERCENTILES:
-                values = [getattr(getattr(r.serving, f"{metric}_s"), pct) if getattr(r.serving, f"{metric}_s")
-                          else float("nan") for r in recs]
-                ax.plot(rates, values, STYLES[pct], marker="o", ms=3, color=colors[i % len(colors)],
-                        label=f"{name} {pct}" if metric == "ttft" else None)
+                values = [
+                    getattr(getattr(r.serving, f"{metric}_s"), pct)
+                    if getattr(r.serving, f"{metric}_s")
+                    else float("nan")
+                    for r in recs
+                ]
+                ax.plot(
+                    rates,
+                    values,
+                    STYLES[pct],
+                    marker="o",
+                    ms=3,
+                    color=colors[i % len(colors)],
+                    label=f"{name} {pct}" if metric == "ttft" else None,
+                )
         for key, limit in slo.items():
             if key.startswith(f"{metric}_"):
                 ax.axhline(limit, color="red", lw=1, ls="-.", label=f"SLO {key}" if metric == "ttft" else None)
-                ax.annotate(f"SLO {key.split('_')[-2]} {limit:g} s", (0.01, limit), xycoords=("axes fraction", "data"),
-                            color="red", fontsize=7, va="bottom")
+                ax.annotate(
+                    f"SLO {key.split('_')[-2]} {limit:g} s",
+                    (0.01, limit),
+                    xycoords=("axes fraction", "data"),
+                    color="red",
+                    fontsize=7,
+                    va="bottom",
+                )
         ax.set(xscale="log", yscale="log", xlabel="offered rate (requests/s)", ylabel=f"{label} (s)", title=label)
         _rate_ticks(ax, series)
         ax.grid(True, which="both", alpha=0.3)
@@ -90,25 +107,57 @@ def section(runs: list[Any], charts_dir: Path) -> tuple[list[Block], list[Path]]
     everything = [r for run in runs for r in summary.serving_records(run.records)]
     if not everything:
         return [], []
-    blocks: list[Block] = [Heading(2, "Serving"), Paragraph(
-        "Load levels: requests arrive at the offered rate (seeded, the same for every point) and are served by "
-        "the batching policy. **Max sustainable rate** is the highest offered rate whose level met every SLO "
-        "percentile with SLO attainment at least the target, without saturating and with the load generator "
-        "on time. Definitions: docs/serving.md.")]
+    blocks: list[Block] = [
+        Heading(2, "Serving"),
+        Paragraph(
+            "Load levels: requests arrive at the offered rate (seeded, the same for every point) and are served by "
+            "the batching policy. **Max sustainable rate** is the highest offered rate whose level met every SLO "
+            "percentile with SLO attainment at least the target, without saturating and with the load generator "
+            "on time. Definitions: docs/serving.md."
+        ),
+    ]
     best_rows = []
     for r in everything:
         s = r.serving
         if s.kind == "summary":
-            best_rows.append([r.scenario, r.model, r.backend, r.precision, s.policy, str(r.batch_size),
-                              r.status if r.status != "ok" else (f"{s.max_sustainable_rate_per_s:.3g}"
-                                                                 if s.max_sustainable_rate_per_s else "none"),
-                              f"{s.lowest_failing_rate_per_s:.3g}" if s.lowest_failing_rate_per_s else "-",
-                              ", ".join(f"{k} {v:g}" for k, v in s.slo.items()) or "-",
-                              f"{s.attainment_target:.0%}", (r.error or "")[:120]])
-    blocks += [Heading(3, "Max sustainable rate"),
-               Table(["scenario", "model", "backend", "precision", "batching", "max batch", "max sustainable req/s",
-                      "lowest failing req/s", "SLO", "attainment target", "note"], best_rows),
-               Heading(3, "Levels"), Table(list(summary.COLUMNS), summary.rows(everything))]
+            best_rows.append(
+                [
+                    r.scenario,
+                    r.model,
+                    r.backend,
+                    r.precision,
+                    s.policy,
+                    str(r.batch_size),
+                    r.status
+                    if r.status != "ok"
+                    else (f"{s.max_sustainable_rate_per_s:.3g}" if s.max_sustainable_rate_per_s else "none"),
+                    f"{s.lowest_failing_rate_per_s:.3g}" if s.lowest_failing_rate_per_s else "-",
+                    ", ".join(f"{k} {v:g}" for k, v in s.slo.items()) or "-",
+                    f"{s.attainment_target:.0%}",
+                    (r.error or "")[:120],
+                ]
+            )
+    blocks += [
+        Heading(3, "Max sustainable rate"),
+        Table(
+            [
+                "scenario",
+                "model",
+                "backend",
+                "precision",
+                "batching",
+                "max batch",
+                "max sustainable req/s",
+                "lowest failing req/s",
+                "SLO",
+                "attainment target",
+                "note",
+            ],
+            best_rows,
+        ),
+        Heading(3, "Levels"),
+        Table(list(summary.COLUMNS), summary.rows(everything)),
+    ]
     found = summary.alerts(everything)
     if found:
         blocks += [Heading(3, "SLO alerts"), Bullets(found)]
@@ -125,11 +174,19 @@ def section(runs: list[Any], charts_dir: Path) -> tuple[list[Block], list[Path]]
             slug = f"serving-{run.label}-{scenario}-{model}".replace("/", "_")
             lat = _latency_chart(series, slo, title, charts_dir / f"{slug}-latency.png")
             good = _goodput_chart(series, title, charts_dir / f"{slug}-goodput.png")
-            blocks += [Heading(3, f"Charts · {title}"),
-                       Image(lat, "Latency against offered rate",
-                             "TTFT, TPOT and E2E p50 (dotted), p95 (solid), p99 (dashed) per policy · precision; "
-                             "SLO limits in red"),
-                       Image(good, "Goodput against offered rate",
-                             "requests/s that met every SLO; the grey line is the offered rate")]
+            blocks += [
+                Heading(3, f"Charts · {title}"),
+                Image(
+                    lat,
+                    "Latency against offered rate",
+                    "TTFT, TPOT and E2E p50 (dotted), p95 (solid), p99 (dashed) per policy · precision; "
+                    "SLO limits in red",
+                ),
+                Image(
+                    good,
+                    "Goodput against offered rate",
+                    "requests/s that met every SLO; the grey line is the offered rate",
+                ),
+            ]
             paths += [lat, good]
     return blocks, paths

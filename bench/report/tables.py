@@ -12,13 +12,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from bench.report.points import (Baselines, Point, device_labels, primary_throughput, speedup,
-                                 workload_label)
+from bench.precisions import PRECISIONS
+from bench.report.points import Baselines, Point, device_labels, primary_throughput, speedup, workload_label
 from bench.report.runs import Run
 from bench.results import RUN_COLD_COSTS
-from bench.workloads import WORKLOADS
-from bench.precisions import PRECISIONS
 from bench.summary import fmt_bytes, fmt_seconds, peak_memory_bytes
+from bench.workloads import WORKLOADS
 
 INVALID = "⚠"  # marks a point whose measurement the record itself calls too noisy to trust
 MISSING = "-"
@@ -32,6 +31,7 @@ class Table:
 
 
 # --- formatting -------------------------------------------------------------------------------------------
+
 
 def fmt_rate(value: float | None) -> str:
     if value is None:
@@ -66,6 +66,7 @@ def fmt_si(value: float | None, unit: str = "") -> str:
 
 
 # --- the flat frame: one row per record ----------------------------------------------------------------------
+
 
 def records_frame(runs: list[Run]) -> pd.DataFrame:
     """Every record of every run as one flat row (raw samples left out: they are lists, not columns).
@@ -118,6 +119,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # --- the points table --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MetricColumn:
@@ -181,8 +183,11 @@ def workload_columns(points: list[Point]) -> list[MetricColumn]:
     columns: dict[str, MetricColumn] = {}
     for task, workload in WORKLOADS.items():
         for c in workload.report_columns if task in tasks else ():
-            value = _stat(c.metric, c.statistic) if c.statistic else (lambda p, m=c.metric: p.metric(
-                lambda metrics: getattr(metrics, m, None)))
+            value = (
+                _stat(c.metric, c.statistic)
+                if c.statistic
+                else (lambda p, m=c.metric: p.metric(lambda metrics: getattr(metrics, m, None)))
+            )
             unit = workload.Metrics.metric_infos[c.metric].unit
             columns.setdefault(c.header, MetricColumn(c.header, value, fmt_seconds if unit == "s" else fmt_rate))
     return list(columns.values())
@@ -223,8 +228,11 @@ COMMON_COLUMNS: tuple[MetricColumn, ...] = (
     MetricColumn("whole-life peak", lambda p: p.lifetime_peak_bytes, lambda b: fmt_bytes(round(b) if b else None)),
     MetricColumn("weights", lambda p: p.value(lambda r: r.weight_bytes), lambda b: fmt_bytes(round(b) if b else None)),
 )
-FIDELITY_COLUMNS = (ONE_MINUS_COSINE, FIDELITY,
-                    MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number))
+FIDELITY_COLUMNS = (
+    ONE_MINUS_COSINE,
+    FIDELITY,
+    MetricColumn("token agreement", _fidelity("token_agreement"), fmt_number),
+)
 
 
 def metric_columns(points: list[Point]) -> list[MetricColumn]:
@@ -259,8 +267,10 @@ EXTRA_KEY_COLUMNS: tuple[tuple[str, Callable[[Point], str]], ...] = (
 
 def key_columns(points: list[Point]) -> list[tuple[str, Callable[[Point], str]]]:
     fixed: list[tuple[str, Callable[[Point], str]]] = [
-        ("backend", lambda p: p.key.backend), ("precision", lambda p: p.key.precision),
-        ("batch", lambda p: str(p.key.batch_size))]
+        ("backend", lambda p: p.key.backend),
+        ("precision", lambda p: p.key.precision),
+        ("batch", lambda p: str(p.key.batch_size)),
+    ]
     return fixed + [(name, get) for name, get in EXTRA_KEY_COLUMNS if len({get(p) for p in points}) > 1]
 
 
@@ -307,11 +317,13 @@ def _baseline_notes(points: list[Point], baselines: Baselines) -> list[str]:
     missing = _missing_baselines(points, baselines)
     if missing:
         notes.append("No measured baseline point for: " + ", ".join(missing) + " (ratios shown as -).")
-    elsewhere = sorted({f"{p.run} → {b.run}" for p in points
-                        if (b := baselines.of(p)) is not None and b.run != p.run})
+    elsewhere = sorted({f"{p.run} → {b.run}" for p in points if (b := baselines.of(p)) is not None and b.run != p.run})
     if elsewhere:
-        notes.append("Baseline taken from another run directory (none measured in the point's own): "
-                     + ", ".join(elsewhere) + ".")
+        notes.append(
+            "Baseline taken from another run directory (none measured in the point's own): "
+            + ", ".join(elsewhere)
+            + "."
+        )
     return notes
 
 
@@ -342,14 +354,29 @@ def main_table(points: list[Point], baselines: Baselines) -> Table:
     fidelity = any(ONE_MINUS_COSINE.value(p) is not None for p in points)
     keys = _key_and_run_columns(points)
     show_repeats = any(len(p.records) > 1 for p in points)
-    header = [*[name for name, _ in keys], "status", *[c.header for c in columns], "speedup", "memory ratio",
-              *(["1 − cosine"] if fidelity else []), *(["repeats"] if show_repeats else []), "note"]
+    header = [
+        *[name for name, _ in keys],
+        "status",
+        *[c.header for c in columns],
+        "speedup",
+        "memory ratio",
+        *(["1 − cosine"] if fidelity else []),
+        *(["repeats"] if show_repeats else []),
+        "note",
+    ]
     rows = []
     for p in points:
-        rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.cell(p) for c in columns],
-                     *ratio_cells(p, baselines),
-                     *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
-                     *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
+        rows.append(
+            [
+                *[get(p) for _, get in keys],
+                status_cell(p),
+                *[c.cell(p) for c in columns],
+                *ratio_cells(p, baselines),
+                *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
+                *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []),
+                note_cell(p),
+            ]
+        )
     return Table(header, rows, _baseline_notes(points, baselines))
 
 
@@ -357,26 +384,46 @@ def points_table(points: list[Point], baselines: Baselines) -> Table:
     """Every point of one model/task/device, every metric column some point has, ratios to its baseline,
     status and reasons."""
     points = _sorted(points)
-    columns = [c for c in (throughput_column(points), *metric_columns(points))
-               if any(c.value(p) is not None for p in points)]
+    columns = [
+        c for c in (throughput_column(points), *metric_columns(points)) if any(c.value(p) is not None for p in points)
+    ]
     keys = _key_and_run_columns(points)
     show_repeats = any(len(p.records) > 1 for p in points)
-    header = [*[name for name, _ in keys], "status", *[c.header for c in columns], "speedup", "memory ratio",
-              *(["repeats"] if show_repeats else []), "note"]
+    header = [
+        *[name for name, _ in keys],
+        "status",
+        *[c.header for c in columns],
+        "speedup",
+        "memory ratio",
+        *(["repeats"] if show_repeats else []),
+        "note",
+    ]
     rows = []
     for p in points:
-        rows.append([*[get(p) for _, get in keys], status_cell(p), *[c.cell(p) for c in columns],
-                     *ratio_cells(p, baselines),
-                     *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []), note_cell(p)])
+        rows.append(
+            [
+                *[get(p) for _, get in keys],
+                status_cell(p),
+                *[c.cell(p) for c in columns],
+                *ratio_cells(p, baselines),
+                *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []),
+                note_cell(p),
+            ]
+        )
     notes = _baseline_notes(points, baselines)
-    if any(p.lifetime_peak_bytes and p.peak_memory_bytes and p.lifetime_peak_bytes > 1.05 * p.peak_memory_bytes
-           for p in points):
-        notes.append("peak memory is the measured phase's; the whole-life peak also holds loading, export, "
-                     "compile or quantization, which the measured calls do not need.")
+    if any(
+        p.lifetime_peak_bytes and p.peak_memory_bytes and p.lifetime_peak_bytes > 1.05 * p.peak_memory_bytes
+        for p in points
+    ):
+        notes.append(
+            "peak memory is the measured phase's; the whole-life peak also holds loading, export, "
+            "compile or quantization, which the measured calls do not need."
+        )
     return Table(header, rows, notes)
 
 
 # --- roofline: the work of each point's measured units against the device's ceilings ------------------------
+
 
 def roofline_table(points: list[Point]) -> Table | None:
     """One row per point and unit of work (decode step, prefill, forward): analytic FLOPs and bytes, what was
@@ -386,32 +433,55 @@ def roofline_table(points: list[Point]) -> Table | None:
     if not points:
         return None
     keys = key_columns(points)
-    sources = [s for s in ("calibrated", "datasheet")
-               if any(s in r.roofline.ceilings for p in points for r in p.ok if r.roofline is not None)]
-    header = [*[name for name, _ in keys], "unit", "FLOPs", "bytes", "FLOP/byte", "timed by", "achieved FLOP/s",
-              "achieved bytes/s"]
+    sources = [
+        s
+        for s in ("calibrated", "datasheet")
+        if any(s in r.roofline.ceilings for p in points for r in p.ok if r.roofline is not None)
+    ]
+    header = [
+        *[name for name, _ in keys],
+        "unit",
+        "FLOPs",
+        "bytes",
+        "FLOP/byte",
+        "timed by",
+        "achieved FLOP/s",
+        "achieved bytes/s",
+    ]
     for source in sources:
         header += [f"bound ({source})", f"of ceiling ({source})", f"of bandwidth ({source})"]
     rows = []
     for p in points:
         phases = list(dict.fromkeys(name for r in p.ok if r.roofline is not None for name in r.roofline.phases))
         for name in phases:
+
             def phase_value(get: Callable[[Any], Any], name: str = name) -> float | None:
-                return p.value(lambda r: get(r.roofline.phases[name])
-                               if r.roofline is not None and name in r.roofline.phases else None)
+                return p.value(  # noqa: B023 (called within this iteration)
+                    lambda r: (
+                        get(r.roofline.phases[name]) if r.roofline is not None and name in r.roofline.phases else None  # noqa: B023
+                    )
+                )
 
             first = next(r.roofline.phases[name] for r in p.ok if r.roofline is not None and name in r.roofline.phases)
-            row = [*[get(p) for _, get in keys], name, fmt_si(phase_value(lambda ph: ph.flops)),
-                   fmt_si(phase_value(lambda ph: ph.bytes), "B"),
-                   fmt_number(phase_value(lambda ph: ph.arithmetic_intensity_flops_per_byte)), first.timed_by,
-                   fmt_si(phase_value(lambda ph: ph.achieved_flops_per_s), "FLOP/s"),
-                   fmt_si(phase_value(lambda ph: ph.achieved_bytes_per_s), "B/s")]
+            row = [
+                *[get(p) for _, get in keys],
+                name,
+                fmt_si(phase_value(lambda ph: ph.flops)),
+                fmt_si(phase_value(lambda ph: ph.bytes), "B"),
+                fmt_number(phase_value(lambda ph: ph.arithmetic_intensity_flops_per_byte)),
+                first.timed_by,
+                fmt_si(phase_value(lambda ph: ph.achieved_flops_per_s), "FLOP/s"),
+                fmt_si(phase_value(lambda ph: ph.achieved_bytes_per_s), "B/s"),
+            ]
             for source in sources:
                 bound = first.bounds.get(source)
-                row += [(bound.bound or MISSING) if bound is not None else MISSING,
-                        fmt_percent(phase_value(lambda ph, s=source: ph.bounds[s].fraction if s in ph.bounds else None)),
-                        fmt_percent(phase_value(lambda ph, s=source: ph.bounds[s].bandwidth_fraction
-                                                if s in ph.bounds else None))]
+                row += [
+                    (bound.bound or MISSING) if bound is not None else MISSING,
+                    fmt_percent(phase_value(lambda ph, s=source: ph.bounds[s].fraction if s in ph.bounds else None)),
+                    fmt_percent(
+                        phase_value(lambda ph, s=source: ph.bounds[s].bandwidth_fraction if s in ph.bounds else None)
+                    ),
+                ]
             rows.append(row)
     notes = []
     records = [r for p in points for r in p.ok if r.roofline is not None]
@@ -419,14 +489,21 @@ def roofline_table(points: list[Point]) -> Table | None:
         for ceiling in dict.fromkeys(c.model_dump_json() for r in records if (c := r.roofline.ceilings.get(source))):
             notes.append(describe_ceiling(ceiling))
     notes += list(dict.fromkeys(n for r in records for n in r.roofline.notes))
-    if any(r.roofline.computed_at == "run" and r.roofline.ceilings
-           and not any(n.startswith("calibrated bounds added by bench report") for n in r.roofline.notes)
-           for r in records):
-        notes.append("Ceilings as stored with each record by its run (the calibration of the machine that ran it), "
-                     "not this machine's.")
+    if any(
+        r.roofline.computed_at == "run"
+        and r.roofline.ceilings
+        and not any(n.startswith("calibrated bounds added by bench report") for n in r.roofline.notes)
+        for r in records
+    ):
+        notes.append(
+            "Ceilings as stored with each record by its run (the calibration of the machine that ran it), "
+            "not this machine's."
+        )
     if any(r.roofline.computed_at == "report" for r in records):
-        notes.append("Records written before the roofline section existed: computed by bench report from the "
-                     "record and the model's config, with the calibration store of the machine building the report.")
+        notes.append(
+            "Records written before the roofline section existed: computed by bench report from the "
+            "record and the model's config, with the calibration store of the machine building the report."
+        )
     return Table(header, rows, notes)
 
 
@@ -435,11 +512,14 @@ def describe_ceiling(ceiling_json: str) -> str:
 
     c = Ceiling.model_validate_json(ceiling_json)
     peaks = ", ".join(f"{d} {fmt_si(v, 'OP/s' if d == 'int8' else 'FLOP/s')}" for d, v in c.matmul_flops_per_s.items())
-    return (f"{c.source.capitalize()} ceiling of {c.device_name}: memory {fmt_si(c.memory_bytes_per_s, 'B/s')}"
-            f"{'; matmul ' + peaks if peaks else ''} ({c.reference}).")
+    return (
+        f"{c.source.capitalize()} ceiling of {c.device_name}: memory {fmt_si(c.memory_bytes_per_s, 'B/s')}"
+        f"{'; matmul ' + peaks if peaks else ''} ({c.reference})."
+    )
 
 
 # --- several run directories side by side ----------------------------------------------------------------
+
 
 def comparison_table(runs: list[Run], points_by_run: list[list[Point]]) -> Table:
     """One row per point, per run its throughput, latency p50 and peak memory, and each later run's ratios
@@ -465,11 +545,15 @@ def comparison_table(runs: list[Run], points_by_run: list[list[Point]]) -> Table
             p = points.get(key)
             row += _run_cells(p)
             if i:
-                row += [fmt_ratio(_ratio(p, first, lambda q: q.throughput)),
-                        fmt_ratio(_ratio(p, first, lambda q: q.peak_memory_bytes))]
+                row += [
+                    fmt_ratio(_ratio(p, first, lambda q: q.throughput)),
+                    fmt_ratio(_ratio(p, first, lambda q: q.peak_memory_bytes)),
+                ]
         rows.append(row)
-    notes = [f"Ratios are this run / {first_label}: speed above 1× is faster, memory above 1× needs more. "
-             f"{INVALID} marks a point some repeat of which is too noisy to trust."]
+    notes = [
+        f"Ratios are this run / {first_label}: speed above 1× is faster, memory above 1× needs more. "
+        f"{INVALID} marks a point some repeat of which is too noisy to trust."
+    ]
     return Table(header, rows, notes)
 
 
@@ -479,8 +563,11 @@ def _run_cells(p: Point | None) -> list[str]:
     if p.status != "ok":
         return [p.status, MISSING, MISSING]
     mark = f" {INVALID}" if p.invalid_reasons else ""
-    return [fmt_rate(p.throughput) + mark, fmt_seconds(p.stat("latency_s", "p50")),
-            fmt_bytes(round(p.peak_memory_bytes) if p.peak_memory_bytes else None)]
+    return [
+        fmt_rate(p.throughput) + mark,
+        fmt_seconds(p.stat("latency_s", "p50")),
+        fmt_bytes(round(p.peak_memory_bytes) if p.peak_memory_bytes else None),
+    ]
 
 
 def _ratio(p: Point | None, first: Point | None, get: Callable[[Point], float | None]) -> float | None:
@@ -492,6 +579,7 @@ def _ratio(p: Point | None, first: Point | None, get: Callable[[Point], float | 
 
 # --- environments ------------------------------------------------------------------------------------------
 
+
 def environment_table(runs: list[Run]) -> Table:
     """What each run ran on, one column per run directory (environment.json plus the records' devices)."""
     envs = [r.environment or {} for r in runs]
@@ -500,8 +588,13 @@ def environment_table(runs: list[Run]) -> Table:
         ("date", lambda run, env: env.get("timestamp")),
         ("command", lambda run, env: env.get("command")),
         ("devices (records)", lambda run, env: ", ".join(device_labels(run.records))),
-        ("GPUs", lambda run, env: ", ".join(f"{g.get('name')} ({fmt_bytes(g.get('memory_total_bytes'))})"
-                                            for g in env.get("gpus") or []) or None),
+        (
+            "GPUs",
+            lambda run, env: (
+                ", ".join(f"{g.get('name')} ({fmt_bytes(g.get('memory_total_bytes'))})" for g in env.get("gpus") or [])
+                or None
+            ),
+        ),
         ("driver", lambda run, env: env.get("driver")),
         ("CUDA", lambda run, env: env.get("cuda")),
         ("cuDNN", lambda run, env: env.get("cudnn")),
@@ -512,14 +605,19 @@ def environment_table(runs: list[Run]) -> Table:
         ("python", lambda run, env: env.get("python")),
         ("platform", lambda run, env: env.get("platform")),
         ("project commit", lambda run, env: _commit(env)),
-        ("environment variables", lambda run, env: ", ".join(f"{k}={v}" for k, v in (env.get("env") or {}).items())
-         or None),
+        (
+            "environment variables",
+            lambda run, env: ", ".join(f"{k}={v}" for k, v in (env.get("env") or {}).items()) or None,
+        ),
     ]
     libraries = list(dict.fromkeys(lib for env in envs for lib in (env.get("libraries") or {})))
     fields += [(lib, lambda run, env, lib=lib: (env.get("libraries") or {}).get(lib)) for lib in libraries]
     rows = [[name, *[_cell(get(run, env)) for run, env in zip(runs, envs)]] for name, get in fields]
-    notes = [f"{run.label}: no environment.json in {run.path}; only the records' devices are known."
-             for run in runs if run.environment is None]
+    notes = [
+        f"{run.label}: no environment.json in {run.path}; only the records' devices are known."
+        for run in runs
+        if run.environment is None
+    ]
     if len(runs) > 1:  # rows equal on every run collapse to one line under the table
         same = [row for row in rows if len(set(row[1:])) == 1 and row[1] != MISSING]
         unknown = [row for row in rows if set(row[1:]) == {MISSING}]

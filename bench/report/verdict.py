@@ -117,11 +117,15 @@ def _card(points: list[Point], baselines: Baselines, min_cosine: float, several_
     devices = device_labels([r for p in points for r in p.records])
     weights = "" if first.key.weights == "random" else f" · {first.key.weights} weights"
     base = baselines.baseline
-    card = Card(title=f"{first.key.model} · {first.key.task} · {'; '.join(devices)}{weights}",
-                workload=workload_label(first.first.workload), unit=" | ".join(sorted(units)) or "throughput",
-                baseline=" ".join(str(base.get(k)) for k in ("backend", "precision") if k in base)
-                + (f" batch {base['batch_size']}" if "batch_size" in base else ""),
-                several_runs=several_runs, min_cosine=min_cosine)
+    card = Card(
+        title=f"{first.key.model} · {first.key.task} · {'; '.join(devices)}{weights}",
+        workload=workload_label(first.first.workload),
+        unit=" | ".join(sorted(units)) or "throughput",
+        baseline=" ".join(str(base.get(k)) for k in ("backend", "precision") if k in base)
+        + (f" batch {base['batch_size']}" if "batch_size" in base else ""),
+        several_runs=several_runs,
+        min_cosine=min_cosine,
+    )
     card.failed = [p for p in points if p.status != "ok"]
     card.invalid = [p for p in points if p.status == "ok" and p.invalid_reasons]
     valid = [p for p in points if p.valid]
@@ -151,6 +155,7 @@ def _card(points: list[Point], baselines: Baselines, min_cosine: float, several_
 
 
 # --- text ----------------------------------------------------------------------------------------------------
+
 
 def point_label(p: Point, several_runs: bool) -> str:
     label = f"{p.key.backend} {p.key.precision} · batch {p.key.batch_size}"
@@ -186,37 +191,50 @@ def fmt_one_minus_cosine(cosine: float | None) -> str:
 
 
 def card_lines(card: Card) -> list[str]:
-    from bench.summary import fmt_bytes
     from bench.report.tables import fmt_rate
+    from bench.summary import fmt_bytes
 
     lines = []
     if card.fastest is None:
         lines.append("**Fastest**: no valid measured point.")
     else:
         f = card.fastest
-        lines.append(f"**Fastest**: {point_label(f.point, card.several_runs)} — {fmt_rate(f.value)} {card.unit}, "
-                     f"{fmt_ratio_text(f.ratio, f, card, 'throughput')}")
+        lines.append(
+            f"**Fastest**: {point_label(f.point, card.several_runs)} — {fmt_rate(f.value)} {card.unit}, "
+            f"{fmt_ratio_text(f.ratio, f, card, 'throughput')}"
+        )
     if card.least_memory is not None:
         m = card.least_memory
         life = m.point.lifetime_peak_bytes
-        whole = (f" (whole-life peak {fmt_bytes(round(life))}: loading, export, compile or quantization included)"
-                 if life and life > 1.05 * m.value else "")
-        lines.append(f"**Least memory**: {point_label(m.point, card.several_runs)} — {fmt_bytes(round(m.value))} "
-                     f"measured-phase peak{whole}, {fmt_ratio_text(m.ratio, m, card, 'peak')}")
+        whole = (
+            f" (whole-life peak {fmt_bytes(round(life))}: loading, export, compile or quantization included)"
+            if life and life > 1.05 * m.value
+            else ""
+        )
+        lines.append(
+            f"**Least memory**: {point_label(m.point, card.several_runs)} — {fmt_bytes(round(m.value))} "
+            f"measured-phase peak{whole}, {fmt_ratio_text(m.ratio, m, card, 'peak')}"
+        )
     bound = f"cosine ≥ {card.min_cosine:g}"
     if card.within is not None:
         w = card.within
-        lines.append(f"**Fastest with {bound}**: {point_label(w.point, card.several_runs)} — {fmt_rate(w.value)} "
-                     f"{card.unit}, 1 − cosine {fmt_one_minus_cosine(card.within_cosine)}, "
-                     f"{fmt_ratio_text(w.ratio, w, card, 'throughput')}")
+        lines.append(
+            f"**Fastest with {bound}**: {point_label(w.point, card.several_runs)} — {fmt_rate(w.value)} "
+            f"{card.unit}, 1 − cosine {fmt_one_minus_cosine(card.within_cosine)}, "
+            f"{fmt_ratio_text(w.ratio, w, card, 'throughput')}"
+        )
     else:
         lines.append(f"**Fastest with {bound}**: none of the valid points.")
     if card.unchecked:
-        lines.append(f"{len(card.unchecked)} valid point{'s' if len(card.unchecked) > 1 else ''} without a fidelity "
-                     "measurement (not ranked by the bound).")
+        lines.append(
+            f"{len(card.unchecked)} valid point{'s' if len(card.unchecked) > 1 else ''} without a fidelity "
+            "measurement (not ranked by the bound)."
+        )
     if card.invalid:
-        lines.append("**Invalid** ⚠ (not ranked; reasons in the points table): "
-                     + ", ".join(point_label(p, card.several_runs) for p in card.invalid))
+        lines.append(
+            "**Invalid** ⚠ (not ranked; reasons in the points table): "
+            + ", ".join(point_label(p, card.several_runs) for p in card.invalid)
+        )
     failed: dict[tuple, list[Point]] = {}  # one line per reason: an unsupported precision at every batch size
     for p in card.failed:
         reason = re.sub(r"\s*\(log: [^)]*\)", "", p.errors[0]) if p.errors else p.status
@@ -248,8 +266,11 @@ def verdict_of_records(records: list[Record], min_cosine: float = DEFAULT_MIN_CO
 def markdown_verdict(cards: list[Card], level: int = 2) -> str:
     parts = [f"{'#' * level} Verdict"]
     for card in cards:
-        parts += [f"{'#' * (level + 1)} {card.title}", card_intro(card),
-                  "\n".join(f"- {line}" for line in card.lines())]
+        parts += [
+            f"{'#' * (level + 1)} {card.title}",
+            card_intro(card),
+            "\n".join(f"- {line}" for line in card.lines()),
+        ]
     return "\n\n".join(parts) + "\n"
 
 
@@ -259,8 +280,17 @@ def rich_verdict(cards: list[Card]):
     from rich.panel import Panel
 
     def markup(text: str) -> str:
-        return re.sub(r"\\\*\\\*(.+?)\\\*\\\*|\*\*(.+?)\*\*", lambda m: f"[bold]{m.group(2) or m.group(1)}[/bold]",
-                      escape(text))
+        return re.sub(
+            r"\\\*\\\*(.+?)\\\*\\\*|\*\*(.+?)\*\*", lambda m: f"[bold]{m.group(2) or m.group(1)}[/bold]", escape(text)
+        )
 
-    return Group(*[Panel("\n".join([escape(card_intro(card)), *(f"• {markup(line)}" for line in card.lines())]),
-                         title=escape(card.title), title_align="left") for card in cards])
+    return Group(
+        *[
+            Panel(
+                "\n".join([escape(card_intro(card)), *(f"• {markup(line)}" for line in card.lines())]),
+                title=escape(card.title),
+                title_align="left",
+            )
+            for card in cards
+        ]
+    )

@@ -48,8 +48,9 @@ def for_report(record: Any) -> Roofline | None:
             rf = rf.model_copy(deep=True)
             rf.ceilings["calibrated"] = found
             rf.notes = [n for n in rf.notes if not n.startswith("no calibration")]
-            rf.notes.append("calibrated bounds added by bench report from the calibration store "
-                            "(the run itself had no calibration)")
+            rf.notes.append(
+                "calibrated bounds added by bench report from the calibration store (the run itself had no calibration)"
+            )
             for phase in rf.phases.values():
                 phase.bounds = bounds(phase, rf.ceilings)
     return rf
@@ -78,8 +79,9 @@ class Context:
         # int8 copy (torchao); one that left some (ONNX Runtime keeps GPT-2's transposed, tied head in fp32)
         # still reads the float table in full.
         q = record.quantization
-        return shape, work.weights_read_bytes(shape, weight_bytes, self.fbytes,
-                                              q is not None and q.float_layers_left == 0)
+        return shape, work.weights_read_bytes(
+            shape, weight_bytes, self.fbytes, q is not None and q.float_layers_left == 0
+        )
 
 
 def _for_record(record: Any, config: Any, ref: Any, computed_at: str) -> Roofline:
@@ -142,8 +144,9 @@ def bound(phase: Phase, ceiling: Ceiling) -> Bound:
     else:
         missing = [] if peak_bytes else ["memory bandwidth"]
         if not peak_flops:
-            missing.append(f"{dtype} matmul peak" + (f" ({ceiling.unavailable[dtype]})" if dtype in ceiling.unavailable
-                                                     else ""))
+            missing.append(
+                f"{dtype} matmul peak" + (f" ({ceiling.unavailable[dtype]})" if dtype in ceiling.unavailable else "")
+            )
         b.note = f"{ceiling.source} ceiling has no {' and no '.join(missing)}"
     return b
 
@@ -163,9 +166,14 @@ def datasheet_ceiling(record: Any) -> Ceiling | None:
     sheet = datasheets.lookup(record.device_name)
     if sheet is None:
         return None
-    return Ceiling(source="datasheet", device_name=record.device_name, memory_bytes_per_s=sheet.memory_bytes_per_s,
-                   matmul_flops_per_s=dict(sheet.matmul_flops_per_s), unavailable=dict(sheet.unknown),
-                   reference=f"{sheet.name}: {sheet.source} (dense peaks)")
+    return Ceiling(
+        source="datasheet",
+        device_name=record.device_name,
+        memory_bytes_per_s=sheet.memory_bytes_per_s,
+        matmul_flops_per_s=dict(sheet.matmul_flops_per_s),
+        unavailable=dict(sheet.unknown),
+        reference=f"{sheet.name}: {sheet.source} (dense peaks)",
+    )
 
 
 def _identity(record: Any) -> str:

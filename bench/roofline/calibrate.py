@@ -63,14 +63,18 @@ class Calibration(BaseModel):
         what = f"bench calibrate{' --quick' if self.quick else ''}, {self.measured_at}"
         if self.threads is not None:
             what += f", {self.threads} torch threads"
-        return Ceiling(source="calibrated", device_name=self.device_name, memory_bytes_per_s=self.memory_bytes_per_s,
-                       matmul_flops_per_s={d: m.best_flops_per_s for d, m in self.matmul.items()
-                                           if m.best_flops_per_s},
-                       unavailable={d: m.unavailable for d, m in self.matmul.items() if m.unavailable},
-                       reference=f"{what} ({path})" if path else what)
+        return Ceiling(
+            source="calibrated",
+            device_name=self.device_name,
+            memory_bytes_per_s=self.memory_bytes_per_s,
+            matmul_flops_per_s={d: m.best_flops_per_s for d, m in self.matmul.items() if m.best_flops_per_s},
+            unavailable={d: m.unavailable for d, m in self.matmul.items() if m.unavailable},
+            reference=f"{what} ({path})" if path else what,
+        )
 
 
 # --- store -------------------------------------------------------------------------------------------------
+
 
 def store_dir() -> Path:
     from bench.cache import cache_dir
@@ -147,6 +151,7 @@ def _device(device: str):
 
 # --- measuring ---------------------------------------------------------------------------------------------
 
+
 class _Timer:
     """Seconds of one call of `fn`, warm-up excluded: perf_counter_ns on the CPU, CUDA events on CUDA."""
 
@@ -181,9 +186,13 @@ class _Timer:
 
 def _settings(dev, quick: bool) -> dict[str, Any]:
     if dev.type == "cuda":
-        return {"buffer_bytes": (256 if quick else 1024) * MiB, "max_n": 4096 if quick else 8192,
-                "max_call_s": 0.05 if quick else 0.5, "min_calls": 3 if quick else 10,
-                "min_time_s": 0.05 if quick else 0.5}
+        return {
+            "buffer_bytes": (256 if quick else 1024) * MiB,
+            "max_n": 4096 if quick else 8192,
+            "max_call_s": 0.05 if quick else 0.5,
+            "min_calls": 3 if quick else 10,
+            "min_time_s": 0.05 if quick else 0.5,
+        }
     l3 = last_level_cache_bytes() or 64 * MiB
     buffer = max(4 * l3, 64 * MiB) if quick else max(8 * l3, 512 * MiB)
     try:
@@ -193,8 +202,13 @@ def _settings(dev, quick: bool) -> dict[str, Any]:
     except Exception:
         pass
     # Full: 3 s per measurement, so a busy machine's quiet moments are sampled too (the best call is kept).
-    return {"buffer_bytes": int(buffer), "max_n": 1024 if quick else 2048, "max_call_s": 0.3 if quick else 1.5,
-            "min_calls": 3, "min_time_s": 0.1 if quick else 3.0}
+    return {
+        "buffer_bytes": int(buffer),
+        "max_n": 1024 if quick else 2048,
+        "max_call_s": 0.3 if quick else 1.5,
+        "min_calls": 3,
+        "min_time_s": 0.1 if quick else 3.0,
+    }
 
 
 def last_level_cache_bytes() -> int | None:
@@ -220,18 +234,39 @@ def measure(dev, quick: bool = False) -> Calibration:
         torch.cuda.empty_cache()  # the buffers are gone with _bandwidth's frame; give their memory back
     matmul = {dtype: _matmul(dev, timer, dtype, settings) for dtype in DTYPES}
     name, threads = device_identity(dev)
-    env: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version(),
-                           "hostname": platform.node(), "torch_threads": torch.get_num_threads(),
-                           "buffer_bytes": settings["buffer_bytes"], "last_level_cache_bytes": last_level_cache_bytes()}
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+        "torch_threads": torch.get_num_threads(),
+        "buffer_bytes": settings["buffer_bytes"],
+        "last_level_cache_bytes": last_level_cache_bytes(),
+    }
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)
-        env.update({"cuda": torch.version.cuda, "compute_capability": f"{props.major}.{props.minor}",
-                    "memory_total_bytes": props.total_memory, "sm_count": props.multi_processor_count})
-    env.update({k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
-                if k in os.environ})
-    return Calibration(device_type=dev.type, device_name=name, threads=threads, quick=quick, measured_at=now_iso(),
-                       seconds=time.perf_counter() - t0, environment=env, copy_bandwidth=copy, read_bandwidth=read,
-                       matmul=matmul)
+        env.update(
+            {
+                "cuda": torch.version.cuda,
+                "compute_capability": f"{props.major}.{props.minor}",
+                "memory_total_bytes": props.total_memory,
+                "sm_count": props.multi_processor_count,
+            }
+        )
+    env.update(
+        {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES") if k in os.environ}
+    )
+    return Calibration(
+        device_type=dev.type,
+        device_name=name,
+        threads=threads,
+        quick=quick,
+        measured_at=now_iso(),
+        seconds=time.perf_counter() - t0,
+        environment=env,
+        copy_bandwidth=copy,
+        read_bandwidth=read,
+        matmul=matmul,
+    )
 
 
 def _bandwidth(dev, timer: _Timer, settings: dict[str, Any]) -> tuple[BandwidthResult, BandwidthResult]:
@@ -244,14 +279,22 @@ def _bandwidth(dev, timer: _Timer, settings: dict[str, Any]) -> tuple[BandwidthR
     nbytes = src.numel() * src.element_size()
     copy_s = timer.samples(lambda: dst.copy_(src), settings["min_calls"], settings["min_time_s"])
     read_s = timer.samples(lambda: src.sum(), settings["min_calls"], settings["min_time_s"])
-    return (_rate("dst.copy_(src): bytes read + bytes written (2 × buffer)", nbytes, 2 * nbytes, copy_s),
-            _rate("src.sum(): bytes read (1 × buffer)", nbytes, nbytes, read_s))
+    return (
+        _rate("dst.copy_(src): bytes read + bytes written (2 × buffer)", nbytes, 2 * nbytes, copy_s),
+        _rate("src.sum(): bytes read (1 × buffer)", nbytes, nbytes, read_s),
+    )
 
 
 def _rate(method: str, buffer: int, per_call: int, samples: list[float]) -> BandwidthResult:
     rates = [per_call / s for s in samples]
-    return BandwidthResult(method=method, buffer_bytes=buffer, bytes_per_call=per_call, best_bytes_per_s=max(rates),
-                           median_bytes_per_s=statistics.median(rates), calls=len(samples))
+    return BandwidthResult(
+        method=method,
+        buffer_bytes=buffer,
+        bytes_per_call=per_call,
+        best_bytes_per_s=max(rates),
+        median_bytes_per_s=statistics.median(rates),
+        calls=len(samples),
+    )
 
 
 def _unavailable(dev, dtype: str) -> str | None:
@@ -290,8 +333,13 @@ def _matmul(dev, timer: _Timer, dtype: str, settings: dict[str, Any]) -> MatmulR
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     rates = [2 * n**3 / s for s in samples]
-    return MatmulResult(dtype=dtype, size=n, best_flops_per_s=max(rates), median_flops_per_s=statistics.median(rates),
-                        calls=len(samples))
+    return MatmulResult(
+        dtype=dtype,
+        size=n,
+        best_flops_per_s=max(rates),
+        median_flops_per_s=statistics.median(rates),
+        calls=len(samples),
+    )
 
 
 def _mm_call(dev, dtype: str, n: int) -> Callable[[], Any]:
@@ -343,6 +391,7 @@ class _tf32:
 
 # --- display -----------------------------------------------------------------------------------------------
 
+
 def calibration_table(cal: Calibration):
     """A rich table: measured ceilings, ridge points, and the datasheet's beside them where one is known."""
     from rich.table import Table
@@ -359,17 +408,27 @@ def calibration_table(cal: Calibration):
     for name, r in (("memory: copy (read + write)", cal.copy_bandwidth), ("memory: read only", cal.read_bandwidth)):
         if r is None:
             continue
-        row = [name, f"{r.best_bytes_per_s / 1e9:,.1f} GB/s", f"{r.median_bytes_per_s / 1e9:,.1f} GB/s",
-               f"{r.buffer_bytes / MiB:,.0f} MiB", ""]
+        row = [
+            name,
+            f"{r.best_bytes_per_s / 1e9:,.1f} GB/s",
+            f"{r.median_bytes_per_s / 1e9:,.1f} GB/s",
+            f"{r.buffer_bytes / MiB:,.0f} MiB",
+            "",
+        ]
         table.add_row(*row, *([f"{sheet.memory_bytes_per_s / 1e9:,.0f} GB/s"] if sheet else []))
     for dtype, m in cal.matmul.items():
         unit = "TOP/s" if dtype == "int8" else "TFLOP/s"
         listed = sheet.matmul_flops_per_s.get(dtype) if sheet else None
-        extra = ([f"{listed / 1e12:,.1f} {unit}" if listed else "-"] if sheet else [])
+        extra = [f"{listed / 1e12:,.1f} {unit}" if listed else "-"] if sheet else []
         if m.best_flops_per_s is None:
             table.add_row(f"matmul {dtype}", "unavailable", m.unavailable or "", "", "", *extra)
             continue
-        table.add_row(f"matmul {dtype}", f"{m.best_flops_per_s / 1e12:,.3f} {unit}",
-                      f"{m.median_flops_per_s / 1e12:,.3f} {unit}", f"{m.size}³", f"{m.best_flops_per_s / bw:,.1f}",
-                      *extra)
+        table.add_row(
+            f"matmul {dtype}",
+            f"{m.best_flops_per_s / 1e12:,.3f} {unit}",
+            f"{m.median_flops_per_s / 1e12:,.3f} {unit}",
+            f"{m.size}³",
+            f"{m.best_flops_per_s / bw:,.1f}",
+            *extra,
+        )
     return table

@@ -56,22 +56,35 @@ DATASHEETS: tuple[Datasheet, ...] = (
     Datasheet("L4", r"\bL4$", 300 * GB, _dense(30.3, 60, 121, 121, 242.5), "NVIDIA L4 datasheet"),
     # L40S: NVIDIA L40S datasheet (https://www.nvidia.com/en-us/data-center/l40s/): FP32 91.6 TFLOPS,
     # TF32 183 | 366*, BF16/FP16 362.05 | 733*, INT8 733 | 1,466* TOPS, 864 GB/s GDDR6 (the L40/L40S
-# datasheet table is reproduced at https://www.mullet.se/product.html?product_id=355414).
+    # datasheet table is reproduced at https://www.mullet.se/product.html?product_id=355414).
     Datasheet("L40S", r"\bL40S\b", 864 * GB, _dense(91.6, 183, 362.05, 362.05, 733), "NVIDIA L40S datasheet"),
     # A10G: AWS's variant of the A10 (EC2 G5). NVIDIA publishes no A10G datasheet; 24 GB GDDR6 at 600 GB/s is
     # the A10's (NVIDIA A10 datasheet, https://www.nvidia.com/en-us/data-center/products/a10-gpu/; Baseten,
     # "NVIDIA A10 vs A10G for ML model inference", https://www.baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference/:
     # same memory and bandwidth, different tensor compute). The A10's tensor figures would be wrong for it, so
     # none are claimed: an A10G run gets a datasheet bandwidth fraction, and its calibrated compute ceiling.
-    Datasheet("A10G", r"\bA10G\b", 600 * GB, {}, "NVIDIA A10 datasheet (memory); Baseten A10 vs A10G",
-              unknown={d: "NVIDIA publishes no A10G datasheet (AWS-only part; its tensor rates differ from the A10's)"
-                       for d in ("fp32", "tf32", "bf16", "fp16", "int8")}),
+    Datasheet(
+        "A10G",
+        r"\bA10G\b",
+        600 * GB,
+        {},
+        "NVIDIA A10 datasheet (memory); Baseten A10 vs A10G",
+        unknown={
+            d: "NVIDIA publishes no A10G datasheet (AWS-only part; its tensor rates differ from the A10's)"
+            for d in ("fp32", "tf32", "bf16", "fp16", "int8")
+        },
+    ),
     # RTX 4090: NVIDIA Ada GPU architecture whitepaper v2.1, appendix table "GeForce RTX 4090"
     # (https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf): FP32 82.6
     # TFLOPS, TF32 82.6 | 165.2*, FP16/BF16 with FP32 accumulate 165.2 | 330.4*, INT8 660.6 | 1321.2* TOPS;
     # 1,008 GB/s GDDR6X.
-    Datasheet("RTX 4090", r"RTX 4090$", 1008 * GB, _dense(82.6, 82.6, 165.2, 165.2, 660.6),
-              "NVIDIA Ada architecture whitepaper"),
+    Datasheet(
+        "RTX 4090",
+        r"RTX 4090$",
+        1008 * GB,
+        _dense(82.6, 82.6, 165.2, 165.2, 660.6),
+        "NVIDIA Ada architecture whitepaper",
+    ),
 )
 
 

@@ -43,8 +43,8 @@ class GenerateEngine:
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, r in enumerate(batch):  # left padding: every row's next token is at the same position
-            ids[i, width - r.prompt_tokens:] = torch.tensor(r.prompt_ids)
-            mask[i, width - r.prompt_tokens:] = 1
+            ids[i, width - r.prompt_tokens :] = torch.tensor(r.prompt_ids)
+            mask[i, width - r.prompt_tokens :] = 1
         steps = max(r.new_tokens for r in batch)
 
         def on_step(tokens: Any) -> None:
@@ -55,10 +55,18 @@ class GenerateEngine:
                     on_token(r, t, int(token))
 
         with torch.inference_mode():
-            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                      max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1,
-                                      eos_token_id=self.eos_id, pad_token_id=self.pad_id, use_cache=True,
-                                      streamer=_StepClock(on_step))
+            out = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=steps,
+                min_new_tokens=steps,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
+                use_cache=True,
+                streamer=_StepClock(on_step),
+            )
         if out.shape[1] - width != steps:
             raise RuntimeError(f"generate returned {out.shape[1] - width} new tokens, expected {steps}")
 

@@ -58,8 +58,9 @@ class Level:
             self.generator.answered.set()
 
 
-def run_level(policy: Any, engine: Any, requests: list[Request], closed_loop: bool = False,
-              abort_wait_s: float | None = None) -> Level:
+def run_level(
+    policy: Any, engine: Any, requests: list[Request], closed_loop: bool = False, abort_wait_s: float | None = None
+) -> Level:
     level = Level(engine=engine, requests=requests, closed_loop=closed_loop, abort_wait_s=abort_wait_s)
     level.t0 = time.perf_counter()
     policy.serve(level)

@@ -90,9 +90,15 @@ class LoadGenerator(threading.Thread):
     answered (`closed_loop`: the one-at-a-time service level). `should_stop()` ends sending early (a clearly
     saturated level); requests never sent keep sent_s None."""
 
-    def __init__(self, requests: list[Request], sink: Callable[[Request], None], t0: float,
-                 closed_loop: bool = False, should_stop: Callable[[], bool] = lambda: False,
-                 on_finish: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        requests: list[Request],
+        sink: Callable[[Request], None],
+        t0: float,
+        closed_loop: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_finish: Callable[[], None] = lambda: None,
+    ):
         super().__init__(daemon=True, name="load-generator")
         self.requests, self.sink, self.t0 = requests, sink, t0
         self.closed_loop, self.should_stop, self.on_finish = closed_loop, should_stop, on_finish

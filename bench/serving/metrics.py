@@ -70,9 +70,13 @@ class ServingLevel(BaseModel):
 def request_values(r: Request) -> dict[str, float | None]:
     ttft, e2e = r.token_s[0] - r.sent_s, r.token_s[-1] - r.sent_s
     gaps = np.diff(r.token_s)
-    return {"queue_wait": None if r.started_s is None else r.started_s - r.sent_s, "ttft": ttft, "e2e": e2e,
-            "tpot": (e2e - ttft) / (r.new_tokens - 1) if r.new_tokens > 1 else None,
-            "itl": float(gaps.max()) if gaps.size else None}
+    return {
+        "queue_wait": None if r.started_s is None else r.started_s - r.sent_s,
+        "ttft": ttft,
+        "e2e": e2e,
+        "tpot": (e2e - ttft) / (r.new_tokens - 1) if r.new_tokens > 1 else None,
+        "itl": float(gaps.max()) if gaps.size else None,
+    }
 
 
 def _stats(values: list[float | None]) -> Stats | None:
@@ -80,8 +84,14 @@ def _stats(values: list[float | None]) -> Stats | None:
     return Stats.of(values) if values else None
 
 
-def saturation(ok: list[Request], values: list[dict], rate: float | None, served_rate: float | None,
-               stopped_early: bool, abort_wait_s: float | None) -> tuple[bool, str]:
+def saturation(
+    ok: list[Request],
+    values: list[dict],
+    rate: float | None,
+    served_rate: float | None,
+    stopped_early: bool,
+    abort_wait_s: float | None,
+) -> tuple[bool, str]:
     """(saturated, evidence): TTFT rising through the level beyond its noise while the server answers
     slower than requests arrive."""
     if stopped_early:
@@ -97,28 +107,54 @@ def saturation(ok: list[Request], values: list[dict], rate: float | None, served
     rise = float(np.median(last) - np.median(first))
     rising = bool(rise > 2 * noise)
     behind = bool(served_rate < 0.9 * rate)
-    evidence = (f"median TTFT {np.median(first):.3g} s in the first third of the level, {np.median(last):.3g} s "
-                f"in the last (rise {rise:.3g} s, noise {noise:.3g} s); answered {served_rate:.3g} req/s of "
-                f"{rate:.3g} req/s offered")
+    evidence = (
+        f"median TTFT {np.median(first):.3g} s in the first third of the level, {np.median(last):.3g} s "
+        f"in the last (rise {rise:.3g} s, noise {noise:.3g} s); answered {served_rate:.3g} req/s of "
+        f"{rate:.3g} req/s offered"
+    )
     return rising and behind, evidence if rising or behind else ""
 
 
-def level_metrics(requests: list[Request], batches: list[int], *, kind: str, policy: str, arrival: str,
-                  index: int, rate: float | None, slo: slo_mod.SLOSpec, target: float, stopped_early: bool,
-                  abort_wait_s: float | None, where: str) -> tuple[ServingLevel, list[str], list[str]]:
+def level_metrics(
+    requests: list[Request],
+    batches: list[int],
+    *,
+    kind: str,
+    policy: str,
+    arrival: str,
+    index: int,
+    rate: float | None,
+    slo: slo_mod.SLOSpec,
+    target: float,
+    stopped_early: bool,
+    abort_wait_s: float | None,
+    where: str,
+) -> tuple[ServingLevel, list[str], list[str]]:
     """(level, invalid reasons, warnings) for the measured requests of a served level."""
     measured = [r for r in requests if r.measured]
     sent = [r for r in measured if r.sent_s is not None]
     ok = [r for r in sent if r.error is None and len(r.token_s) == r.new_tokens and r.answers == 1]
     values = [request_values(r) for r in ok]
-    out = ServingLevel(kind=kind, policy=policy, arrival=arrival, level=index, requested_rate_per_s=rate,
-                       requests=len(measured), sent=len(sent), answered=sum(r.answers > 0 for r in sent),
-                       failed=sum(r.error is not None for r in sent), answered_twice=sum(r.answers > 1 for r in sent),
-                       stopped_early=stopped_early, slo=slo.root, attainment_target=target)
+    out = ServingLevel(
+        kind=kind,
+        policy=policy,
+        arrival=arrival,
+        level=index,
+        requested_rate_per_s=rate,
+        requests=len(measured),
+        sent=len(sent),
+        answered=sum(r.answers > 0 for r in sent),
+        failed=sum(r.error is not None for r in sent),
+        answered_twice=sum(r.answers > 1 for r in sent),
+        stopped_early=stopped_early,
+        slo=slo.root,
+        attainment_target=target,
+    )
     invalid, warnings = [], []
     if out.answered_twice or out.answered < len(sent):
-        invalid.append(f"{len(sent) - out.answered} sent request(s) never answered, {out.answered_twice} answered "
-                       "more than once")
+        invalid.append(
+            f"{len(sent) - out.answered} sent request(s) never answered, {out.answered_twice} answered more than once"
+        )
     if out.failed:
         first = next(r.error for r in sent if r.error is not None)
         invalid.append(f"{out.failed} request(s) failed: {first}")
@@ -133,8 +169,10 @@ def level_metrics(requests: list[Request], batches: list[int], *, kind: str, pol
         limit = max(LATENESS_FLOOR_S, 0.1 / rate)
         if out.send_lateness_s.p95 > limit:
             out.generator_behind = True
-            invalid.append(f"load generator fell behind: p95 send lateness {out.send_lateness_s.p95 * 1e3:.1f} ms "
-                           f"> {limit * 1e3:.1f} ms (10% of the mean gap, at least {LATENESS_FLOOR_S * 1e3:g} ms)")
+            invalid.append(
+                f"load generator fell behind: p95 send lateness {out.send_lateness_s.p95 * 1e3:.1f} ms "
+                f"> {limit * 1e3:.1f} ms (10% of the mean gap, at least {LATENESS_FLOOR_S * 1e3:g} ms)"
+            )
     if batches:
         out.batch_size_mean, out.batch_size_max = float(np.mean(batches)), int(max(batches))
     if ok:
@@ -152,9 +190,11 @@ def level_metrics(requests: list[Request], batches: list[int], *, kind: str, pol
             out.littles_law_concurrency = out.achieved_rate_per_s * out.e2e_s.mean
             ratio = out.mean_concurrency / out.littles_law_concurrency
             if abs(ratio - 1) > LITTLE_TOLERANCE:
-                warnings.append(f"Little's law off by {ratio - 1:+.0%}: mean concurrency {out.mean_concurrency:.3g} vs "
-                                f"achieved rate × mean E2E {out.littles_law_concurrency:.3g} (the level is not "
-                                "stationary: a growing backlog, or too short for its E2E)")
+                warnings.append(
+                    f"Little's law off by {ratio - 1:+.0%}: mean concurrency {out.mean_concurrency:.3g} vs "
+                    f"achieved rate × mean E2E {out.littles_law_concurrency:.3g} (the level is not "
+                    "stationary: a growing backlog, or too short for its E2E)"
+                )
         unresolved = out.e2e_s.unresolved_percentiles()
         if unresolved:
             warnings.append(f"{len(ok)} requests do not resolve {', '.join(unresolved)}")
@@ -163,8 +203,9 @@ def level_metrics(requests: list[Request], batches: list[int], *, kind: str, pol
         out.attainment = slo_mod.attainment(values, len(measured), out.duration_s or 0.0, slo)
         out.alerts = [slo_mod.alert_text(c, where) for c in out.slo_checks if not c.ok]
         out.meets_slo = bool(values) and all(c.ok for c in out.slo_checks) and out.attainment.fraction >= target
-    out.saturated, out.saturation_evidence = saturation(ok, values, rate, out.request_throughput_per_s,
-                                                        stopped_early, abort_wait_s)
+    out.saturated, out.saturation_evidence = saturation(
+        ok, values, rate, out.request_throughput_per_s, stopped_early, abort_wait_s
+    )
     if out.saturated and slo.root:
         out.meets_slo = False
     return out, invalid, warnings

@@ -26,14 +26,29 @@ def make_requests(spec: ServingSpec, seed: int, vocab: int, special: set[int]) -
     news = spec.new_tokens.sample(n, np.random.default_rng([seed, LENGTH_STREAMS["new_tokens"]]))
     ids_rng = np.random.default_rng([seed, LENGTH_STREAMS["prompt_ids"]])
     allowed = np.setdiff1d(np.arange(vocab), sorted(special))  # no special tokens inside a prompt
-    return [Request(index=i, prompt_ids=allowed[ids_rng.integers(0, allowed.size, int(p))].tolist(),
-                    new_tokens=int(k), scheduled_s=0.0, measured=i >= spec.warmup_requests)
-            for i, (p, k) in enumerate(zip(prompts, news))]
+    return [
+        Request(
+            index=i,
+            prompt_ids=allowed[ids_rng.integers(0, allowed.size, int(p))].tolist(),
+            new_tokens=int(k),
+            scheduled_s=0.0,
+            measured=i >= spec.warmup_requests,
+        )
+        for i, (p, k) in enumerate(zip(prompts, news))
+    ]
 
 
 def fresh(requests: list[Request], times: np.ndarray | None) -> list[Request]:
-    return [Request(index=r.index, prompt_ids=r.prompt_ids, new_tokens=r.new_tokens, measured=r.measured,
-                    scheduled_s=float(times[i]) if times is not None else 0.0) for i, r in enumerate(requests)]
+    return [
+        Request(
+            index=r.index,
+            prompt_ids=r.prompt_ids,
+            new_tokens=r.new_tokens,
+            measured=r.measured,
+            scheduled_s=float(times[i]) if times is not None else 0.0,
+        )
+        for i, r in enumerate(requests)
+    ]
 
 
 def tag(rate: float | None) -> str:
@@ -60,14 +75,31 @@ def measure_serving(run: Any) -> list:
     def record(rate_tag: str, **fields) -> Record:
         base = base_record(run, str(device))
         base.update(run_id=f"{run.run_id}@{rate_tag}", point_id=f"{run.point_id}@{rate_tag}")
-        return Record(**base, device_name=device_name(device), started_at=started,
-                      duration_s=time.perf_counter() - t_process, **fields)
+        return Record(
+            **base,
+            device_name=device_name(device),
+            started_at=started,
+            duration_s=time.perf_counter() - t_process,
+            **fields,
+        )
 
     reason = policy_cls.unsupported_reason(run.backend, device.type)
     if reason:
-        return [record("max", status="unsupported", error=reason, serving=ServingLevel(
-            kind="summary", policy=run.batching, arrival=spec.arrival, level=0, slo=spec.slo.root,
-            attainment_target=spec.attainment_target))]
+        return [
+            record(
+                "max",
+                status="unsupported",
+                error=reason,
+                serving=ServingLevel(
+                    kind="summary",
+                    policy=run.batching,
+                    arrival=spec.arrival,
+                    level=0,
+                    slo=spec.slo.root,
+                    attainment_target=spec.attainment_target,
+                ),
+            )
+        ]
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     torch.manual_seed(run.measure.seed)
@@ -90,15 +122,18 @@ def measure_serving(run: Any) -> list:
     engine.run(fresh(template[:1], None), time.perf_counter(), lambda *a: None)
     first_call_s = time.perf_counter() - t0
     cold = {**prepared.cold_metrics, **prepared.monitor.cold_metrics()}
-    details = {"torch_threads": torch.get_num_threads(), "switch_interval_s": SWITCH_INTERVAL_S,
-               "policy": policy_cls.what, **prepared.details}
+    details = {
+        "torch_threads": torch.get_num_threads(),
+        "switch_interval_s": SWITCH_INTERVAL_S,
+        "policy": policy_cls.what,
+        **prepared.details,
+    }
 
     records: list[Record] = []
     levels: list[ServingLevel] = []
 
     def measure_level(rate: float | None) -> ServingLevel:
-        times = None if rate is None else schedule(spec.arrival, rate, len(template), run.measure.seed,
-                                                   spec.burstiness)
+        times = None if rate is None else schedule(spec.arrival, rate, len(template), run.measure.seed, spec.burstiness)
         reqs = fresh(template, times)
         where = f"{tag(rate)} req/s, {run.precision} {run.batching}" if rate else f"one at a time, {run.batching}"
         tracker = MemoryTracker(device)
@@ -106,21 +141,44 @@ def measure_serving(run: Any) -> list:
             level = run_level(policy, engine, reqs, closed_loop=rate is None, abort_wait_s=spec.abort_after_s)
         stopped = bool(level.generator and level.generator.stopped_early)
         out, invalid, warnings = level_metrics(
-            reqs, level.batches, kind="serial" if rate is None else "level", policy=run.batching,
-            arrival="one at a time" if rate is None else spec.arrival, index=len(levels), rate=rate, slo=spec.slo,
-            target=spec.attainment_target, stopped_early=stopped, abort_wait_s=spec.abort_after_s, where=where)
+            reqs,
+            level.batches,
+            kind="serial" if rate is None else "level",
+            policy=run.batching,
+            arrival="one at a time" if rate is None else spec.arrival,
+            index=len(levels),
+            rate=rate,
+            slo=spec.slo,
+            target=spec.attainment_target,
+            stopped_early=stopped,
+            abort_wait_s=spec.abort_after_s,
+            where=where,
+        )
         out.in_sweep, out.fail_on_slo = spec.rates == "sweep", spec.fail_on_slo
         levels.append(out)
         # A level's figures are its `serving` section (per-request distributions, rates, SLOs); `metrics` is the
         # workload's fixed-batch model and stays empty. Memory and cold costs are the common top-level fields.
         answered = out.e2e_s is not None
         status, error = ("ok", None) if answered else ("failed", "no measured request was answered")
-        records.append(record(tag(rate), status=status, error=error, valid=not invalid, invalid_reasons=invalid,
-                              warnings=warnings, details=details, parameters=prepared.parameters,
-                              weight_bytes=prepared.weight_bytes, quantization=prepared.quantization,
-                              serving=out, memory=tracker.metrics(host_rss_peak_bytes()) if answered else None,
-                              cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold},
-                              warmup_calls=spec.warmup_requests, measured_time_s=level.duration_s))
+        records.append(
+            record(
+                tag(rate),
+                status=status,
+                error=error,
+                valid=not invalid,
+                invalid_reasons=invalid,
+                warnings=warnings,
+                details=details,
+                parameters=prepared.parameters,
+                weight_bytes=prepared.weight_bytes,
+                quantization=prepared.quantization,
+                serving=out,
+                memory=tracker.metrics(host_rss_peak_bytes()) if answered else None,
+                cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold},
+                warmup_calls=spec.warmup_requests,
+                measured_time_s=level.duration_s,
+            )
+        )
         return out
 
     def passes(out: ServingLevel) -> bool:
@@ -142,19 +200,42 @@ def measure_serving(run: Any) -> list:
     failing = [lv.requested_rate_per_s for lv in rated if not passes(lv)]
     best = max(passing) if passing else None
     above = [r for r in failing if best is None or r > best]
-    summary = ServingLevel(kind="summary", policy=run.batching, arrival=spec.arrival, level=len(levels),
-                           slo=spec.slo.root, attainment_target=spec.attainment_target,
-                           max_sustainable_rate_per_s=best, highest_passing_rate_per_s=best,
-                           lowest_failing_rate_per_s=min(above) if above else None,
-                           alerts=[a for lv in levels for a in lv.alerts],
-                           levels=[{"rate_per_s": lv.requested_rate_per_s, "passed": passes(lv),
-                                    "attainment": lv.attainment.fraction if lv.attainment else None,
-                                    "saturated": lv.saturated, "generator_behind": lv.generator_behind}
-                                   for lv in levels])
+    summary = ServingLevel(
+        kind="summary",
+        policy=run.batching,
+        arrival=spec.arrival,
+        level=len(levels),
+        slo=spec.slo.root,
+        attainment_target=spec.attainment_target,
+        max_sustainable_rate_per_s=best,
+        highest_passing_rate_per_s=best,
+        lowest_failing_rate_per_s=min(above) if above else None,
+        alerts=[a for lv in levels for a in lv.alerts],
+        levels=[
+            {
+                "rate_per_s": lv.requested_rate_per_s,
+                "passed": passes(lv),
+                "attainment": lv.attainment.fraction if lv.attainment else None,
+                "saturated": lv.saturated,
+                "generator_behind": lv.generator_behind,
+            }
+            for lv in levels
+        ],
+    )
     # The gate reads serving.max_sustainable_rate_per_s of this summary (0 when no level met the SLO).
     summary.max_sustainable_rate_per_s = best or 0.0
     level_invalid = [f"level {r.run_id.partition('@')[2]}: {why}" for r in records for why in r.invalid_reasons]
-    records.append(record("max", status="ok", valid=not level_invalid, invalid_reasons=level_invalid, details=details,
-                          parameters=prepared.parameters, weight_bytes=prepared.weight_bytes, serving=summary,
-                          cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold}))
+    records.append(
+        record(
+            "max",
+            status="ok",
+            valid=not level_invalid,
+            invalid_reasons=level_invalid,
+            details=details,
+            parameters=prepared.parameters,
+            weight_bytes=prepared.weight_bytes,
+            serving=summary,
+            cold_costs={"load_s": load_s, "first_call_s": first_call_s, **cold},
+        )
+    )
     return records

@@ -19,13 +19,17 @@ def check_serving(path: str, sc: Any, points: list[dict[str, Any]]) -> dict[str,
     if not issubclass(WORKLOADS[sc.task], TextGeneration):  # requests are token streams of a text generator
         raise BenchInputError(path, f"serving load tests run {TextGeneration.task}, not {sc.task}", "serving")
     if sc.workload:
-        raise BenchInputError(path, "a serving scenario takes its lengths from serving.prompt_tokens and "
-                              "serving.new_tokens", "workload")
+        raise BenchInputError(
+            path, "a serving scenario takes its lengths from serving.prompt_tokens and serving.new_tokens", "workload"
+        )
     names = sc.matrix.batching or ["none"]
     for point in points:
         allowed = POLICIES[point["batching"]].backends
         if allowed is not None and point["backend"] not in allowed:
-            raise BenchInputError(path, f"batching {point['batching']!r} cannot run on backend {point['backend']!r} "
-                                  f"(it runs on: {', '.join(allowed)}); exclude that combination",
-                                  f"matrix.batching[{names.index(point['batching'])}]")
+            raise BenchInputError(
+                path,
+                f"batching {point['batching']!r} cannot run on backend {point['backend']!r} "
+                f"(it runs on: {', '.join(allowed)}); exclude that combination",
+                f"matrix.batching[{names.index(point['batching'])}]",
+            )
     return {"prompt_tokens": sc.serving.prompt_tokens.upper, "new_tokens": sc.serving.new_tokens.upper}

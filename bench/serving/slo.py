@@ -32,8 +32,10 @@ class SLOSpec(RootModel[dict[str, PositiveFloat]]):
     def _known(cls, limits: dict[str, float]) -> dict[str, float]:
         for key in limits:
             if not _KEY.match(key):
-                raise ValueError(f"unknown SLO {key!r}: use METRIC_PXX_s with METRIC one of {', '.join(SLO_METRICS)} "
-                                 f"and PXX one of {', '.join(PERCENTILES)}")
+                raise ValueError(
+                    f"unknown SLO {key!r}: use METRIC_PXX_s with METRIC one of {', '.join(SLO_METRICS)} "
+                    f"and PXX one of {', '.join(PERCENTILES)}"
+                )
         return limits
 
     def items(self) -> list[tuple[str, str, str, float]]:
@@ -78,12 +80,17 @@ def request_meets(values: dict[str, float | None], slo: SLOSpec) -> bool:
     return all(values.get(metric) is None or values[metric] <= limit for _, metric, _, limit in slo.items())
 
 
-def attainment(per_request: list[dict[str, float | None]], planned: int, duration_s: float,
-               slo: SLOSpec) -> Attainment:
+def attainment(per_request: list[dict[str, float | None]], planned: int, duration_s: float, slo: SLOSpec) -> Attainment:
     met = sum(request_meets(v, slo) for v in per_request)
     low, high = wilson(met, planned)
-    return Attainment(met=met, total=planned, fraction=met / planned if planned else 0.0, ci_low=low, ci_high=high,
-                      goodput_per_s=met / duration_s if duration_s > 0 else 0.0)
+    return Attainment(
+        met=met,
+        total=planned,
+        fraction=met / planned if planned else 0.0,
+        ci_low=low,
+        ci_high=high,
+        goodput_per_s=met / duration_s if duration_s > 0 else 0.0,
+    )
 
 
 def checks(per_request: list[dict[str, float | None]], slo: SLOSpec) -> list[SLOCheck]:
@@ -91,8 +98,11 @@ def checks(per_request: list[dict[str, float | None]], slo: SLOSpec) -> list[SLO
     for key, metric, pct, limit in slo.items():
         values = [v[metric] for v in per_request if v.get(metric) is not None]
         value = float(np.percentile(values, PERCENTILES[pct])) if values else None
-        out.append(SLOCheck(key=key, metric=metric, percentile=pct, limit_s=limit, value_s=value,
-                            ok=value is None or value <= limit))
+        out.append(
+            SLOCheck(
+                key=key, metric=metric, percentile=pct, limit_s=limit, value_s=value, ok=value is None or value <= limit
+            )
+        )
     return out
 
 

@@ -27,8 +27,9 @@ class _Strict(BaseModel):
 
 
 class SweepSpec(_Strict):
-    start_rate_per_s: PositiveFloat | None = Field(None, description="first rate (default: 1 / mean E2E served "
-                                                   "one at a time)")
+    start_rate_per_s: PositiveFloat | None = Field(
+        None, description="first rate (default: 1 / mean E2E served one at a time)"
+    )
     max_levels: PositiveInt = Field(8, description="rate levels at most, after the one-at-a-time level")
     bisect_steps: NonNegativeInt = Field(3, description="levels spent bisecting between a passing and a failing rate")
 
@@ -36,8 +37,9 @@ class SweepSpec(_Strict):
 class ServingSpec(_Strict):
     arrival: Arrival = "poisson"
     burstiness: PositiveFloat = Field(1.0, description="gamma shape: 1 = Poisson, < 1 burstier, > 1 more regular")
-    rates: list[PositiveFloat] | Literal["sweep"] = Field(min_length=1, description="requests/s, one level each; "
-                                                          "or `sweep`")
+    rates: list[PositiveFloat] | Literal["sweep"] = Field(
+        min_length=1, description="requests/s, one level each; or `sweep`"
+    )
     requests: PositiveInt = Field(64, description="measured requests per level, after warmup_requests")
     warmup_requests: NonNegativeInt = 4
     max_queue_delay_ms: NonNegativeFloat = Field(20.0, description="dynamic: how long a batch waits for more")
@@ -45,11 +47,16 @@ class ServingSpec(_Strict):
     new_tokens: LengthSpec = LengthSpec(value=16)
     slo: SLOSpec = SLOSpec({})
     attainment_target: float = Field(0.95, gt=0, le=1, description="fraction of requests within every SLO")
-    abort_wait_s: PositiveFloat | None = Field(None, description="stop sending once a request waited this long for "
-                                               "its first token (default 10 × the largest SLO limit, else 60 s)")
+    abort_wait_s: PositiveFloat | None = Field(
+        None,
+        description="stop sending once a request waited this long for "
+        "its first token (default 10 × the largest SLO limit, else 60 s)",
+    )
     sweep: SweepSpec = SweepSpec()
-    fail_on_slo: bool = Field(False, description="a fixed-rate level that breaks an SLO makes `bench run` exit 1 "
-                              "(alerts are printed either way)")
+    fail_on_slo: bool = Field(
+        False,
+        description="a fixed-rate level that breaks an SLO makes `bench run` exit 1 (alerts are printed either way)",
+    )
 
     @field_validator("rates", mode="before")
     @classmethod

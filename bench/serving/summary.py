@@ -12,9 +12,24 @@ from typing import Any
 
 from rich.table import Table
 
-COLUMNS = ("scenario", "backend", "precision", "batching", "bs", "rate req/s", "scheduled", "achieved",
-           "send late p95", "TTFT p95", "TPOT p95", "E2E p99", "SLO attainment [95% CI]", "goodput req/s",
-           "saturated", "valid")
+COLUMNS = (
+    "scenario",
+    "backend",
+    "precision",
+    "batching",
+    "bs",
+    "rate req/s",
+    "scheduled",
+    "achieved",
+    "send late p95",
+    "TTFT p95",
+    "TPOT p95",
+    "E2E p99",
+    "SLO attainment [95% CI]",
+    "goodput req/s",
+    "saturated",
+    "valid",
+)
 
 
 def serving_records(records: list[Any]) -> list[Any]:
@@ -57,15 +72,22 @@ def rows(records: list[Any]) -> list[list[str]]:
             out.append(base + [r.status, (r.error or "")[:80]] + [""] * 9)
             continue
         a = s.attainment
-        out.append(base + [
-            "one at a time" if s.requested_rate_per_s is None else f"{s.requested_rate_per_s:.3g}",
-            f"{s.scheduled_rate_per_s:.3g}" if s.scheduled_rate_per_s else "-",
-            f"{s.achieved_rate_per_s:.3g}" if s.achieved_rate_per_s else "-",
-            _s(s.send_lateness_s.p95) if s.send_lateness_s else "-",
-            _s(s.ttft_s.p95 if s.ttft_s else None), _s(s.tpot_s.p95 if s.tpot_s else None),
-            _s(s.e2e_s.p99 if s.e2e_s else None),
-            f"{a.fraction:.0%} [{a.ci_low:.0%}, {a.ci_high:.0%}]" if a else "-",
-            f"{a.goodput_per_s:.3g}" if a else "-", "yes" if s.saturated else "no", "yes" if r.valid else "no"])
+        out.append(
+            base
+            + [
+                "one at a time" if s.requested_rate_per_s is None else f"{s.requested_rate_per_s:.3g}",
+                f"{s.scheduled_rate_per_s:.3g}" if s.scheduled_rate_per_s else "-",
+                f"{s.achieved_rate_per_s:.3g}" if s.achieved_rate_per_s else "-",
+                _s(s.send_lateness_s.p95) if s.send_lateness_s else "-",
+                _s(s.ttft_s.p95 if s.ttft_s else None),
+                _s(s.tpot_s.p95 if s.tpot_s else None),
+                _s(s.e2e_s.p99 if s.e2e_s else None),
+                f"{a.fraction:.0%} [{a.ci_low:.0%}, {a.ci_high:.0%}]" if a else "-",
+                f"{a.goodput_per_s:.3g}" if a else "-",
+                "yes" if s.saturated else "no",
+                "yes" if r.valid else "no",
+            ]
+        )
     return out
 
 

@@ -7,8 +7,9 @@ import math
 from typing import Callable
 
 
-def search(passes: Callable[[float], bool], start: float, max_levels: int = 8,
-           bisect_steps: int = 3) -> tuple[float | None, float | None, list[tuple[float, bool]]]:
+def search(
+    passes: Callable[[float], bool], start: float, max_levels: int = 8, bisect_steps: int = 3
+) -> tuple[float | None, float | None, list[tuple[float, bool]]]:
     """(highest passing rate, lowest failing rate, [(rate, passed)] in measurement order). A bound never
     found is None: nothing passed down to start / 2**(max_levels-1), or everything passed up to the last."""
     best, worst, tried = None, None, []

@@ -33,12 +33,16 @@ class FeatureExtractionSpec(BaseModel):
 
 
 class FeatureExtractionMetrics(WorkloadMetrics):
-    latency_s: Annotated[Stats, Metric("s", "lower", "one forward pass over the batch at the gate's statistic",
-                                       gated=True)]
-    sequences_per_s: Annotated[float, Metric("sequences/s", "higher", "sequences/s at that latency (batch / it)",
-                                             gated=True, rate_of="latency_s")]
-    input_tokens_per_s: Annotated[float, Metric("tokens/s", "higher", "batch × sequence_length / mean latency",
-                                                rate_of="latency_s")]
+    latency_s: Annotated[
+        Stats, Metric("s", "lower", "one forward pass over the batch at the gate's statistic", gated=True)
+    ]
+    sequences_per_s: Annotated[
+        float,
+        Metric("sequences/s", "higher", "sequences/s at that latency (batch / it)", gated=True, rate_of="latency_s"),
+    ]
+    input_tokens_per_s: Annotated[
+        float, Metric("tokens/s", "higher", "batch × sequence_length / mean latency", rate_of="latency_s")
+    ]
 
 
 class FeatureExtraction(Workload):
@@ -64,13 +68,16 @@ class FeatureExtraction(Workload):
         # decoder-only LMs (GPT-2, Llama) are not.
         archs = getattr(config, "architectures", None) or []
         if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or any(
-                a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+            a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs
+        ):
             what = ", ".join(archs) or config.model_type
             return "model.name", f"{what} is not an encoder (feature-extraction needs a BERT-class model)"
         limit = max_positions(config)
         if limit is not None and spec.sequence_length > limit:
-            return ("workload.sequence_length",
-                    f"sequence_length {spec.sequence_length} exceeds the model's maximum positions ({limit})")
+            return (
+                "workload.sequence_length",
+                f"sequence_length {spec.sequence_length} exceeds the model's maximum positions ({limit})",
+            )
         return None
 
     @classmethod
@@ -86,8 +93,16 @@ class FeatureExtraction(Workload):
         if found is None:
             return None
         shape, weights = found
-        forward = work.encoder_forward(shape, record.batch_size, record.workload["sequence_length"], weights,
-                                       ctx.fbytes, ctx.compute_dtype, record.metrics.latency_s.p50, "latency_s p50")
+        forward = work.encoder_forward(
+            shape,
+            record.batch_size,
+            record.workload["sequence_length"],
+            weights,
+            ctx.fbytes,
+            ctx.compute_dtype,
+            record.metrics.latency_s.p50,
+            "latency_s p50",
+        )
         return {"forward": forward}, "forward"
 
     def _token_ids(self, config: Any):
@@ -141,8 +156,10 @@ class FeatureExtraction(Workload):
         hidden = self._forward(runnable)
         end = self.clock.mark()
         if hidden.shape[:2] != self.inputs["input_ids"].shape:
-            raise RuntimeError(f"last_hidden_state has shape {tuple(hidden.shape)}, "
-                               f"expected {tuple(self.inputs['input_ids'].shape)} + hidden")
+            raise RuntimeError(
+                f"last_hidden_state has shape {tuple(hidden.shape)}, "
+                f"expected {tuple(self.inputs['input_ids'].shape)} + hidden"
+            )
         return {"latency_s": self.clock.seconds(start, end)}
 
     def fidelity_outputs(self, runnable: Any) -> dict[str, Any]:
@@ -153,5 +170,8 @@ class FeatureExtraction(Workload):
     def metrics(self, calls: list[dict[str, Any]]) -> FeatureExtractionMetrics:
         batch, length = self.run.batch_size, self.spec.sequence_length
         latency = np.array([c["latency_s"] for c in calls])
-        return FeatureExtractionMetrics(latency_s=Stats.of(latency), sequences_per_s=batch / latency.mean(),
-                                        input_tokens_per_s=batch * length / latency.mean())
+        return FeatureExtractionMetrics(
+            latency_s=Stats.of(latency),
+            sequences_per_s=batch / latency.mean(),
+            input_tokens_per_s=batch * length / latency.mean(),
+        )

@@ -70,8 +70,9 @@ class WorkloadMetrics(BaseModel):
                 raise TypeError(f"{cls.__name__}.{name}: rate_of {meta.rate_of!r} is not a field")
             if meta.gated and not distribution and meta.rate_of is None:
                 raise TypeError(f"{cls.__name__}.{name}: a gated scalar must be a rate (rate_of=...)")
-            declared[name] = MetricInfo(name, meta.unit, meta.better == "higher", meta.what, distribution,
-                                        meta.gated, meta.rate_of)
+            declared[name] = MetricInfo(
+                name, meta.unit, meta.better == "higher", meta.what, distribution, meta.gated, meta.rate_of
+            )
         cls.metric_infos = declared
 
     def distributions(self) -> dict[str, Stats]:

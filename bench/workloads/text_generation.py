@@ -22,24 +22,49 @@ class TextGenerationSpec(BaseModel):
 
 
 class TextGenerationMetrics(WorkloadMetrics):
-    latency_s: Annotated[Stats, Metric(
-        "s", "lower", "latency of a call at the gate's statistic (p10 of all calls of all repeats by default)",
-        gated=True)]
+    latency_s: Annotated[
+        Stats,
+        Metric(
+            "s",
+            "lower",
+            "latency of a call at the gate's statistic (p10 of all calls of all repeats by default)",
+            gated=True,
+        ),
+    ]
     ttft_s: Annotated[Stats, Metric("s", "lower", "time to first token at the gate's statistic", gated=True)]
-    tpot_s: Annotated[Stats | None, Metric(
-        "s", "lower", "time per output token at the gate's statistic", gated=True)] = None  # None: new_tokens 1
-    itl_s: Annotated[Stats | None, Metric(
-        "s", "lower", "every inter-token gap of every measured call (summary only)")] = None
-    output_tokens_per_s: Annotated[float, Metric(
-        "tokens/s", "higher", "output tokens/s at that latency (batch × new tokens / it)", gated=True,
-        rate_of="latency_s")]
-    requests_per_s: Annotated[float, Metric(
-        "requests/s", "higher", "batch / mean latency (one sequence = one request)", rate_of="latency_s")]
-    prefill_tokens_per_s: Annotated[float, Metric(
-        "tokens/s", "higher", "prefill tokens/s at that TTFT (batch × prompt tokens / it)", gated=True,
-        rate_of="ttft_s")]
-    decode_tokens_per_s: Annotated[float | None, Metric(
-        "tokens/s", "higher", "decode tokens/s at that TPOT (batch / it)", gated=True, rate_of="tpot_s")] = None
+    tpot_s: Annotated[
+        Stats | None, Metric("s", "lower", "time per output token at the gate's statistic", gated=True)
+    ] = None  # None: new_tokens 1
+    itl_s: Annotated[
+        Stats | None, Metric("s", "lower", "every inter-token gap of every measured call (summary only)")
+    ] = None
+    output_tokens_per_s: Annotated[
+        float,
+        Metric(
+            "tokens/s",
+            "higher",
+            "output tokens/s at that latency (batch × new tokens / it)",
+            gated=True,
+            rate_of="latency_s",
+        ),
+    ]
+    requests_per_s: Annotated[
+        float, Metric("requests/s", "higher", "batch / mean latency (one sequence = one request)", rate_of="latency_s")
+    ]
+    prefill_tokens_per_s: Annotated[
+        float,
+        Metric(
+            "tokens/s",
+            "higher",
+            "prefill tokens/s at that TTFT (batch × prompt tokens / it)",
+            gated=True,
+            rate_of="ttft_s",
+        ),
+    ]
+    decode_tokens_per_s: Annotated[
+        float | None,
+        Metric("tokens/s", "higher", "decode tokens/s at that TPOT (batch / it)", gated=True, rate_of="tpot_s"),
+    ] = None
 
 
 class _TokenClock:
@@ -65,9 +90,11 @@ class TextGeneration(Workload):
     Spec = TextGenerationSpec
     Metrics = TextGenerationMetrics
     primary = "output_tokens_per_s"
-    report_columns = tuple(ReportColumn(f"{label} {p}", name, p) for label, name in (("TTFT", "ttft_s"),
-                                                                                   ("TPOT", "tpot_s"))
-                           for p in ("p50", "p95", "p99"))
+    report_columns = tuple(
+        ReportColumn(f"{label} {p}", name, p)
+        for label, name in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"))
+        for p in ("p50", "p95", "p99")
+    )
     fidelity_output = "logits at the prompt's last position; greedy tokens"
 
     @classmethod
@@ -92,8 +119,10 @@ class TextGeneration(Workload):
         limit = max_positions(config)
         total = spec.prompt_tokens + spec.new_tokens
         if limit is not None and total > limit:
-            return ("workload.prompt_tokens",
-                    f"prompt_tokens + new_tokens = {total} exceeds the model's maximum positions ({limit})")
+            return (
+                "workload.prompt_tokens",
+                f"prompt_tokens + new_tokens = {total} exceeds the model's maximum positions ({limit})",
+            )
         return None
 
     @classmethod
@@ -114,10 +143,12 @@ class TextGeneration(Workload):
         prompt, new = record.workload["prompt_tokens"], record.workload["new_tokens"]
         phases = {}
         if m.tpot_s is not None and new > 1:
-            phases["decode"] = work.decode_step(shape, batch, prompt, new, weights, ctx.fbytes, ctx.compute_dtype,
-                                                m.tpot_s.p50, "tpot_s p50")
-        phases["prefill"] = work.prefill(shape, batch, prompt, weights, ctx.fbytes, ctx.compute_dtype,
-                                         m.ttft_s.p50, "ttft_s p50")
+            phases["decode"] = work.decode_step(
+                shape, batch, prompt, new, weights, ctx.fbytes, ctx.compute_dtype, m.tpot_s.p50, "tpot_s p50"
+            )
+        phases["prefill"] = work.prefill(
+            shape, batch, prompt, weights, ctx.fbytes, ctx.compute_dtype, m.ttft_s.p50, "ttft_s p50"
+        )
         return phases, "decode" if "decode" in phases else "prefill"
 
     def prepare_inputs(self, runnable: Any) -> None:
@@ -135,9 +166,15 @@ class TextGeneration(Workload):
         self.input_ids = ids.to(self.device)
         self.attention_mask = torch.ones_like(self.input_ids)
         # Exactly new_tokens: min == max, so EOS cannot end a sequence early.
-        self.gen_kwargs = dict(max_new_tokens=self.spec.new_tokens, min_new_tokens=self.spec.new_tokens,
-                               do_sample=False, num_beams=1, eos_token_id=eos, pad_token_id=eos,
-                               use_cache=True)
+        self.gen_kwargs = dict(
+            max_new_tokens=self.spec.new_tokens,
+            min_new_tokens=self.spec.new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=eos,
+            pad_token_id=eos,
+            use_cache=True,
+        )
 
     def call(self, runnable: Any) -> dict[str, Any]:
         import torch
@@ -145,37 +182,50 @@ class TextGeneration(Workload):
         streamer = _TokenClock(self.clock)
         with torch.inference_mode():
             start = self.clock.mark()
-            out = runnable.generate(input_ids=self.input_ids, attention_mask=self.attention_mask,
-                                    streamer=streamer, **self.gen_kwargs)
+            out = runnable.generate(
+                input_ids=self.input_ids, attention_mask=self.attention_mask, streamer=streamer, **self.gen_kwargs
+            )
             end = self.clock.mark()
         generated = out.shape[1] - self.input_ids.shape[1]
         if generated != self.spec.new_tokens or len(streamer.marks) != self.spec.new_tokens:
-            raise RuntimeError(f"generated {generated} tokens (streamed {len(streamer.marks)}), "
-                               f"expected exactly {self.spec.new_tokens}")
+            raise RuntimeError(
+                f"generated {generated} tokens (streamed {len(streamer.marks)}), "
+                f"expected exactly {self.spec.new_tokens}"
+            )
         latency = self.clock.seconds(start, end)
         token_times = [self.clock.seconds(start, m) for m in streamer.marks]
         self.last_output = out
-        return {"latency_s": latency, "ttft_s": token_times[0],
-                "itl_s": list(np.diff(token_times)) if len(token_times) > 1 else []}
+        return {
+            "latency_s": latency,
+            "ttft_s": token_times[0],
+            "itl_s": list(np.diff(token_times)) if len(token_times) > 1 else [],
+        }
 
     def fidelity_outputs(self, runnable: Any) -> dict[str, Any]:
         import torch
 
         with torch.inference_mode():
-            out = runnable.generate(input_ids=self.input_ids, attention_mask=self.attention_mask,
-                                    return_dict_in_generate=True, output_logits=True, **self.gen_kwargs)
+            out = runnable.generate(
+                input_ids=self.input_ids,
+                attention_mask=self.attention_mask,
+                return_dict_in_generate=True,
+                output_logits=True,
+                **self.gen_kwargs,
+            )
         # logits[0]: the scores for the first new token = the model's output at the prompt's last position
-        return {"primary": out.logits[0].float().cpu(),
-                "tokens": out.sequences[:, self.input_ids.shape[1]:].cpu()}
+        return {"primary": out.logits[0].float().cpu(), "tokens": out.sequences[:, self.input_ids.shape[1] :].cpu()}
 
     def metrics(self, calls: list[dict[str, Any]]) -> TextGenerationMetrics:
         batch, prompt, new = self.run.batch_size, self.spec.prompt_tokens, self.spec.new_tokens
         latency = np.array([c["latency_s"] for c in calls])
         ttft = np.array([c["ttft_s"] for c in calls])
-        out: dict[str, Any] = {"latency_s": Stats.of(latency), "ttft_s": Stats.of(ttft),
-                               "output_tokens_per_s": batch * new / latency.mean(),
-                               "requests_per_s": batch / latency.mean(),
-                               "prefill_tokens_per_s": batch * prompt / ttft.mean()}
+        out: dict[str, Any] = {
+            "latency_s": Stats.of(latency),
+            "ttft_s": Stats.of(ttft),
+            "output_tokens_per_s": batch * new / latency.mean(),
+            "requests_per_s": batch / latency.mean(),
+            "prefill_tokens_per_s": batch * prompt / ttft.mean(),
+        }
         if new > 1:
             decode = latency - ttft
             out["tpot_s"] = Stats.of(decode / (new - 1))

@@ -15,6 +15,7 @@ from bench.models import DiffusionConfig
 from bench.workloads.base import Workload
 from bench.workloads.metrics import Metric, ReportColumn, WorkloadMetrics
 
+
 class TextToImageSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,16 +26,21 @@ class TextToImageSpec(BaseModel):
 
 
 class TextToImageMetrics(WorkloadMetrics):
-    latency_s: Annotated[Stats, Metric("s", "lower", "one pipeline call (encode, every step, VAE decode) at the "
-                                       "gate's statistic", gated=True)]
-    step_s: Annotated[Stats, Metric("s", "lower", "each denoising step (UNet + scheduler) at the gate's statistic",
-                                    gated=True)]
+    latency_s: Annotated[
+        Stats,
+        Metric("s", "lower", "one pipeline call (encode, every step, VAE decode) at the gate's statistic", gated=True),
+    ]
+    step_s: Annotated[
+        Stats, Metric("s", "lower", "each denoising step (UNet + scheduler) at the gate's statistic", gated=True)
+    ]
     vae_decode_s: Annotated[Stats, Metric("s", "lower", "VAE decode per call")]
     text_encode_s: Annotated[Stats, Metric("s", "lower", "prompt encoding per call")]
-    images_per_s: Annotated[float, Metric("images/s", "higher", "images/s at that latency (batch / it)", gated=True,
-                                          rate_of="latency_s")]
-    steps_per_s: Annotated[float, Metric("steps/s", "higher", "denoising steps per call / mean latency",
-                                         rate_of="latency_s")]
+    images_per_s: Annotated[
+        float, Metric("images/s", "higher", "images/s at that latency (batch / it)", gated=True, rate_of="latency_s")
+    ]
+    steps_per_s: Annotated[
+        float, Metric("steps/s", "higher", "denoising steps per call / mean latency", rate_of="latency_s")
+    ]
 
 
 class TextToImage(Workload):
@@ -59,7 +65,11 @@ class TextToImage(Workload):
         factor = 2 ** (len(config["vae"]["block_out_channels"]) - 1)
         for field in ("height", "width"):
             if getattr(spec, field) % (factor * 4):
-                return f"workload.{field}", f"{getattr(spec, field)} is not a multiple of {factor * 4} (VAE factor {factor} × UNet downsampling)"
+                return (
+                    f"workload.{field}",
+                    f"{getattr(spec, field)} is not a multiple of {factor * 4} "
+                    f"(VAE factor {factor} × UNet downsampling)",
+                )
         return None
 
     @classmethod
@@ -79,10 +89,12 @@ class TextToImage(Workload):
             return {k: v for k, v in d.items() if not k.startswith("_")}
 
         scheduler_cls = getattr(diffusers, config["scheduler"].get("_class_name", "PNDMScheduler"))
-        return {"unet": diffusers.UNet2DConditionModel.from_config(strip(config["unet"])),
-                "vae": diffusers.AutoencoderKL.from_config(strip(config["vae"])),
-                "text_encoder": CLIPTextModel(CLIPTextConfig(**strip(config["text_encoder"]))),
-                "scheduler": scheduler_cls.from_config(strip(config["scheduler"]))}
+        return {
+            "unet": diffusers.UNet2DConditionModel.from_config(strip(config["unet"])),
+            "vae": diffusers.AutoencoderKL.from_config(strip(config["vae"])),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**strip(config["text_encoder"]))),
+            "scheduler": scheduler_cls.from_config(strip(config["scheduler"])),
+        }
 
     @classmethod
     def build(cls, ref: Any, dtype: Any, device: Any, seed: int = 0) -> Any:
@@ -95,15 +107,20 @@ class TextToImage(Workload):
         from bench.models import downloads_allowed
 
         if ref.weights == "pretrained":
-            pipe = StableDiffusionPipeline.from_pretrained(ref.location, torch_dtype=dtype, safety_checker=None,
-                                                           requires_safety_checker=False,
-                                                           local_files_only=not downloads_allowed())
+            pipe = StableDiffusionPipeline.from_pretrained(
+                ref.location,
+                torch_dtype=dtype,
+                safety_checker=None,
+                requires_safety_checker=False,
+                local_files_only=not downloads_allowed(),
+            )
         else:
             torch.manual_seed(seed)
             with torch.device(device):
                 parts = cls._components(DiffusionConfig.read(Path(ref.location)))
-            pipe = StableDiffusionPipeline(**parts, tokenizer=None, safety_checker=None, feature_extractor=None,
-                                           requires_safety_checker=False)
+            pipe = StableDiffusionPipeline(
+                **parts, tokenizer=None, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+            )
         pipe = pipe.to(device=device, dtype=dtype)
         for name in ("unet", "vae", "text_encoder"):
             getattr(pipe, name).eval()  # requires_grad as from_pretrained leaves it (bench.models.build)
@@ -139,8 +156,18 @@ class TextToImage(Workload):
             return None
         else:
             unet_bytes = work.unet_parameters(config["unet"]) * ctx.fbytes
-        step = work.unet_step(config["unet"], latents, spec.height // factor, spec.width // factor, text_tokens,
-                              unet_bytes, ctx.fbytes, ctx.compute_dtype, record.metrics.step_s.p50, "step_s p50")
+        step = work.unet_step(
+            config["unet"],
+            latents,
+            spec.height // factor,
+            spec.width // factor,
+            text_tokens,
+            unet_bytes,
+            ctx.fbytes,
+            ctx.compute_dtype,
+            record.metrics.step_s.p50,
+            "step_s p50",
+        )
         return {"step": step}, "step"
 
     def prepare_inputs(self, runnable: Any) -> None:
@@ -155,8 +182,10 @@ class TextToImage(Workload):
             if isinstance(tok, int):
                 ids[ids == tok] = (tok + 2) % vocab
         self.prompt_ids, self.negative_ids = ids[0].to(self.device), ids[1].to(self.device)
-        self.details = {"inputs": "seeded random prompt token ids (no tokenizer needed)",
-                        "scheduler": type(runnable.scheduler).__name__}
+        self.details = {
+            "inputs": "seeded random prompt token ids (no tokenizer needed)",
+            "scheduler": type(runnable.scheduler).__name__,
+        }
 
     def _generate(self, runnable: Any, marks: list | None = None):
         import torch
@@ -173,10 +202,17 @@ class TextToImage(Workload):
                     marks.append(self.clock.mark())
                 return kwargs
 
-            return runnable(prompt_embeds=prompt, negative_prompt_embeds=negative, height=s.height, width=s.width,
-                            num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
-                            generator=torch.Generator().manual_seed(self.run.measure.seed), output_type="pt",
-                            callback_on_step_end=on_step_end).images
+            return runnable(
+                prompt_embeds=prompt,
+                negative_prompt_embeds=negative,
+                height=s.height,
+                width=s.width,
+                num_inference_steps=s.num_inference_steps,
+                guidance_scale=s.guidance_scale,
+                generator=torch.Generator().manual_seed(self.run.measure.seed),
+                output_type="pt",
+                callback_on_step_end=on_step_end,
+            ).images
 
     def call(self, runnable: Any) -> dict[str, Any]:
         marks: list = []
@@ -186,12 +222,18 @@ class TextToImage(Workload):
         # The scheduler decides how many UNet steps `num_inference_steps` means (PNDM's PLMS adds one).
         steps = len(runnable.scheduler.timesteps)
         if len(marks) != steps + 1 or images.shape[0] != self.run.batch_size:
-            raise RuntimeError(f"expected {steps} denoising steps and {self.run.batch_size} images, "
-                               f"got {len(marks) - 1} steps and {images.shape[0]} images")
+            raise RuntimeError(
+                f"expected {steps} denoising steps and {self.run.batch_size} images, "
+                f"got {len(marks) - 1} steps and {images.shape[0]} images"
+            )
         self.details["unet_steps_per_call"] = steps
         times = [self.clock.seconds(start, m) for m in marks]
-        return {"latency_s": self.clock.seconds(start, end), "text_encode_s": times[0],
-                "step_s": list(np.diff(times)), "vae_decode_s": self.clock.seconds(start, end) - times[-1]}
+        return {
+            "latency_s": self.clock.seconds(start, end),
+            "text_encode_s": times[0],
+            "step_s": list(np.diff(times)),
+            "vae_decode_s": self.clock.seconds(start, end) - times[-1],
+        }
 
     def fidelity_outputs(self, runnable: Any) -> dict[str, Any]:
         images = self._generate(runnable)
@@ -199,9 +241,11 @@ class TextToImage(Workload):
 
     def metrics(self, calls: list[dict[str, Any]]) -> TextToImageMetrics:
         latency = np.array([c["latency_s"] for c in calls])
-        return TextToImageMetrics(latency_s=Stats.of(latency),
-                                  step_s=Stats.of([x for c in calls for x in c["step_s"]]),
-                                  vae_decode_s=Stats.of([c["vae_decode_s"] for c in calls]),
-                                  text_encode_s=Stats.of([c["text_encode_s"] for c in calls]),
-                                  images_per_s=self.run.batch_size / latency.mean(),
-                                  steps_per_s=len(calls[0]["step_s"]) / latency.mean())
+        return TextToImageMetrics(
+            latency_s=Stats.of(latency),
+            step_s=Stats.of([x for c in calls for x in c["step_s"]]),
+            vae_decode_s=Stats.of([c["vae_decode_s"] for c in calls]),
+            text_encode_s=Stats.of([c["text_encode_s"] for c in calls]),
+            images_per_s=self.run.batch_size / latency.mean(),
+            steps_per_s=len(calls[0]["step_s"]) / latency.mean(),
+        )

@@ -9,16 +9,60 @@ classes (a pipeline: one graph and session per component). One module per concer
 """
 
 from bench.backends.onnxruntime.backend import RECIPES, SUPPORTED, WHY_UNSUPPORTED, OnnxRuntimeBackend, recipe
-from bench.backends.onnxruntime.export_cache import (CACHE_FORMAT, META_FILE, cached, digest, export, export_key,
-                                                     versions, weights_fingerprint)
+from bench.backends.onnxruntime.export_cache import (
+    CACHE_FORMAT,
+    META_FILE,
+    cached,
+    digest,
+    export,
+    export_key,
+    versions,
+    weights_fingerprint,
+)
 from bench.backends.onnxruntime.options import GRAPH_OPTIMIZATION, OnnxRuntimeOptions
-from bench.backends.onnxruntime.providers import (ProviderFallback, ProviderMonitor, check_providers, check_runtime,
-                                                  requested_providers, runtime_build)
-from bench.backends.onnxruntime.quantize import (QUANT_METHODS, gemm_to_matmul, initializer_bytes, linear_layers,
-                                                 quantize, verify_quantization)
+from bench.backends.onnxruntime.providers import (
+    ProviderFallback,
+    ProviderMonitor,
+    check_providers,
+    check_runtime,
+    requested_providers,
+    runtime_build,
+)
+from bench.backends.onnxruntime.quantize import (
+    QUANT_METHODS,
+    gemm_to_matmul,
+    initializer_bytes,
+    linear_layers,
+    quantize,
+    verify_quantization,
+)
 
-__all__ = ["CACHE_FORMAT", "GRAPH_OPTIMIZATION", "META_FILE", "QUANT_METHODS", "RECIPES", "SUPPORTED",
-           "WHY_UNSUPPORTED", "OnnxRuntimeBackend", "OnnxRuntimeOptions", "ProviderFallback", "ProviderMonitor",
-           "cached", "check_providers", "check_runtime", "digest", "export", "export_key", "gemm_to_matmul",
-           "initializer_bytes", "linear_layers", "quantize", "recipe", "requested_providers", "runtime_build",
-           "verify_quantization", "versions", "weights_fingerprint"]
+__all__ = [
+    "CACHE_FORMAT",
+    "GRAPH_OPTIMIZATION",
+    "META_FILE",
+    "QUANT_METHODS",
+    "RECIPES",
+    "SUPPORTED",
+    "WHY_UNSUPPORTED",
+    "OnnxRuntimeBackend",
+    "OnnxRuntimeOptions",
+    "ProviderFallback",
+    "ProviderMonitor",
+    "cached",
+    "check_providers",
+    "check_runtime",
+    "digest",
+    "export",
+    "export_key",
+    "gemm_to_matmul",
+    "initializer_bytes",
+    "linear_layers",
+    "quantize",
+    "recipe",
+    "requested_providers",
+    "runtime_build",
+    "verify_quantization",
+    "versions",
+    "weights_fingerprint",
+]

@@ -44,28 +44,33 @@ RECIPES: dict[type, Recipe] = {
     TextGeneration: Recipe("text-generation-with-past", "ORTModelForCausalLM"),
     FeatureExtraction: Recipe("feature-extraction", "ORTModelForFeatureExtraction"),
     # A pipeline's VAE encoder is exported but unused.
-    TextToImage: Recipe("text-to-image", "ORTStableDiffusionPipeline",
-                        ("text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx"),
-                        {"cpu": ("fp32",), "cuda": ("fp32", "fp16")},
-                        {"int8": "not enabled for text to image: quantizing the exported UNet graph (its "
-                                 "convolutions and attention MatMuls) has not been built and verified by this "
-                                 "project",
-                         "int8-dyn": "not enabled for text to image: dynamic quantization of the exported UNet "
-                                     "graph has not been built and verified by this project"}),
+    TextToImage: Recipe(
+        "text-to-image",
+        "ORTStableDiffusionPipeline",
+        ("text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx"),
+        {"cpu": ("fp32",), "cuda": ("fp32", "fp16")},
+        {
+            "int8": "not enabled for text to image: quantizing the exported UNet graph (its "
+            "convolutions and attention MatMuls) has not been built and verified by this "
+            "project",
+            "int8-dyn": "not enabled for text to image: dynamic quantization of the exported UNet "
+            "graph has not been built and verified by this project",
+        },
+    ),
 }
 # Why the other points are unsupported (appended to the `unsupported` record's reason).
 WHY_UNSUPPORTED = {
     ("cpu", "fp16"): "onnxruntime's CPUExecutionProvider implements few operators in fp16, and optimum "
-                     "exports fp16 only on a CUDA device",
+    "exports fp16 only on a CUDA device",
     ("cpu", "bf16"): "onnxruntime's CPUExecutionProvider implements few operators in bfloat16 (optimum "
-                     "warns that such a session likely fails to load)",
+    "warns that such a session likely fails to load)",
     ("cuda", "bf16"): "onnxruntime's CUDAExecutionProvider implements few operators in bfloat16 (optimum "
-                      "warns that such a session likely fails to load)",
+    "warns that such a session likely fails to load)",
     ("cuda", "int8-dyn"): "onnxruntime's dynamic quantization operators (DynamicQuantizeLinear, "
-                          "MatMulInteger) are CPU kernels: on CUDA those nodes would run on the CPU "
-                          "without an error",
+    "MatMulInteger) are CPU kernels: on CUDA those nodes would run on the CPU "
+    "without an error",
     ("cuda", "int8"): "not enabled: MatMulNBits has 8-bit CUDA kernels (onnxruntime >= 1.22), but "
-                      "quantizing the fp16 graph has not been run on a GPU by this project yet",
+    "quantizing the fp16 graph has not been run on a GPU by this project yet",
 }
 
 
@@ -78,9 +83,11 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     Options = OnnxRuntimeOptions
     capabilities = {workload: dict(r.precisions or SUPPORTED) for workload, r in RECIPES.items()}
-    cold_costs = (ColdCost("export_s", "ONNX export (0 when the export cache was hit)", column="export"),
-                  ColdCost("quantize_s", "int8: quantizing the exported graph (0 on a cache hit)"),
-                  ColdCost("session_s", "creating the inference session(s)"))
+    cold_costs = (
+        ColdCost("export_s", "ONNX export (0 when the export cache was hit)", column="export"),
+        ColdCost("quantize_s", "int8: quantizing the exported graph (0 on a cache hit)"),
+        ColdCost("session_s", "creating the inference session(s)"),
+    )
 
     @classmethod
     def unsupported_reason(cls, task: str, precision: str, device_type: str) -> str | None:
@@ -114,19 +121,24 @@ class OnnxRuntimeBackend(Backend):
         for module in modules.values():
             module.to("meta")
         cold = {"export_s": export_meta["export_s"] if export_status == "miss" else 0.0}
-        details: dict[str, Any] = {"export_cache": export_status, "export_cache_key": export_meta["key"],
-                                   "compute_dtype": export_meta["inputs"]["dtype"].removeprefix("torch.")}
+        details: dict[str, Any] = {
+            "export_cache": export_status,
+            "export_cache_key": export_meta["key"],
+            "compute_dtype": export_meta["inputs"]["dtype"].removeprefix("torch."),
+        }
         quantization = None
         if run.precision.startswith("int8"):
             onnx_dir, quant_status, quant_meta = quantize(onnx_dir, run.precision)
             quantization = Quantization(**quant_meta["quantization"])
             cold["quantize_s"] = quant_meta["quantize_s"] if quant_status == "miss" else 0.0
-            details.update({"quantize_cache": quant_status, "quantize_cache_key": quant_meta["key"],
-                            **quant_meta["details"]})
+            details.update(
+                {"quantize_cache": quant_status, "quantize_cache_key": quant_meta["key"], **quant_meta["details"]}
+            )
 
         session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                                           GRAPH_OPTIMIZATION[opts.graph_optimization_level])
+        session_options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[opts.graph_optimization_level]
+        )
         if opts.intra_op_num_threads:
             session_options.intra_op_num_threads = opts.intra_op_num_threads
         requested = providers.requested_providers(device)
@@ -136,12 +148,16 @@ class OnnxRuntimeBackend(Backend):
         single = {"file_name": "model.onnx"} if graph_files == ("model.onnx",) else {}
         t0 = time.perf_counter()
         runnable = model_class.from_pretrained(
-            onnx_dir, providers=[name for name, _ in requested],
-            provider_options=[options for _, options in requested], session_options=session_options,
-            use_io_binding=io_binding, local_files_only=True, **single)
+            onnx_dir,
+            providers=[name for name, _ in requested],
+            provider_options=[options for _, options in requested],
+            session_options=session_options,
+            use_io_binding=io_binding,
+            local_files_only=True,
+            **single,
+        )
         cold["session_s"] = time.perf_counter() - t0
-        sessions = [runnable.session] if single else [
-            getattr(runnable, f.split("/")[0]).session for f in graph_files]
+        sessions = [runnable.session] if single else [getattr(runnable, f.split("/")[0]).session for f in graph_files]
         for session in sessions:
             providers.check_providers(requested, session.get_providers(), session.get_provider_options(), build)
             session.disable_fallback()  # a CUDA error must fail the run, not retry it on the CPU
@@ -149,21 +165,32 @@ class OnnxRuntimeBackend(Backend):
 
         graphs = [onnx.load(onnx_dir / f, load_external_data=False) for f in graph_files]
         graph = graphs[0] if single else graphs[1]  # the model, or the UNet
-        details.update({
-            "onnx_dir": str(onnx_dir),
-            "onnx_files": sorted(str(f.relative_to(onnx_dir)) for f in onnx_dir.rglob("*")
-                                 if f.is_file() and "onnx" in f.name and f.name != META_FILE),
-            "onnx_graphs_run": list(graph_files),
-            "providers": session.get_providers(),
-            "io_binding": bool(getattr(runnable, "use_io_binding", io_binding)),
-            "graph_optimization_level": opts.graph_optimization_level,
-            # 0 = onnxruntime's default: one intra-op thread per physical core
-            "intra_op_num_threads": session.get_session_options().intra_op_num_threads,
-            "inter_op_num_threads": session.get_session_options().inter_op_num_threads,
-            "opset": next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None),
-            "onnxruntime": ort.__version__,
-        })
-        return Prepared(runnable=runnable, cold_metrics=cold, details=details,
-                        uses_foreign_streams=device.type == "cuda", parameters=parameters,
-                        weight_bytes=sum(initializer_bytes(g) for g in graphs), quantization=quantization,
-                        monitor=providers.ProviderMonitor(sessions, requested, build))
+        details.update(
+            {
+                "onnx_dir": str(onnx_dir),
+                "onnx_files": sorted(
+                    str(f.relative_to(onnx_dir))
+                    for f in onnx_dir.rglob("*")
+                    if f.is_file() and "onnx" in f.name and f.name != META_FILE
+                ),
+                "onnx_graphs_run": list(graph_files),
+                "providers": session.get_providers(),
+                "io_binding": bool(getattr(runnable, "use_io_binding", io_binding)),
+                "graph_optimization_level": opts.graph_optimization_level,
+                # 0 = onnxruntime's default: one intra-op thread per physical core
+                "intra_op_num_threads": session.get_session_options().intra_op_num_threads,
+                "inter_op_num_threads": session.get_session_options().inter_op_num_threads,
+                "opset": next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None),
+                "onnxruntime": ort.__version__,
+            }
+        )
+        return Prepared(
+            runnable=runnable,
+            cold_metrics=cold,
+            details=details,
+            uses_foreign_streams=device.type == "cuda",
+            parameters=parameters,
+            weight_bytes=sum(initializer_bytes(g) for g in graphs),
+            quantization=quantization,
+            monitor=providers.ProviderMonitor(sessions, requested, build),
+        )

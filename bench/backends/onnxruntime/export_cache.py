@@ -23,9 +23,7 @@ from bench.cache import cache_dir
 
 CACHE_FORMAT = 1  # bump when what this module writes into a cache entry changes
 META_FILE = "bench-onnx.json"  # written last into an entry: its presence marks the entry complete
-VERSIONED = ("optimum-onnx", "optimum", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "torch",
-             "transformers")
-
+VERSIONED = ("optimum-onnx", "optimum", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "torch", "transformers")
 
 
 def versions() -> dict[str, str | None]:
@@ -36,7 +34,6 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[dist] = None
     return found
-
 
 
 def digest(obj: Any) -> str:
@@ -66,16 +63,27 @@ def weights_fingerprint(modules: dict[str, Any], samples: int = 1024) -> str:
 def export_key(model: Any, run: Any, device: Any, opset: int | None, export_task: str) -> dict[str, Any]:
     """What the exported files depend on (session options are not part of it: they change no file)."""
     modules = torch_modules(model, run.task)
-    weights = {"kind": run.weights, "source": run.model_kind,
-               "model": run.model if run.model_kind == "bundled" else run.model_location,
-               "seed": run.measure.seed if run.weights == "random" else None,
-               "fingerprint": weights_fingerprint(modules)}
-    config = {part: dict(m.config.to_dict() if hasattr(m.config, "to_dict") else m.config)
-              for part, m in modules.items()}
+    weights = {
+        "kind": run.weights,
+        "source": run.model_kind,
+        "model": run.model if run.model_kind == "bundled" else run.model_location,
+        "seed": run.measure.seed if run.weights == "random" else None,
+        "fingerprint": weights_fingerprint(modules),
+    }
+    config = {
+        part: dict(m.config.to_dict() if hasattr(m.config, "to_dict") else m.config) for part, m in modules.items()
+    }
     first = next(p for m in modules.values() for p in m.parameters())
-    return {"format": CACHE_FORMAT, "task": export_task, "config": config,
-            "weights": weights, "dtype": str(first.dtype), "export_device": device.type,
-            "opset": opset, "versions": versions()}
+    return {
+        "format": CACHE_FORMAT,
+        "task": export_task,
+        "config": config,
+        "weights": weights,
+        "dtype": str(first.dtype),
+        "export_device": device.type,
+        "opset": opset,
+        "versions": versions(),
+    }
 
 
 def _pid_alive(pid: int) -> bool:
@@ -127,8 +135,9 @@ def export(model: Any, run: Any, device: Any, opset: int | None, export_task: st
 
     def build(out: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
-        onnx_export_from_model(model, out, task=key_inputs["task"], opset=opset, device=device.type,
-                               do_validation=False)  # fidelity compares outputs with fp32 eager instead
+        onnx_export_from_model(
+            model, out, task=key_inputs["task"], opset=opset, device=device.type, do_validation=False
+        )  # fidelity compares outputs with fp32 eager instead
         if device.type == "cuda":
             import torch
 
@@ -138,4 +147,3 @@ def export(model: Any, run: Any, device: Any, opset: int | None, export_task: st
     entry = cache_dir("onnx") / key
     status, meta = cached(entry, build)
     return entry, status, meta
-

@@ -14,7 +14,6 @@ class ProviderFallback(RuntimeError):
     pass
 
 
-
 def requested_providers(device: Any) -> list[tuple[str, dict[str, Any]]]:
     if device.type == "cuda":
         return [("CUDAExecutionProvider", {"device_id": device.index or 0})]
@@ -25,25 +24,34 @@ def runtime_build() -> str:
     import onnxruntime as ort
 
     dists = [d for d, v in versions().items() if d.startswith("onnxruntime") and v]
-    return (f"onnxruntime {ort.__version__} from package {' + '.join(dists) or 'unknown'}, "
-            f"device {ort.get_device()}, available providers: {', '.join(ort.get_available_providers())}")
+    return (
+        f"onnxruntime {ort.__version__} from package {' + '.join(dists) or 'unknown'}, "
+        f"device {ort.get_device()}, available providers: {', '.join(ort.get_available_providers())}"
+    )
 
 
 def check_runtime(device: Any, available: list[str], build: str) -> None:
     """Refuse CUDA before exporting anything when the installed onnxruntime is a CPU build."""
     if device.type == "cuda" and "CUDAExecutionProvider" not in available:
-        raise ProviderFallback(f"CUDAExecutionProvider is not in this onnxruntime build ({build}); install "
-                               "onnxruntime-gpu instead of onnxruntime (make install GPU=1)")
+        raise ProviderFallback(
+            f"CUDAExecutionProvider is not in this onnxruntime build ({build}); install "
+            "onnxruntime-gpu instead of onnxruntime (make install GPU=1)"
+        )
 
 
-def check_providers(requested: list[tuple[str, dict[str, Any]]], active: list[str],
-                    active_options: dict[str, dict[str, Any]], build: str) -> None:
+def check_providers(
+    requested: list[tuple[str, dict[str, Any]]],
+    active: list[str],
+    active_options: dict[str, dict[str, Any]],
+    build: str,
+) -> None:
     """The session must run on the provider asked for (first in its list) with the options asked for;
     onnxruntime adds CPUExecutionProvider after it for nodes the first cannot run, which is expected."""
     wanted = requested[0][0]
     if not active or active[0] != wanted:
-        raise ProviderFallback(f"onnxruntime fell back to {', '.join(active) or 'nothing'}: {wanted} "
-                               f"unavailable ({build})")
+        raise ProviderFallback(
+            f"onnxruntime fell back to {', '.join(active) or 'nothing'}: {wanted} unavailable ({build})"
+        )
     for key, value in requested[0][1].items():
         got = active_options.get(wanted, {}).get(key)
         if str(got) != str(value):
@@ -67,4 +75,3 @@ class ProviderMonitor(Monitor):
     def end_measured(self) -> tuple[dict[str, Any], list[str]]:
         self._check()
         return {}, []
-

@@ -20,8 +20,14 @@ from bench.backends.quantize import QuantizationNotApplied
 from bench.cache import cache_dir
 from bench.results import Quantization
 
-QUANTIZED_OPS = ("MatMulInteger", "MatMulNBits", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm",
-                 "QLinearMatMul")
+QUANTIZED_OPS = (
+    "MatMulInteger",
+    "MatMulNBits",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "QGemm",
+    "QLinearMatMul",
+)
 PASS_THROUGH = ("Transpose", "Identity", "Cast", "Reshape", "DequantizeLinear")  # between a weight and its MatMul
 
 
@@ -67,9 +73,9 @@ def linear_layers(model: Any) -> tuple[Counter, int]:
         producers = {out: node for node in graph.node for out in node.output}
 
         def constant(name: str, depth: int = 0) -> bool:
-            if name in constants:
+            if name in constants:  # noqa: B023 (called within this iteration)
                 return True
-            node = producers.get(name)
+            node = producers.get(name)  # noqa: B023 (called within this iteration)
             if node is None or depth > 8:
                 return False
             if node.op_type == "Constant":
@@ -88,29 +94,39 @@ def verify_quantization(before: Any, after: Any, precision: str, method: str) ->
     """Count what the quantizer did to the graph; raise QuantizationNotApplied when it did not apply."""
     quantized, left = linear_layers(after)
     ops = Counter(node.op_type for graph in _graphs(after.graph) for node in graph.node)
-    summary = Quantization(method=method, quantized_layers=sum(quantized.values()), float_layers_left=left,
-                           weight_bytes_before=initializer_bytes(before), weight_bytes_after=initializer_bytes(after))
+    summary = Quantization(
+        method=method,
+        quantized_layers=sum(quantized.values()),
+        float_layers_left=left,
+        weight_bytes_before=initializer_bytes(before),
+        weight_bytes_after=initializer_bytes(after),
+    )
     _, float_before = linear_layers(before)
     if summary.quantized_layers == 0:
-        raise QuantizationNotApplied(f"{precision}: {method} quantized none of the {float_before} linear "
-                                     "layers (MatMul/Gemm with a constant weight); nothing would be int8")
+        raise QuantizationNotApplied(
+            f"{precision}: {method} quantized none of the {float_before} linear "
+            "layers (MatMul/Gemm with a constant weight); nothing would be int8"
+        )
     if precision == "int8-dyn" and ops["DynamicQuantizeLinear"] == 0:
-        raise QuantizationNotApplied(f"{precision}: no DynamicQuantizeLinear in the graph: activations "
-                                     "would not be quantized")
+        raise QuantizationNotApplied(
+            f"{precision}: no DynamicQuantizeLinear in the graph: activations would not be quantized"
+        )
     if precision == "int8" and ops["DynamicQuantizeLinear"]:
-        raise QuantizationNotApplied(f"{precision}: weight-only quantization left DynamicQuantizeLinear "
-                                     "nodes: activations would be quantized too")
+        raise QuantizationNotApplied(
+            f"{precision}: weight-only quantization left DynamicQuantizeLinear "
+            "nodes: activations would be quantized too"
+        )
     if summary.weight_bytes_after >= summary.weight_bytes_before:
-        raise QuantizationNotApplied(f"{precision}: weight bytes did not shrink "
-                                     f"({summary.weight_bytes_before} -> {summary.weight_bytes_after})")
+        raise QuantizationNotApplied(
+            f"{precision}: weight bytes did not shrink ({summary.weight_bytes_before} -> {summary.weight_bytes_after})"
+        )
     return summary
-
 
 
 QUANT_METHODS = {
     "int8-dyn": "onnxruntime quantize_dynamic (MatMul/Gemm, QInt8 weights per channel, uint8 activations)",
     "int8": "onnxruntime MatMulNBits bits=8 block_size=32 symmetric, accuracy_level unset (weight-only, fp32 "
-            "activations)",
+    "activations)",
 }
 TWO_GB = 2 * 1024**3  # protobuf's limit: bigger models keep their weights in an external data file
 
@@ -127,8 +143,13 @@ def gemm_to_matmul(model: Any) -> int:
     nodes, rewritten = [], 0
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if (node.op_type != "Gemm" or node.input[1] not in weights or attrs.get("transA", 0)
-                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+        if (
+            node.op_type != "Gemm"
+            or node.input[1] not in weights
+            or attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+        ):
             nodes.append(node)
             continue
         weight = node.input[1]
@@ -153,8 +174,14 @@ def quantize(source: Path, precision: str) -> tuple[Path, str, dict[str, Any]]:
     import onnx
 
     source_meta = json.loads((source / META_FILE).read_text())
-    key = digest({"format": CACHE_FORMAT, "export": source_meta["key"], "precision": precision,
-                  "method": QUANT_METHODS[precision]})
+    key = digest(
+        {
+            "format": CACHE_FORMAT,
+            "export": source_meta["key"],
+            "precision": precision,
+            "method": QUANT_METHODS[precision],
+        }
+    )
 
     def build(out: Path) -> dict[str, Any]:
         for f in source.iterdir():  # configs (and anything else optimum wrote) travel with the graph
@@ -167,25 +194,44 @@ def quantize(source: Path, precision: str) -> tuple[Path, str, dict[str, Any]]:
         if precision == "int8-dyn":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                             reduce_range=False, weight_type=QuantType.QInt8, use_external_data_format=external)
+            quantize_dynamic(
+                src,
+                dst,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                reduce_range=False,
+                weight_type=QuantType.QInt8,
+                use_external_data_format=external,
+            )
         else:
-            from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
-                                                                         MatMulNBitsQuantizer)
+            from onnxruntime.quantization.matmul_nbits_quantizer import (
+                DefaultWeightOnlyQuantConfig,
+                MatMulNBitsQuantizer,
+            )
 
             graph = onnx.load(src)
             details["gemm_rewritten_as_matmul"] = gemm_to_matmul(graph)
-            quantizer = MatMulNBitsQuantizer(graph, algo_config=DefaultWeightOnlyQuantConfig(
-                block_size=32, is_symmetric=True, bits=8))
+            quantizer = MatMulNBitsQuantizer(
+                graph, algo_config=DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, bits=8)
+            )
             quantizer.process()
             quantizer.model.save_model_to_file(str(dst), use_external_data_format=external)
         seconds = time.perf_counter() - t0
-        summary = verify_quantization(onnx.load(src, load_external_data=False),
-                                      onnx.load(dst, load_external_data=False), precision, QUANT_METHODS[precision])
-        return {"kind": "quantized", "key": key, "source": source_meta["key"], "quantize_s": seconds,
-                "quantization": summary.model_dump(), "details": details}
+        summary = verify_quantization(
+            onnx.load(src, load_external_data=False),
+            onnx.load(dst, load_external_data=False),
+            precision,
+            QUANT_METHODS[precision],
+        )
+        return {
+            "kind": "quantized",
+            "key": key,
+            "source": source_meta["key"],
+            "quantize_s": seconds,
+            "quantization": summary.model_dump(),
+            "details": details,
+        }
 
     entry = cache_dir("onnx") / key
     status, meta = cached(entry, build)
     return entry, status, meta
-

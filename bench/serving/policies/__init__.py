@@ -6,5 +6,6 @@ from bench.serving.policies.dynamic import DynamicBatching
 from bench.serving.policies.none import NoBatching
 from bench.serving.policies.static import StaticBatching
 
-POLICIES: dict[str, type[Policy]] = {p.name: p for p in (NoBatching, StaticBatching, DynamicBatching,
-                                                         ContinuousBatching)}
+POLICIES: dict[str, type[Policy]] = {
+    p.name: p for p in (NoBatching, StaticBatching, DynamicBatching, ContinuousBatching)
+}

@@ -30,9 +30,11 @@ class ContinuousBatching(Policy):
         from transformers.generation.continuous_batching import requests as cb_requests
 
         if device_type == "cpu" and cb_requests.get_device_and_memory_breakdown()[1] is None:
-            return (f"transformers {transformers.__version__}'s continuous batching sizes its paged cache from "
-                    "accelerator memory and has no total for the CPU (get_device_and_memory_breakdown returns "
-                    "None), so its manager fails on a CPU-only machine")
+            return (
+                f"transformers {transformers.__version__}'s continuous batching sizes its paged cache from "
+                "accelerator memory and has no total for the CPU (get_device_and_memory_breakdown returns "
+                "None), so its manager fails on a CPU-only machine"
+            )
         return None
 
     def serve(self, level: Any) -> None:
@@ -44,10 +46,15 @@ class ContinuousBatching(Policy):
         longest = max(r.prompt_tokens + r.new_tokens for r in reqs)
         model.set_attn_implementation("sdpa_paged")
         config = GenerationConfig(
-            max_new_tokens=max(r.new_tokens for r in reqs), do_sample=False, eos_token_id=-1,  # -1: no EOS stop
-            pad_token_id=level.engine.pad_id, block_size=BLOCK_SIZE, scheduler="fifo",
+            max_new_tokens=max(r.new_tokens for r in reqs),
+            do_sample=False,
+            eos_token_id=-1,  # -1: no EOS stop
+            pad_token_id=level.engine.pad_id,
+            block_size=BLOCK_SIZE,
+            scheduler="fifo",
             num_blocks=self.batch_size * math.ceil(longest / BLOCK_SIZE) + 1,
-            max_batch_tokens=max(r.prompt_tokens for r in reqs) + self.batch_size)
+            max_batch_tokens=max(r.prompt_tokens for r in reqs) + self.batch_size,
+        )
         manager = model.init_continuous_batching(generation_config=config, streaming=True)
         by_id = {f"r{r.index}": r for r in reqs}
         sent_all = threading.Event()
@@ -55,9 +62,11 @@ class ContinuousBatching(Policy):
         try:
             with torch.inference_mode():
                 level.start_generator(
-                    sink=lambda r: manager.add_request(r.prompt_ids, request_id=f"r{r.index}",
-                                                       max_new_tokens=r.new_tokens),
-                    on_finish=sent_all.set)
+                    sink=lambda r: manager.add_request(
+                        r.prompt_ids, request_id=f"r{r.index}", max_new_tokens=r.new_tokens
+                    ),
+                    on_finish=sent_all.set,
+                )
                 while not (sent_all.is_set() and all(r.done or r.sent_s is None for r in reqs)):
                     out = manager.get_result(timeout=0.1)
                     if out is None:
@@ -70,7 +79,7 @@ class ContinuousBatching(Policy):
                         req.error = str(out.error)[:300]
                     # The output carries the request's live token list: stamp the tokens not seen before.
                     tokens = list(out.generated_tokens)[: req.new_tokens]
-                    for token in tokens[len(req.token_s):]:
+                    for token in tokens[len(req.token_s) :]:
                         level.token(req, stamp, token)
                     if req.done and not req.answers:
                         level.complete(req)
