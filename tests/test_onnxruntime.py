@@ -168,7 +168,7 @@ def test_provider_fallback_fails_the_run(runs):
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
-    record = json.loads(result_path.read_text())
+    (record,) = json.loads(result_path.read_text())  # the worker hands back a list of records
     assert record["status"] == "failed" and record["metrics"] is None
     assert record["error"].startswith(
         "ProviderFallback: onnxruntime fell back to CPUExecutionProvider: CUDAExecutionProvider unavailable"
