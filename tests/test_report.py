@@ -452,6 +452,89 @@ def test_a_fidelity_metric_gets_its_column_and_chart(tmp_path):
     assert charts["fidelity-vs-speedup"].path.read_bytes()[:8] == PNG_SIGNATURE
 
 
+def dense_fidelity_sweep() -> tuple[list, dict[tuple[str, str, int], tuple[float, float]]]:
+    """A dense synthetic sweep in the record schema: for each of 12 batch sizes an fp32 eager baseline (exact) and
+    fp16 / bf16 / int8 points on eager and compile, with speedups 1.00–1.70 and 1 − cosine 1e-7 … 1e-3 (seeded),
+    many of them close together. Returns the records and each non-baseline point's (speedup, 1 − cosine)."""
+    template = next(
+        r for r in read_records(ONE_THREAD / "results.jsonl") if r.status == "ok" and r.scenario == "tiny-gpt2-decode"
+    )
+    rng = np.random.default_rng(7)
+    records, truth = [], {}
+    for batch in range(1, 13):
+        for backend, precision in [("eager", "fp32")] + [
+            (b, p) for b in ("eager", "compile") for p in ("fp16", "bf16", "int8")
+        ]:
+            base = (backend, precision) == ("eager", "fp32")
+            speed = 1.0 if base else float(rng.uniform(1.0, 1.7))
+            gap = 0.0 if base else float(10 ** rng.uniform(-7, -3))
+            r = template.model_copy(deep=True)
+            r.backend, r.precision, r.batch_size = backend, precision, batch
+            r.run_id = r.point_id = f"{backend}-{precision}-{batch}"
+            r.valid, r.invalid_reasons = True, []
+            r.metrics.output_tokens_per_s = 100.0 * speed
+            r.fidelity = Fidelity(
+                reference="eager fp32",
+                output="logits",
+                cosine_mean=1 - gap,
+                cosine_min=1 - gap,
+                max_abs_error=0.0,
+                max_rel_error=0.0,
+            )
+            records.append(r)
+            if not base:
+                truth[(backend, precision, batch)] = (speed, 1 - r.fidelity.cosine_mean)  # as the record holds it
+    return records, truth
+
+
+def test_fidelity_chart_labels_do_not_overlap_on_a_dense_sweep():
+    """Labels name only the points no other point beats on both speedup and fidelity (worked out here from the
+    inputs); their text boxes, as matplotlib's renderer lays them out, overlap no other label and stay inside
+    the axes; every such point is labelled or counted as left out in the caption."""
+    from matplotlib.text import Text
+
+    from bench.report.charts import fidelity_chart
+
+    records, truth = dense_fidelity_sweep()
+    points = group_points(records)
+    fig, caption = fidelity_chart(ChartGroup("dense", points, Baselines(points, dict(DEFAULT_BASELINE))))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    labels = [t for t in ax.texts if t.get_text()]
+    boxes = []
+    for t in labels:
+        t.get_window_extent(renderer)
+        boxes.append(Text.get_window_extent(t, renderer))  # the text alone, without its leader line
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1, labels[i].get_text()
+        for j in range(i):
+            assert not a.overlaps(boxes[j]), (labels[i].get_text(), labels[j].get_text())
+    # the front by hand, the fp32 eager baselines (1×, exact) included: one shared label for the twelve of them
+    everything = list(truth.values()) + [(1.0, 0.0)]
+    front = {
+        key
+        for key, (s, v) in truth.items()
+        if not any(s2 >= s and v2 <= v and (s2 > s or v2 < v) for s2, v2 in everything)
+    }
+    assert len(front) >= 5 and len(labels) >= 5  # dense enough for overlaps to be possible
+    labelled, baselines_labelled = set(), 0
+    for t in labels:
+        x, y = t.xy
+        near = [k for k in front if abs(truth[k][0] - x) < 1e-9 * x and abs(truth[k][1] - y) < 1e-6 * y]
+        if not near:  # the baselines' label, at 1× on the floor line
+            assert x == pytest.approx(1.0) and t.get_text() == "12 batch sizes 0"
+            baselines_labelled += 1
+            continue
+        (key,) = near
+        assert t.get_text() == f"bs{key[2]} {truth[key][1]:.1e}"
+        labelled.add(key)
+    left_out = int(m.group(1)) if (m := re.search(r"; (\d+) of them unlabelled", caption)) else 0
+    assert len(labelled) + baselines_labelled + left_out == len(front) + 1, caption  # + the baselines' label
+    assert left_out <= len(front) // 2, caption
+
+
 def test_default_out_dir_and_stale_charts(tmp_path):
     run = tmp_path / "sweep"
     shutil.copytree(ONE_THREAD, run)
@@ -500,6 +583,97 @@ def test_bad_run_dirs_exit_2(tmp_path):
     (empty / "results.jsonl").write_text("not json\n")  # a malformed line is named, never dropped
     with pytest.raises(BenchInputError, match=r"results.jsonl: line 1 is not a valid record"):
         write_report([empty], tmp_path / "out")
+
+
+# --- roofline efficiency: the calibration of the machine that ran ----------------------------------------
+
+RUN_TIMEOUT_S = 240
+
+
+def calibration(name: str, threads: int, bytes_per_s: float):
+    """A stored CPU calibration with the given copy bandwidth (matmul peaks far above: decode stays memory-bound)."""
+    from bench.roofline import calibrate
+
+    bw = calibrate.BandwidthResult(
+        method="copy",
+        buffer_bytes=1,
+        bytes_per_call=2,
+        best_bytes_per_s=bytes_per_s,
+        median_bytes_per_s=bytes_per_s,
+        calls=3,
+    )
+    mm = {
+        d: calibrate.MatmulResult(dtype=d, size=256, best_flops_per_s=1e12, median_flops_per_s=1e12, calls=3)
+        for d in ("fp32", "fp16", "bf16", "int8")
+    }
+    return calibrate.Calibration(
+        device_type="cpu",
+        device_name=name,
+        threads=threads,
+        quick=False,
+        measured_at="2026-12-01T00:00:00+00:00",
+        seconds=1,
+        environment={},
+        copy_bandwidth=bw,
+        matmul=mm,
+    )
+
+
+@covering(RUN_TIMEOUT_S)
+def test_efficiency_uses_only_the_calibration_each_run_stored(tmp_path, monkeypatch):
+    """Run A ran where the store held a 10 GB/s calibration; run B (the 1-thread fixture) ran where there was
+    none. The report is built where the store holds 1 GB/s for both machines' identities: A's efficiency is
+    its own calibration's (hand-computed below), B has none, and the report says why once, for B alone."""
+    from bench.environment import cpu_model
+    from bench.report.tables import fmt_percent
+    from bench.roofline import calibrate
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache-of-the-machine-that-ran"))
+    calibrate.save(calibration(cpu_model(), 1, 10e9))
+    scenario = tmp_path / "decode.yaml"
+    scenario.write_text(
+        "name: calibrated-decode\ntask: text-generation\nmodel: {name: tiny-gpt2}\ndevice: cpu\n"
+        "matrix: {backend: [eager], precision: [fp32], batch_size: [1]}\n"
+        "workload: {prompt_tokens: 16, new_tokens: 4}\n"
+        "measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}\n"
+    )
+    ran = tmp_path / "calibrated"
+    proc = run_cli("run", str(scenario), "--out", str(ran), "--no-fidelity", timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (record,) = read_records(ran / "results.jsonl")
+    assert record.details["torch_threads"] == 1
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache-of-the-machine-building-the-report"))
+    for name in {cpu_model(), "AMD EPYC"}:  # the fixture ran on an 'AMD EPYC' with 1 thread
+        calibrate.save(calibration(name, 1, 1e9))
+    md = write_report([ran, ONE_THREAD], tmp_path / "report").markdown.read_text(encoding="utf-8")
+
+    # tiny-gpt2 fp32 decode, batch 1, prompt 16, 4 new: every weight but the position table, and the KV cache of
+    # 16 + 4/2 = 18 positions (2 layers × K and V × 4 heads × 16 dims × fp32). 0.5 FLOP/byte: memory-bound.
+    decode_bytes = (198_400 - 512 * 64) * 4 + 2 * 2 * 4 * 16 * 18 * 4
+    expected = decode_bytes / record.metrics.tpot_s.p50 / 10e9
+    details = [
+        t for heading, t in tables_by_heading(md).items() if heading.endswith("/ Details") and "tiny-gpt2" in heading
+    ]
+    (rows,) = details
+    assert row_of(rows, "eager", "fp32", 1, run="calibrated")["efficiency"] == fmt_percent(expected)
+    fixture_rows = of_run(rows, ONE_THREAD.name)
+    assert fixture_rows and all(r["efficiency"] == "-" for r in fixture_rows)
+
+    measured = [
+        r
+        for r in read_records(ONE_THREAD / "results.jsonl")
+        if r.status == "ok" and r.roofline is not None and r.roofline.phases
+    ]
+    runs = md.split("\n## Runs\n")[1].split("\n## ")[0]
+    why = [line for line in runs.splitlines() if "no efficiency for" in line]
+    assert why == [
+        f"- `{ONE_THREAD.name}`: no efficiency for {len(measured)} of {len(measured)} measured records: the run "
+        "stored no calibration for AMD EPYC with 1 torch threads (run `bench calibrate` on the machine that runs "
+        "the sweep, before `bench run`). A report never uses the calibration of the machine building it."
+    ]
+    assert md.count("no efficiency for") == 1  # once per run, not per record or section
 
 
 # --- the HTML in a browser ---------------------------------------------------------------------------------
@@ -581,3 +755,94 @@ def test_html_verdict_card_is_on_the_first_screen(two_runs, chromium, tmp_path, 
     shot = tmp_path / "first-screen.png"
     _chromium(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", f"--window-size={width},{height}", url)
     assert mpimg.imread(shot)[..., :3].std() > 0.05
+
+
+# Cells as the tables print them, read back independently of the page's script: a number, then a unit of
+# time, binary bytes, or a decimal prefix before FLOP/s, B/s, B, OP/s (bench.report.tables.fmt_si).
+UNITS = {"": 1.0, "×": 1.0, "%": 0.01, **SECONDS, **BYTES, "TiB": 2**40}
+SI = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+
+
+def cell_number(cell: str) -> float | None:
+    """The value of a printed cell, or None for "-" (no value)."""
+    if cell == "-":
+        return None
+    m = re.fullmatch(r"([+-]?\d+(?:\.\d+)?(?:e[+-]\d+)?)\s*(\S*)", cell)
+    assert m, f"not a number with a unit: {cell!r}"
+    number, unit = float(m.group(1)), m.group(2)
+    if unit in UNITS:
+        return number * UNITS[unit]
+    assert unit[0] in SI and unit[1:] in ("FLOP/s", "B/s", "B", "FLOP", "OP/s"), cell
+    return number * SI[unit[0]]
+
+
+def html_tables(page: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header, rows of cell texts) of every sortable table, in page order."""
+    out = []
+    for head, body in re.findall(r'<table class="sortable"><thead><tr>(.*?)</tr></thead><tbody>(.*?)</tbody>', page):
+        header = [html.unescape(h) for h in re.findall(r"<th>(.*?)</th>", head)]
+        rows = [
+            [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", body)
+        ]
+        out.append((header, rows))
+    return out
+
+
+# Appended after the page's own script in a copy of the page: clicks each chosen header twice (ascending, then
+# descending) and writes the rows' texts after each click into the DOM, which --dump-dom returns.
+SORT_PROBE = """<script>
+(function () {
+  var out = [];
+  %s.forEach(function (pick) {
+    var table = document.querySelectorAll("table.sortable")[pick[0]], th = table.tHead.rows[0].cells[pick[1]];
+    [0, 1].forEach(function () {
+      th.click();
+      out.push({order: th.getAttribute("aria-sort"), rows: Array.prototype.map.call(table.tBodies[0].rows,
+        function (tr) { return Array.prototype.map.call(tr.cells, function (td) { return td.textContent; }); })});
+    });
+  });
+  document.body.setAttribute("data-sorted", JSON.stringify(out));
+})();
+</script>"""
+
+
+@covering(CHROMIUM_TIMEOUT_S)
+def test_html_tables_sort_numerically_by_a_click(two_runs, chromium, tmp_path):
+    """A click on a header sorts the rows by that column's values (units and prefixes read as numbers, "-"
+    last), a second click reverses them; checked in headless Chromium against a sort done here."""
+    import json
+
+    files, _ = two_runs
+    page = files.html.read_text(encoding="utf-8")
+    tables = html_tables(page)
+    picks = []  # (table index, column index, header)
+    for header in ("tokens/s", "TTFT p50", "whole-life peak", "achieved bytes/s", "achieved FLOP/s"):
+        t = next(i for i, (head, rows) in enumerate(tables) if header in head and len(rows) > 3)
+        picks.append((t, tables[t][0].index(header), header))
+    probe = tmp_path / "report.html"
+    probe.write_text(page.replace("</body>", SORT_PROBE % json.dumps([p[:2] for p in picks]) + "</body>"))
+    proc = _chromium(chromium, tmp_path / "profile", "--dump-dom", probe.resolve().as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r'data-sorted="([^"]*)"', proc.stdout)
+    assert found, "the probe script did not run"
+    sorted_states = json.loads(html.unescape(found.group(1)))
+    assert len(sorted_states) == 2 * len(picks)
+
+    lexical_differs = False
+    for n, (t, col, header) in enumerate(picks):
+        original = tables[t][1]
+        values = [cell_number(row[col]) for row in original]
+        measured = sorted(v for v in values if v is not None)
+        missing = len(values) - len(measured)
+        for state, order, expected in (
+            (sorted_states[2 * n], "ascending", measured),
+            (sorted_states[2 * n + 1], "descending", measured[::-1]),
+        ):
+            assert state["order"] == order
+            assert sorted(map(tuple, state["rows"])) == sorted(map(tuple, original)), header  # rows kept whole
+            got = [cell_number(row[col]) for row in state["rows"]]
+            assert got == expected + [None] * missing, (header, order, [row[col] for row in state["rows"]])
+        cells = [row[col] for row in original if row[col] != "-"]
+        lexical_differs |= [cell_number(c) for c in sorted(cells)] != measured
+    assert lexical_differs, "every chosen column sorts the same as text: the check would not catch a text sort"

@@ -25,6 +25,7 @@ from bench.report.serving import section as serving_section
 from bench.report.tables import (
     INVALID,
     Table,
+    calibration_notes,
     comparison_table,
     environment_table,
     main_table,
@@ -58,7 +59,7 @@ def write_report(
     for run in runs:
         for r in run.records:
             # The ceilings stored with the run (its own machine's calibration) are kept; a record whose run had
-            # none gets this machine's stored calibration for that device, and its roofline notes say so.
+            # none gets no calibrated bounds (calibration_notes says why, per run), never this machine's.
             r.roofline = roofline_for_report(r)
     out_dir = out_dir if out_dir is not None else runs[0].path / "report"
     charts_dir = out_dir / CHARTS_DIR
@@ -192,7 +193,8 @@ def _runs_section(runs: list[Run]) -> list[Block]:
         ["run", "directory", "records", "ok", "failed", "unsupported", "timeout", f"invalid {INVALID}", "scenarios"],
         rows,
     )
-    return [Heading(2, "Runs"), table]
+    notes = calibration_notes(runs)
+    return [Heading(2, "Runs"), table] + ([Bullets(notes)] if notes else [])
 
 
 def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
@@ -230,8 +232,9 @@ def _reading_guide(runs: list[Run], baseline: dict) -> list[Block]:
         "(text generation; prefill in its own column), a forward (feature extraction) or a denoising step (text "
         "to image). Its FLOPs and bytes are "
         "analytic (weights read, KV cache, attention); the ceiling is min(peak matmul FLOP/s of its dtype, "
-        "FLOP/byte × memory bandwidth), from `bench calibrate` on that device (and NVIDIA's datasheet for known "
-        "GPUs). Above 100% means the data came from caches faster than the calibrated memory bandwidth "
+        "FLOP/byte × memory bandwidth), from `bench calibrate` on the machine that ran it, as its run stored it "
+        "(never the machine building this report's; NVIDIA's datasheet beside it for known GPUs). Above 100% "
+        "means the data came from caches faster than the calibrated memory bandwidth "
         "(small models on CPUs). The **Roofline** table says which bound applies. Beside a compile point's "
         "efficiency, the generation loop that ran: `generate` (HF generate around a compiled step) or `loop` "
         "(the lean static-cache decode loop).",

@@ -27,7 +27,7 @@ from bench.report.tables import ONE_MINUS_COSINE, fmt_gap, fmt_rate, sort_points
 
 DPI = 100
 PANELS_PER_ROW = 4  # batch-size panels of the quantization chart before it wraps
-LABEL_LIMIT = 40  # scatter points above which per-point labels would overlap into noise
+LABEL_LIMIT = 40  # scatter points above which per-point labels would overlap into noise (throughput vs memory)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -457,7 +457,8 @@ def tradeoff_chart(g: ChartGroup):
 
 def fidelity_chart(g: ChartGroup):
     """1 − cosine (log axis: int8's 1e-6 and bf16's 1e-3 apart) against speedup, for every point that measured
-    fidelity and has a measured baseline; the bound (1 − min cosine) drawn across."""
+    fidelity and has a measured baseline; the bound (1 − min cosine) drawn across. Labels name the points no
+    other point beats on both (faster and closer), placed where they overlap no other label."""
     marks = [(p, ONE_MINUS_COSINE.value(p), speedup(p, g.base(p))) for p in g.ok]
     if all(v is None for _, v, _ in marks):
         return "skipped: no record of this group has a fidelity metric (record.fidelity)"
@@ -484,10 +485,6 @@ def fidelity_chart(g: ChartGroup):
             )
         else:  # an unfilled marker takes no edge colour
             ax.scatter(s, y, color=_color(p.key.precision), marker="_", s=120, linewidths=2, zorder=3)
-        if len(marks) <= LABEL_LIMIT:
-            ax.annotate(
-                f"bs{p.key.batch_size} {fmt_gap(v)}", (s, y), fontsize=7, xytext=(4, 3), textcoords="offset points"
-            )
     ax.set_yscale("log")
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
     ax.axhline(1 - g.min_cosine, color="crimson", linestyle=":", linewidth=1.2)
@@ -513,13 +510,88 @@ def fidelity_chart(g: ChartGroup):
                 label="1 − cosine = 0 (drawn at the bottom)",
             )
         )
-    ax.legend(handles=handles, fontsize=8, loc="best")
+    # Outside the axes, so that it hides no point and no label.
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.set_title(f"{g.headline()}\nfidelity vs speedup", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout()  # before the labels: their places are chosen on the final axes
+    front = _non_dominated([(s, v) for _, v, s in marks])
+    labels: dict[tuple[float, float], list[tuple[int, str]]] = {}  # one label per position on the front
+    for (p, v, s), best in zip(marks, front):
+        if best:
+            labels.setdefault((s, v if v > 0 else floor), []).append((p.key.batch_size, fmt_gap(v)))
+    texts = [(x, y, _batch_label(items)) for (x, y), items in labels.items()]
+    left_out = place_labels(ax, texts, [(s, v if v > 0 else floor) for _, v, s in marks])
+    more = f"; {left_out} of them unlabelled for want of space (every point is in the tables)" if left_out else ""
     return fig, (
         "Each point by its speedup over the baseline and 1 − cosine of its outputs against fp32 eager "
-        "(log axis); below the dotted line is within the fidelity bound."
+        "(log axis); below the dotted line is within the fidelity bound. Labels (batch size, 1 − cosine) name "
+        f"the points no other point beats on both speedup and fidelity{more}."
     )
+
+
+def _non_dominated(points: list[tuple[float, float]]) -> list[bool]:
+    """(speedup, 1 − cosine) pairs: True where no other pair is at least as fast and as close, and better in one."""
+    return [not any(s2 >= s and v2 <= v and (s2 > s or v2 < v) for s2, v2 in points) for s, v in points]
+
+
+def _batch_label(items: list[tuple[int, str]]) -> str:
+    sizes = sorted({bs for bs, _ in items})
+    gaps = list(dict.fromkeys(gap for _, gap in items))
+    which = f"bs{','.join(map(str, sizes))}" if len(sizes) <= 4 else f"{len(sizes)} batch sizes"
+    return f"{which} {gaps[0]}" if len(gaps) == 1 else which
+
+
+# Where a label may sit around its point (points of offset), nearest first; beyond the first ring a thin
+# leader line joins it to its point.
+LABEL_RINGS = (4, 12, 22, 34, 50)
+LABEL_DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def place_labels(ax: Any, texts: list[tuple[float, float, str]], points: list[tuple[float, float]]) -> int:
+    """Annotate (x, y, text) in data coordinates so that no two labels overlap and each stays inside the axes:
+    each takes the nearest free place around its point (one covering no marker first, else one covering only
+    markers). Returns the number of labels that found no free place and were left out."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    markers = [ax.transData.transform(pt) for pt in points]
+    candidates = [(avoid, ring, d) for avoid in (True, False) for ring in LABEL_RINGS for d in LABEL_DIRECTIONS]
+    placed: list[Any] = []
+    left_out = 0
+    for x, y, text in texts:
+        for avoid_markers, ring, (dx, dy) in candidates:
+            ann = ax.annotate(
+                text,
+                (x, y),
+                xytext=(dx * ring, dy * ring),
+                textcoords="offset points",
+                fontsize=7,
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                arrowprops=dict(arrowstyle="-", color="0.55", linewidth=0.5) if ring > LABEL_RINGS[0] else None,
+                zorder=4,
+            )
+            box = label_box(ann, renderer)
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            free = inside and not any(box.overlaps(other) for other in placed)
+            if free and avoid_markers:
+                free = not any(box.padded(2).contains(mx, my) for mx, my in markers)
+            if free:
+                placed.append(box)
+                break
+            ann.remove()
+        else:
+            left_out += 1
+    return left_out
+
+
+def label_box(ann: Any, renderer: Any) -> Any:
+    """The display box of an annotation's text alone (matplotlib's own extent also covers its leader line)."""
+    from matplotlib.text import Text
+
+    ann.get_window_extent(renderer)  # places the text for this renderer
+    return Text.get_window_extent(ann, renderer)
 
 
 PHASE_FILL = {"decode": "full", "forward": "full", "step": "full", "prefill": "none"}  # prefill drawn hollow
@@ -542,8 +614,8 @@ def roofline_chart(g: ChartGroup):
                 ceilings[source] = c
     if not any(c.memory_bytes_per_s for c in ceilings.values()):
         return (
-            f"skipped: no calibration for {devices[0]} and no datasheet entry — run `bench calibrate` on that "
-            "machine, then `bench report` again"
+            f"skipped: no calibration for {devices[0]} stored with its runs and no datasheet entry — run "
+            "`bench calibrate` on that machine before `bench run`"
         )
     marks = []  # (point, phase name, intensity, achieved FLOP/s, dtype)
     for p in g.ok:

@@ -154,12 +154,15 @@ code { background: #f6f8fa; padding: 0 .3em; border-radius: 4px; }
 }
 """
 
-# Sorting: numbers compare as numbers (the leading number of "12.3 ms", "2.50×"; units scaled), "-" last.
+# Sorting: numbers compare as numbers (the leading number of "12.3 ms", "2.50×", "1.39 GB/s"; units and
+# decimal prefixes scaled), "-" and other text after them.
 SCRIPT = r"""
 (function () {
-  var SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1, "B": 1, "KiB": 1024, "MiB": 1048576, "GiB": 1073741824};
+  var SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1, "B": 1, "KiB": 1024, "MiB": 1048576, "GiB": 1073741824,
+               "TiB": 1099511627776, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15};
   function key(text) {
-    var m = /^\s*([+-]?[0-9.]+(?:e[+-]?[0-9]+)?)\s*(us|ms|s|B|KiB|MiB|GiB)?/.exec(text);
+    var m = /^\s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)\s*(us|ms|s\b|[KMGT]iB|B|[kMGTP](?=[A-Za-z]))?/
+      .exec(text);
     if (!m) return null;
     return parseFloat(m[1]) * (m[2] ? SCALE[m[2]] : 1);
   }

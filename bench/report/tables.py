@@ -16,6 +16,7 @@ from bench.precisions import PRECISIONS
 from bench.report.points import Baselines, Point, device_labels, primary_throughput, speedup, workload_label
 from bench.report.runs import Run
 from bench.results import RUN_COLD_COSTS
+from bench.roofline.schema import NO_STORED_CALIBRATION
 from bench.summary import fmt_bytes, fmt_seconds, peak_memory_bytes
 from bench.workloads import WORKLOADS
 
@@ -488,23 +489,50 @@ def roofline_table(points: list[Point]) -> Table | None:
     for source in ("calibrated", "datasheet"):
         for ceiling in dict.fromkeys(c.model_dump_json() for r in records if (c := r.roofline.ceilings.get(source))):
             notes.append(describe_ceiling(ceiling))
-    notes += list(dict.fromkeys(n for r in records for n in r.roofline.notes))
-    if any(
-        r.roofline.computed_at == "run"
-        and r.roofline.ceilings
-        and not any(n.startswith("calibrated bounds added by bench report") for n in r.roofline.notes)
-        for r in records
-    ):
+    # Why a run has no calibrated ceiling is said once per run (calibration_notes, under Runs), not per record.
+    notes += list(dict.fromkeys(n for r in records for n in r.roofline.notes if not _no_calibration_note(n)))
+    if any("calibrated" in r.roofline.ceilings for r in records):
         notes.append(
-            "Ceilings as stored with each record by its run (the calibration of the machine that ran it), "
-            "not this machine's."
+            "Calibrated ceilings as stored with each record by its run (the calibration of the machine that ran "
+            "it), never the calibration of the machine building this report."
         )
+    if any("calibrated" not in r.roofline.ceilings for r in records):
+        notes.append("No calibrated efficiency where a run stored no calibration: the Runs section says why, per run.")
     if any(r.roofline.computed_at == "report" for r in records):
         notes.append(
-            "Records written before the roofline section existed: computed by bench report from the "
-            "record and the model's config, with the calibration store of the machine building the report."
+            "Records written before the roofline section existed: FLOPs, bytes and achieved rates computed by "
+            "bench report from the record and the model's config."
         )
     return Table(header, rows, notes)
+
+
+def _no_calibration_note(note: str) -> bool:
+    return note.startswith(("no calibration for", NO_STORED_CALIBRATION))
+
+
+def calibration_notes(runs: list[Run]) -> list[str]:
+    """One line per run with measured records that have a roofline but no calibrated ceiling: which device
+    identity its run stored no calibration for, and that this machine's calibration is not used instead."""
+    notes = []
+    for run in runs:
+        measured = [r for r in run.records if r.status == "ok" and r.roofline is not None and r.roofline.phases]
+        missing = [r for r in measured if "calibrated" not in r.roofline.ceilings]
+        if not missing:
+            continue
+        identities = ", ".join(dict.fromkeys(calibration_identity(r) for r in missing))
+        notes.append(
+            f"`{run.label}`: no efficiency for {len(missing)} of {len(measured)} measured records: the run stored no "
+            f"calibration for {identities} (run `bench calibrate` on the machine that runs the sweep, before "
+            "`bench run`). A report never uses the calibration of the machine building it."
+        )
+    return notes
+
+
+def calibration_identity(r: Any) -> str:
+    """What a calibration is kept per: the device's name (and the torch threads, on a CPU)."""
+    if r.device.startswith("cuda"):
+        return f"{r.device_name or r.device}"
+    return f"{r.device_name or 'cpu'} with {(r.details or {}).get('torch_threads', '?')} torch threads"
 
 
 def describe_ceiling(ceiling_json: str) -> str:

@@ -1,6 +1,7 @@
 """A record's roofline: the analytic work of its measured units (bench.roofline.work), the rates achieved, the
-bound (memory or compute) and the fraction of each ceiling (calibrated, datasheet) reached; computed by the
-worker at the end of a run and completed by `bench report` (docs/roofline.md)."""
+bound (memory or compute) and the fraction of each ceiling (calibrated, datasheet) reached. Computed by the
+worker at the end of a run, with the calibration stored on the machine that ran it; `bench report` keeps that
+section as stored and computes only the analytic part of records that predate it (docs/roofline.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.roofline import calibrate, datasheets, work
-from bench.roofline.schema import Bound, Ceiling, Phase, Roofline
+from bench.roofline.schema import NO_STORED_CALIBRATION, Bound, Ceiling, Phase, Roofline
 
 FLOAT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2}
 _TORCH_TO_NAME = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
@@ -37,23 +38,13 @@ def for_run(record: Any, run: Any) -> Roofline | None:
 
 
 def for_report(record: Any) -> Roofline | None:
-    """What `bench report` shows: the record's own section, with the calibrated bounds filled in from the
-    calibration store when the run had none; the whole section computed now for records that predate it."""
-    rf = record.roofline
-    if rf is None:
+    """What `bench report` shows: the record's own section, its ceilings as its run stored them (the
+    calibration of the machine that ran it). Never this machine's: a record whose run stored no calibration
+    keeps no calibrated bounds, and one that predates the section gets its analytic part computed now, with
+    the datasheet ceiling alone where the device has one."""
+    if record.roofline is None:
         return for_record(record, computed_at="report")
-    if "calibrated" not in rf.ceilings and rf.phases:
-        found = calibrated_ceiling(record)
-        if found is not None:
-            rf = rf.model_copy(deep=True)
-            rf.ceilings["calibrated"] = found
-            rf.notes = [n for n in rf.notes if not n.startswith("no calibration")]
-            rf.notes.append(
-                "calibrated bounds added by bench report from the calibration store (the run itself had no calibration)"
-            )
-            for phase in rf.phases.values():
-                phase.bounds = bounds(phase, rf.ceilings)
-    return rf
+    return record.roofline
 
 
 @dataclass
@@ -106,11 +97,14 @@ def _for_record(record: Any, config: Any, ref: Any, computed_at: str) -> Rooflin
 
 
 def _with_ceilings(rf: Roofline, record: Any, notes: list[str]) -> Roofline:
-    found = calibrated_ceiling(record)
+    # The calibration store is the running machine's only in the worker; `bench report` may run anywhere.
+    found = calibrated_ceiling(record) if rf.computed_at == "run" else None
     if found is not None:
         rf.ceilings["calibrated"] = found
-    else:
+    elif rf.computed_at == "run":
         notes.append(f"no calibration for {_identity(record)}: run `bench calibrate` on that machine")
+    else:
+        notes.append(f"{NO_STORED_CALIBRATION} for {_identity(record)} (the record predates the roofline section)")
     sheet = datasheet_ceiling(record)
     if sheet is not None:
         rf.ceilings["datasheet"] = sheet

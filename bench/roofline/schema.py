@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 Source = Literal["calibrated", "datasheet"]
+NO_STORED_CALIBRATION = "no calibration stored with the run"  # how a report-time section's note starts
 
 
 class Ceiling(BaseModel):
