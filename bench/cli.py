@@ -386,8 +386,9 @@ def compare(
         None, "--baseline-dir", help="where saved baselines live (default baselines/)"
     ),
 ) -> None:
-    """Regression gate: exit 0 pass (improvements included; inconclusive per gate.yaml), 1 regression, failure
-    or a result the gate could not judge that its `inconclusive` policy fails, 2 invalid input."""
+    """Regression gate: exit 0 pass (improvements included; inconclusive per gate.yaml), 1 regression, failure,
+    a result the gate could not judge that its `inconclusive` policy fails, or a serving level's SLO alert that
+    its `slo_alerts` policy fails (default: one the baseline did not have), 2 invalid input."""
     import json
 
     from bench.gate.compare import compare as run_gate

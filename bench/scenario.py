@@ -403,7 +403,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     if sc.serving is not None or sc.matrix.batching is not None:
         from bench.serving.scenario import check_serving
 
-        workload_section = check_serving(src, sc, _expand(src, sc))
+        sc, workload_section = check_serving(src, sc, _expand(src, sc))
     try:
         workload = workload_cls.Spec.model_validate(workload_section, strict=True)
     except ValidationError as err:

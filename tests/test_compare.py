@@ -628,3 +628,61 @@ def test_paired_rounds_drop_a_round_missing_on_one_side():
     assert paired_rounds(base, cur[:1], min_repeats=2) is None  # too few rounds left: independent samples
     assert paired_rounds(base, [reading(None)] + cur[1:], min_repeats=2) is None  # one side not interleaved
     assert paired_rounds(base, [reading(f"t:p:{k}") for k in range(5)], min_repeats=2) is None  # two sessions
+
+
+# --- serving levels -----------------------------------------------------------------------------------------
+
+
+def serving_level(repeat: int, goodput: float, rate: float = 8.0):
+    """A serving level record (its figures in `serving`, `metrics` empty, as the worker writes it)."""
+    from bench.results import Record
+    from bench.serving.metrics import ServingLevel
+    from bench.serving.slo import Attainment
+
+    met = round(goodput)
+    return Record(
+        run_id=f"r{repeat}@{rate:g}",
+        point_id=f"p@{rate:g}",
+        scenario="serve",
+        scenario_file="serve.yaml",
+        model="tiny-gpt2",
+        weights="random",
+        task="text-generation",
+        backend="eager",
+        precision="fp32",
+        batch_size=2,
+        device="cpu",
+        repeat=repeat,
+        status="ok",
+        serving=ServingLevel(
+            kind="level",
+            policy="dynamic",
+            arrival="poisson",
+            level=0,
+            requested_rate_per_s=rate,
+            attainment=Attainment(met=met, total=10, fraction=met / 10, ci_low=0.0, ci_high=1.0, goodput_per_s=goodput),
+        ),
+    )
+
+
+def goodput(result):
+    (c,) = [c for c in result.comparisons if c.metric.name == "serving.attainment.goodput_per_s"]
+    return c
+
+
+def test_serving_goodput_is_compared_and_a_fall_to_zero_is_a_regression(tmp_path):
+    """Serving levels carry no workload metrics, yet they are measured points: goodput is compared (a halving
+    over 3 repeats a side is a regression), and a goodput of 0 in every current repeat against none in the
+    baseline is a regression too (no log ratio exists), while one repeat a side gets no verdict."""
+    base = [serving_level(r, g) for r, g in enumerate((5.0, 5.1, 4.9))]
+    halved = gate(tmp_path / "a", base, [serving_level(r, g) for r, g in enumerate((2.5, 2.45, 2.55))])
+    assert goodput(halved).verdict == "regression" and not halved.issues and halved.exit_code == 1
+    assert goodput(halved).ratio == pytest.approx(2.5 / 5.0)
+    zero = gate(tmp_path / "b", base, [serving_level(r, 0.0) for r in range(3)])
+    c = goodput(zero)
+    assert (c.verdict, c.baseline_value, c.current_value) == ("regression", pytest.approx(5.0), 0.0)
+    assert "fell to 0 req/s" in c.reason and zero.exit_code == 1 and not zero.failures
+    back = gate(tmp_path / "c", [serving_level(r, 0.0) for r in range(3)], base)
+    assert goodput(back).verdict == "improvement" and back.exit_code == 0
+    single = gate(tmp_path / "d", base[:1], [serving_level(0, 0.0)])
+    assert goodput(single).verdict == "inconclusive" and "1 repeat(s)" in goodput(single).reason

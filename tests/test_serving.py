@@ -454,3 +454,239 @@ def test_alerts_and_exit_code_from_fixed_rate_levels_only():
     ]
     assert summary.exit_code([fine, broke]) == 1
     assert "## SLO alerts" in summary.markdown([broke])
+
+
+SLO_SCENARIO = """
+name: slo-gate
+task: text-generation
+model: {name: tiny-gpt2}
+device: cpu
+matrix: {backend: [eager], batching: [dynamic], batch_size: [2]}
+serving:
+  rates: [8]
+  requests: 6
+  warmup_requests: 1
+  prompt_tokens: {distribution: uniform, min: 4, max: 8}
+  new_tokens: {value: 3}
+  slo: {SLO}
+measure: {timeout_s: 240}
+"""
+
+
+def test_compare_prints_slo_alerts_and_fails_on_new_ones(tmp_path, cli, monkeypatch):
+    """Two real runs of one serving scenario: the baseline's SLO holds (E2E p95 within 30 s), the current one's
+    cannot (p50 TTFT within 1 µs). `bench compare` lists the alert with the level's own p50 (numpy's, from the
+    record's TTFT samples) and fails on it by default (new); `slo_alerts: warn` passes it; an alert the baseline
+    had too passes under `new` and fails under `fail`."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    runs = {}
+    for name, slo_text in (("loose", "{e2e_p95_s: 30}"), ("tight", "{ttft_p50_s: 0.000001}")):
+        scenario = tmp_path / f"{name}.yaml"
+        scenario.write_text(SLO_SCENARIO.replace("{SLO}", slo_text))
+        runs[name] = tmp_path / name
+        proc = cli("run", str(scenario), "--out", str(runs[name]), "--no-fidelity", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]  # fail_on_slo is off: the run itself passes
+    (level,) = [
+        json.loads(line)
+        for line in (runs["tight"] / "results.jsonl").read_text().splitlines()
+        if json.loads(line)["run_id"].endswith("@8")
+    ]
+    p50 = float(np.percentile(level["serving"]["ttft_s"]["samples"], 50))
+    alert = f"p50 TTFT {p50:.3g} s > 1e-06 s at 8 req/s, fp32 dynamic (slo-gate, tiny-gpt2, eager, bs2)"
+    config = {policy: tmp_path / f"gate-{policy}.yaml" for policy in ("new", "fail", "warn")}
+    for policy, path in config.items():
+        path.write_text(f"slo_alerts: {policy}\n")
+
+    proc = cli("compare", str(runs["loose"]), str(runs["tight"]), timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "### SLO alerts" in proc.stdout and f"- 🚨 SLO alert: {alert}; not in the baseline" in proc.stdout
+    assert "gate: fail: 1 new SLO alert(s)" in proc.stderr
+    proc = cli("compare", str(runs["loose"]), str(runs["tight"]), "--format", "json", timeout=120)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == data["exit_code"] == 1 and data["settings"]["slo_alerts"] == "new"
+    (found,) = data["slo_alerts"]
+    assert (found["slo"], found["alert"], found["in_baseline"], found["fails"]) == ("ttft_p50_s", alert, False, True)
+    assert found["point"]["serving"] == "dynamic/level/8.0"
+
+    proc = cli("compare", str(runs["loose"]), str(runs["tight"]), "--config", str(config["warn"]), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"- ⚠️ SLO alert: {alert}; not in the baseline" in proc.stdout and "(slo_alerts: warn)" in proc.stderr
+    # the baseline broke it too: listed, passes under `new`, fails under `fail`
+    proc = cli("compare", str(runs["tight"]), str(runs["tight"]), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"- ⚠️ SLO alert: {alert}; also in the baseline" in proc.stdout
+    proc = cli("compare", str(runs["tight"]), str(runs["tight"]), "--config", str(config["fail"]), timeout=120)
+    assert proc.returncode == 1 and "gate: fail: 1 SLO alert(s)" in proc.stderr, proc.stdout + proc.stderr
+    # and no alert where the SLO holds
+    proc = cli("compare", str(runs["tight"]), str(runs["loose"]), timeout=120)
+    assert "SLO alert" not in proc.stdout and proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- lengths from a trace file ------------------------------------------------------------------------------
+
+# As the Azure LLM inference traces publish them (TIMESTAMP, ContextTokens, GeneratedTokens); every row's pair
+# of lengths is distinct, so a drawn pair shows which row it came from.
+TRACE_ROWS = [(11, 3), (23, 5), (7, 2), (30, 4), (16, 6)]
+TRACE_CSV = "TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
+    f"2023-11-16 18:15:{i:02d}.0,{p},{g}\n" for i, (p, g) in enumerate(TRACE_ROWS)
+)
+TRACE_SCENARIO = """
+name: traced
+task: text-generation
+model: {{name: tiny-gpt2}}
+device: cpu
+matrix: {{backend: [eager], batching: [dynamic], batch_size: [2]}}
+serving:
+  rates: [8]
+  requests: {requests}
+  warmup_requests: 1
+  prompt_tokens: {{distribution: trace, file: {file}, column: ContextTokens{order}}}
+  new_tokens: {{distribution: trace, file: {file}, column: GeneratedTokens{order}}}
+  slo: {{e2e_p95_s: 30}}
+measure: {{timeout_s: 240, seed: {seed}}}
+"""
+
+
+def traced(tmp_path, requests=4, order="", seed=0, file="trace.csv", text=TRACE_CSV, name="s.yaml"):
+    """The serving section of a scenario whose lengths come from a trace written next to it."""
+    from bench.scenario import load_scenario
+
+    (tmp_path / file).write_text(text)
+    scenario = tmp_path / name
+    scenario.write_text(TRACE_SCENARIO.format(requests=requests, order=order, seed=seed, file=file))
+    return load_scenario(scenario).run_specs(device="cpu")[0]
+
+
+def test_trace_lengths_replay_in_file_order(tmp_path):
+    spec = traced(tmp_path, requests=3, order=", order: replay")
+    serving = spec.serving
+    assert serving["prompt_tokens"]["lengths"] == [p for p, _ in TRACE_ROWS[:4]]  # warm-up + 3 measured
+    assert serving["new_tokens"]["lengths"] == [g for _, g in TRACE_ROWS[:4]]
+    assert spec.workload == {"prompt_tokens": 30, "new_tokens": 5}  # the largest drawn: the model's check
+    assert serving["prompt_tokens"]["rows"] == 5 and len(serving["prompt_tokens"]["sha256"]) == 64
+    # the worker's requests carry exactly those lengths
+    from bench.serving.run import make_requests
+    from bench.serving.spec import ServingSpec
+
+    reqs = make_requests(ServingSpec.model_validate(serving), 0, vocab=100, special={0})
+    assert [(len(r.prompt_ids), r.new_tokens) for r in reqs] == TRACE_ROWS[:4]
+    assert [r.measured for r in reqs] == [False, True, True, True]
+
+
+def test_trace_lengths_sampled_with_the_seed_keep_rows_together(tmp_path):
+    """Sampled rows: each request's (prompt, new) pair is one row of the trace; every row comes up about as
+    often (a uniform draw with replacement: 4000 draws, 800 expected per row, sd 25); the seed decides."""
+    spec = traced(tmp_path, requests=3999)
+    prompts, news = spec.serving["prompt_tokens"]["lengths"], spec.serving["new_tokens"]["lengths"]
+    counts = {row: 0 for row in TRACE_ROWS}
+    for pair in zip(prompts, news):
+        counts[pair] += 1  # a KeyError would be a pair no row of the trace has
+    assert all(abs(c - 800) < 5 * 25.3 for c in counts.values()), counts
+    assert sps.chisquare(list(counts.values())).pvalue > 1e-4
+    again = traced(tmp_path, requests=3999).serving
+    other = traced(tmp_path, requests=3999, seed=1).serving
+    assert again["prompt_tokens"]["lengths"] == prompts and other["prompt_tokens"]["lengths"] != prompts
+    assert spec.point_id == traced(tmp_path, requests=3999).point_id
+
+
+def test_trace_lengths_from_jsonl(tmp_path):
+    text = "".join(json.dumps({"ContextTokens": p, "GeneratedTokens": g}) + "\n" for p, g in TRACE_ROWS)
+    spec = traced(tmp_path, requests=4, order=", order: replay", file="trace.jsonl", text=text)
+    assert list(zip(spec.serving["prompt_tokens"]["lengths"], spec.serving["new_tokens"]["lengths"])) == TRACE_ROWS
+
+
+@pytest.mark.parametrize(
+    "file,text,order,source,where,message",
+    [
+        (
+            "t.csv",
+            TRACE_CSV.replace(",23,", ",23.5,"),
+            "",
+            "t.csv",
+            "line 3, ContextTokens",
+            "'23.5' is not a token count",
+        ),
+        ("t.csv", TRACE_CSV.replace(",7,", ",-7,"), "", "t.csv", "line 4, ContextTokens", "'-7' is not a token count"),
+        ("t.csv", TRACE_CSV.replace(",30,4", ",30"), "", "t.csv", "line 5", "2 fields, the header has 3"),
+        ("t.csv", TRACE_CSV.replace("ContextTokens", "Context"), "", "t.csv", "line 1", "no column 'ContextTokens'"),
+        (
+            "t.csv",
+            TRACE_CSV.replace(",2\n", ",0\n"),
+            ", order: replay",
+            "t.csv",
+            "line 4, GeneratedTokens",
+            "give `min: 1`",
+        ),
+        ("t.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n", "", "t.csv", None, "holds no data rows"),
+        ("t.csv", TRACE_CSV + "\n" + TRACE_CSV.splitlines()[1] + "\n", "", "t.csv", "line 7", "empty line"),
+        (
+            "t.jsonl",
+            '{"ContextTokens": 5, "GeneratedTokens": 2}\n{"ContextTokens": 5.0, "GeneratedTokens": 2}\n',
+            "",
+            "t.jsonl",
+            "line 2, ContextTokens",
+            "5.0 is not a token count",
+        ),
+        (
+            "t.jsonl",
+            '{"ContextTokens": 5, "GeneratedTokens": 2}\n[5, 2]\n',
+            "",
+            "t.jsonl",
+            "line 2",
+            "one object a line",
+        ),
+        (
+            "t.jsonl",
+            '{"ContextTokens": 5, "GeneratedTokens": 2}\n{"ContextTokens": 5}\n',
+            "",
+            "t.jsonl",
+            "line 2",
+            "no key 'GeneratedTokens'",
+        ),
+        ("t.jsonl", '{"ContextTokens": 5, "GeneratedTokens": 2}\n{oops\n', "", "t.jsonl", "line 2", "not JSON"),
+        ("t.txt", TRACE_CSV, "", "s.yaml", "serving.prompt_tokens.file", "CSV or JSONL"),
+        ("t.csv", TRACE_CSV, ", order: replay", "s.yaml", "serving.prompt_tokens.order", "needs 6 rows"),
+    ],
+)
+def test_bad_trace_names_file_line_and_field(tmp_path, file, text, order, source, where, message):
+    requests = 5 if where == "serving.prompt_tokens.order" else 4  # that one asks for one row more than there are
+    with pytest.raises(BenchInputError) as err:
+        traced(tmp_path, requests=requests, order=order, file=file, text=text)
+    assert err.value.source.endswith(source) and err.value.field == where and message in err.value.message, err.value
+
+
+def test_trace_file_missing_or_lengths_written_by_hand(tmp_path):
+    from bench.scenario import load_scenario
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(TRACE_SCENARIO.format(requests=4, order="", seed=0, file="absent.csv"))
+    with pytest.raises(BenchInputError, match="no such trace file") as err:
+        load_scenario(scenario)
+    assert err.value.field == "serving.prompt_tokens.file"
+    (tmp_path / "t.csv").write_text(TRACE_CSV)
+    scenario.write_text(TRACE_SCENARIO.format(requests=4, order=", lengths: [1, 2, 3, 4, 5]", seed=0, file="t.csv"))
+    with pytest.raises(BenchInputError, match="filled from the trace file"):
+        load_scenario(scenario)
+
+
+def test_bad_trace_exits_2_with_one_line(tmp_path, cli):
+    (tmp_path / "t.csv").write_text(TRACE_CSV.replace(",23,", ",lots,"))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(TRACE_SCENARIO.format(requests=4, order="", seed=0, file="t.csv"))
+    proc = cli("validate", str(scenario), timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert f"{tmp_path / 't.csv'}: line 3, ContextTokens: 'lots' is not a token count" in proc.stdout + proc.stderr
+
+
+def test_a_traced_run_serves_each_request_its_trace_lengths(tmp_path, cli, monkeypatch):
+    """A real run with replayed lengths: the level's output tokens are the trace's new tokens of its measured
+    requests (rows 2-5: 5 + 2 + 4 + 6), and each was answered."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    (tmp_path / "trace.csv").write_text(TRACE_CSV)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(TRACE_SCENARIO.format(requests=4, order=", order: replay", seed=0, file="trace.csv"))
+    proc = cli("run", str(scenario), "--out", str(tmp_path / "run"), "--no-fidelity", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    level = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])["serving"]
+    assert level["answered"] == 4 and level["requests"] == 4
+    assert level["output_tokens_per_s"] * level["duration_s"] == pytest.approx(5 + 2 + 4 + 6)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchInputError
-from bench.report.points import group_points
+from bench.report.points import group_points, measured
 from bench.report.runs import load_runs
 from bench.results import ENVIRONMENT_FILE, RESULTS_FILE, now_iso, write_json
 
@@ -45,7 +45,7 @@ def save(run_dir: Path, name: str, directory: Path | None = None, force: bool = 
     if not re.match(NAME_PATTERN, name):
         raise BenchInputError("NAME", f"{name!r}: use letters, digits, '.', '_' and '-' (not starting with . _ -)")
     run = load_runs([run_dir])[0]
-    ok = [r for r in run.records if r.status == "ok" and r.metrics is not None]
+    ok = [r for r in run.records if measured(r)]
     if not ok:
         raise BenchInputError(str(run_dir), "has no ok record: nothing to compare against")
     if run.environment is None:

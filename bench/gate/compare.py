@@ -13,6 +13,8 @@
    are arms of one `bench ab` sweep. Student-t interval of the ratio; Benjamini–Hochberg over point families
    (Simes within); verdicts (stats.py). Exit code: 1 on a failure, a regression or what the `inconclusive`
    policy fails, else 0 (docs/gate.md).
+5. SLO alerts: the current run's fixed-rate serving levels that break their scenario's SLO, each marked whether
+   the baseline's same level broke it too; they fail the gate per the `slo_alerts` policy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bench.gate import baselines, stats
 from bench.gate.config import GateConfig
 from bench.gate.environment import EnvDifference, environment_differences
 from bench.gate.metrics import GATE_METRICS, GateMetric, RepeatReading, read_repeat
-from bench.report.points import Point, PointKey, group_points
+from bench.report.points import Point, PointKey, group_points, measured
 from bench.report.runs import load_runs
 from bench.results import Record
 
@@ -120,6 +122,16 @@ class PointIssue:
 
 
 @dataclass
+class SLOAlert:
+    """A fixed-rate serving level of the current run that broke an SLO of its scenario."""
+
+    key: PointKey
+    slo: str  # the SLO key, e.g. ttft_p95_s
+    text: str  # 'p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic (scenario, model, backend, bs8)'
+    in_baseline: bool  # the baseline's same level broke the same SLO
+
+
+@dataclass
 class GateResult:
     baseline: Side
     current: Side
@@ -134,6 +146,13 @@ class GateResult:
     gamma: float  # intervals are (1 − gamma) intervals
     comparisons_tested: int = 0  # comparisons with an estimate, in those families
     priors: dict[str, stats.NoisePrior | None] = field(default_factory=dict)  # pooled noise per side
+    slo_alerts: list[SLOAlert] = field(default_factory=list)
+
+    @property
+    def failing_alerts(self) -> list[SLOAlert]:
+        """The SLO alerts the `slo_alerts` policy fails the gate on."""
+        policy = self.config.slo_alerts
+        return [] if policy == "warn" else [a for a in self.slo_alerts if policy == "fail" or not a.in_baseline]
 
     @property
     def failures(self) -> list[PointIssue]:
@@ -157,6 +176,9 @@ class GateResult:
             reasons.append("failures")
         if self.count("regression"):
             reasons.append("regression")
+        if self.failing_alerts:
+            new = "" if self.config.slo_alerts == "fail" else "new "
+            reasons.append(f"{len(self.failing_alerts)} {new}SLO alert(s)")
         policy, points = self.config.inconclusive, len(self.undecided_points())
         if policy == "fail" and points:
             reasons.append(f"could not judge {points} point(s)")
@@ -182,9 +204,10 @@ class GateResult:
         missing = [i for i in self.issues if i.kind in MISSING_KINDS]
         if points and self.config.inconclusive == "pass":
             return f"pass: {points} point(s) not judged (inconclusive: pass)"
-        if points or missing:
+        if points or missing or self.slo_alerts:
             what = [f"could not judge {points} point(s)"] if points else []
             what += [f"{len(missing)} point(s) or metric(s) missing (missing: warn)"] if missing else []
+            what += [f"{len(self.slo_alerts)} SLO alert(s) ({_alerts_passed(self.config)})"] if self.slo_alerts else []
             return "warn: " + " and ".join(what)
         return "pass"
 
@@ -196,6 +219,22 @@ class GateResult:
             return -(math.log(r) * (-1 if c.metric.higher_is_better else 1)) if r > 0 else 0.0
 
         return sorted(self.comparisons, key=lambda c: (VERDICT_ORDER.index(c.verdict), badness(c)))
+
+
+def _alerts_passed(config: GateConfig) -> str:
+    return "slo_alerts: warn" if config.slo_alerts == "warn" else "each also in the baseline"
+
+
+def slo_alerts(baseline: Side, current: Side) -> list[SLOAlert]:
+    """The current run's SLO alerts (bench.serving.summary), each marked whether the baseline's level with the
+    same point key (policy and rate included) broke the same SLO."""
+    from bench.serving.summary import alert_items
+
+    before = {(PointKey.of(r), key) for r, key, _ in alert_items(baseline.records)}
+    return [
+        SLOAlert(PointKey.of(r), key, text, (PointKey.of(r), key) in before)
+        for r, key, text in alert_items(current.records)
+    ]
 
 
 # --- the gate ---------------------------------------------------------------------------------------------
@@ -267,6 +306,7 @@ def compare(baseline: Side, current: Side, config: GateConfig, allow_env_change:
         gamma=gamma,
         comparisons_tested=tested,
         priors=priors,
+        slo_alerts=slo_alerts(baseline, current),
     )
 
 
@@ -382,8 +422,8 @@ def _nearest(key: PointKey, others: list[PointKey]) -> str:
 
 
 def _point_issue(b: Point, c: Point) -> PointIssue | None:
-    b_bad = [r for r in b.records if r.status != "ok" or r.metrics is None]
-    c_bad = [r for r in c.records if r.status != "ok" or r.metrics is None]
+    b_bad = [r for r in b.records if not measured(r)]
+    c_bad = [r for r in c.records if not measured(r)]
     if not b.ok:
         if c.ok:
             return PointIssue(c.key, "no-baseline-measurement", f"baseline: {'; '.join(b.errors)}")
@@ -414,6 +454,9 @@ def _compare_point(b: Point, c: Point, config: GateConfig) -> list[MetricCompari
     comparisons: list[MetricComparison] = []
     rules = []
     for metric in metrics:
+        if metric.kind == "serving" and (zero := _serving_zero(b.key, metric, every, config, notes)) is not None:
+            comparisons.append(zero)
+            continue
 
         def having(rds: list[RepeatReading]) -> list[RepeatReading]:
             return [rd for rd in rds if rd.repeat.values.get(metric.name, 0) > 0]  # noqa: B023
@@ -531,6 +574,49 @@ def usable_repeats(point: Point, config: GateConfig) -> list[Record]:
     if config.invalid_repeats == "include":
         return point.ok
     return [r for r in point.ok if r.valid is not False]
+
+
+def _serving_zero(
+    key: PointKey, metric: GateMetric, every: dict[str, list[RepeatReading]], config: GateConfig, notes: list[str]
+) -> MetricComparison | None:
+    """Goodput and max sustainable rate are 0 when no request (no level) met the SLO: a measured value, not a
+    missing one, but one no log ratio can take. Where a side has a 0, with `min_repeats` on both sides: every
+    current repeat at 0 against none in the baseline is a regression, the reverse an improvement, 0 everywhere
+    unchanged; anything else (fewer repeats, 0 in only some) inconclusive, with the reason."""
+    values = {
+        side: [rd.repeat.values[metric.name] for rd in rds if metric.name in rd.repeat.values]
+        for side, rds in every.items()
+    }
+    both = values["baseline"] + values["current"]
+    if not (values["baseline"] and values["current"]) or 0 not in both:
+        return None
+    base, cur = (float(np.mean(values[side])) for side in ("baseline", "current"))
+    comp = MetricComparison(
+        key,
+        metric,
+        config.threshold_for(key.scenario, metric),
+        (len(values["baseline"]), len(values["current"])),
+        baseline_value=base,
+        current_value=cur,
+        notes=list(notes),
+        family=metric.kind,
+    )
+    zeros = {side: sum(v == 0 for v in vals) for side, vals in values.items()}
+    n = min(len(values["baseline"]), len(values["current"]))
+    if n < config.min_repeats:
+        comp.reason = (
+            f"0 {metric.unit} on a side (no request met every SLO) with {n} repeat(s): its run-to-run variance "
+            f"is unknown; a verdict needs ≥ {config.min_repeats} per side"
+        )
+    elif zeros["current"] == len(values["current"]) and not zeros["baseline"]:
+        comp.verdict, comp.reason = "regression", f"fell to 0 {metric.unit} in every repeat: no request met every SLO"
+    elif zeros["baseline"] == len(values["baseline"]) and not zeros["current"]:
+        comp.verdict, comp.reason = "improvement", f"rose from 0 {metric.unit}: the baseline met no SLO"
+    elif zeros["baseline"] + zeros["current"] == len(both):
+        comp.verdict, comp.reason = "unchanged", "0 on both sides: no request met every SLO"
+    else:
+        comp.reason = f"0 {metric.unit} in some repeats (no request met every SLO): no interval for a log ratio"
+    return comp
 
 
 def _insufficient(

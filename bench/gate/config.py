@@ -15,6 +15,7 @@
     repeat_noise: pooled       # pooled: between-repeat noise shared by a side's points (empirical Bayes) | own
     inconclusive: auto         # auto | fail | warn | pass: what a comparison the gate could not judge does
     missing: fail              # fail | warn: a point or metric of the baseline that the current run lacks
+    slo_alerts: new            # new | fail | warn: a current serving level that breaks its scenario's SLO
     bootstrap_resamples: 2000
     seed: 0
     metrics:                   # per metric, every scenario
@@ -117,6 +118,9 @@ class GateConfig(Strict):
     inconclusive: Literal["auto", "fail", "warn", "pass"] = "auto"
     # A point measured in the baseline that vanished from the current run, or a metric it no longer has.
     missing: Literal["fail", "warn"] = "fail"
+    # A fixed-rate serving level of the current run that breaks an SLO of its scenario (an alert, printed either
+    # way). new: fails unless the baseline's same level broke the same SLO; fail: every alert fails; warn: none.
+    slo_alerts: Literal["new", "fail", "warn"] = "new"
     bootstrap_resamples: int = Field(2000, ge=200, le=100_000)
     seed: NonNegativeInt = 0
     metrics: dict[str, MetricSettings] = {}

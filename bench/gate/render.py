@@ -155,6 +155,7 @@ def to_markdown(result: GateResult) -> str:
             ],
         )
         lines.append("")
+    lines += _alerts_section(result)
     lines += _undecided_section(result)
 
     header = [
@@ -257,6 +258,31 @@ INCONCLUSIVE_TEXT = {
     "warn": "listed as a warning, exit 0.",
     "pass": "listed, exit 0.",
 }
+
+
+SLO_POLICY_TEXT = {
+    "new": "an alert fails the gate unless the baseline's same level broke the same SLO",
+    "fail": "every alert fails the gate",
+    "warn": "alerts are listed, exit 0",
+}
+
+
+def _alerts_section(result: GateResult) -> list[str]:
+    """One line per SLO alert of the current run, as `bench run` prints it, and whether it fails the gate."""
+    if not result.slo_alerts:
+        return []
+    failing = {id(a) for a in result.failing_alerts}
+    lines = [
+        "### SLO alerts",
+        "",
+        f"Serving levels of the current run that break their scenario's SLO (slo_alerts: "
+        f"{result.config.slo_alerts}: {SLO_POLICY_TEXT[result.config.slo_alerts]}).",
+        "",
+    ]
+    for a in result.slo_alerts:
+        icon = "🚨" if id(a) in failing else "⚠️"
+        lines.append(f"- {icon} SLO alert: {a.text}; {'also' if a.in_baseline else 'not'} in the baseline")
+    return lines + [""]
 
 
 def _title(outcome: str) -> str:
@@ -428,6 +454,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
             "repeat_noise": cfg.repeat_noise,
             "inconclusive": cfg.inconclusive,
             "missing": cfg.missing,
+            "slo_alerts": cfg.slo_alerts,
             "pooled_noise": {
                 side: None
                 if p is None
@@ -445,6 +472,16 @@ def to_json(result: GateResult) -> dict[str, Any]:
             {"what": d.what, "baseline": d.baseline, "current": d.current} for d in result.env_differences
         ],
         "failures": [_issue_json(i) for i in result.failures],
+        "slo_alerts": [
+            {
+                "point": _key_json(a.key),
+                "slo": a.slo,
+                "alert": a.text,
+                "in_baseline": a.in_baseline,
+                "fails": any(a is f for f in result.failing_alerts),
+            }
+            for a in result.slo_alerts
+        ],
         "noisy_repeats": [{"point": _key_json(key), "detail": text} for key, text in result.noisy],
         "comparisons": [_comparison_json(c) for c in result.sorted_comparisons()],
         "not_judged": [

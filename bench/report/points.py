@@ -52,6 +52,12 @@ class PointKey:
         return PointKey(**{**self.__dict__, **changes})
 
 
+def measured(r: Record) -> bool:
+    """A record that measured: status ok with the workload's metrics, or a serving level's or point's
+    figures (its `serving` section; `metrics` stays empty there)."""
+    return r.status == "ok" and (r.metrics is not None or r.serving is not None)
+
+
 def _canonical(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -69,7 +75,7 @@ class Point:
 
     @property
     def ok(self) -> list[Record]:
-        return [r for r in self.records if r.status == "ok" and r.metrics is not None]
+        return [r for r in self.records if measured(r)]
 
     @property
     def status(self) -> str:
@@ -89,11 +95,7 @@ class Point:
     @property
     def errors(self) -> list[str]:
         """Reasons of the repeats that did not measure, each with its status."""
-        return _unique(
-            f"{r.status}: {r.error or 'no reason recorded'}"
-            for r in self.records
-            if r.status != "ok" or r.metrics is None
-        )
+        return _unique(f"{r.status}: {r.error or 'no reason recorded'}" for r in self.records if not measured(r))
 
     @property
     def notes(self) -> list[str]:

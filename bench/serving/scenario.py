@@ -7,10 +7,14 @@ from typing import Any
 from bench.errors import BenchInputError
 
 
-def check_serving(path: str, sc: Any, points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Raise BenchInputError (file, field) for what a serving point could not run; return the workload
-    section the point is validated and recorded with: the length distributions' upper bounds."""
+def check_serving(path: str, sc: Any, points: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """Raise BenchInputError (file, field) for what a serving point could not run; return the scenario with
+    its trace lengths drawn (bench.serving.trace) and the workload section the point is validated and recorded
+    with: the length distributions' upper bounds."""
+    from pathlib import Path
+
     from bench.serving.policies import POLICIES
+    from bench.serving.trace import draw_all
     from bench.workloads import WORKLOADS
     from bench.workloads.text_generation import TextGeneration
 
@@ -32,4 +36,6 @@ def check_serving(path: str, sc: Any, points: list[dict[str, Any]]) -> dict[str,
                 f"(it runs on: {', '.join(allowed)}); exclude that combination",
                 f"matrix.batching[{names.index(point['batching'])}]",
             )
-    return {"prompt_tokens": sc.serving.prompt_tokens.upper, "new_tokens": sc.serving.new_tokens.upper}
+    serving = draw_all(sc.serving, Path(path).parent, sc.measure.seed, path)
+    sc = sc.model_copy(update={"serving": serving})
+    return sc, {"prompt_tokens": serving.prompt_tokens.upper, "new_tokens": serving.new_tokens.upper}

@@ -36,14 +36,28 @@ def serving_records(records: list[Any]) -> list[Any]:
     return [r for r in records if getattr(r, "serving", None) is not None]
 
 
-def alerts(records: list[Any]) -> list[str]:
-    """One line per broken SLO, naming the point: 'p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic (...)'."""
+def alert_items(records: list[Any]) -> list[tuple[Any, str, str]]:
+    """(record, SLO key, line) per broken SLO of a fixed-rate level, the line naming the point:
+    'p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic (scenario, model, backend, bs8)'."""
     out = []
     for r in serving_records(records):
         s = r.serving
         if s.kind == "level" and not s.in_sweep and r.status == "ok":
-            out += [f"{a} ({r.scenario}, {r.model}, {r.backend}, bs{r.batch_size})" for a in s.alerts]
+            broken = [c.key for c in s.slo_checks if not c.ok]  # s.alerts are their lines, in the same order
+            out += [
+                (
+                    r,
+                    broken[i] if i < len(broken) else a,
+                    f"{a} ({r.scenario}, {r.model}, {r.backend}, bs{r.batch_size})",
+                )
+                for i, a in enumerate(s.alerts)
+            ]
     return out
+
+
+def alerts(records: list[Any]) -> list[str]:
+    """One line per broken SLO, naming the point: 'p95 TTFT 0.31 s > 0.2 s at 16 req/s, int8 dynamic (...)'."""
+    return [line for _, _, line in alert_items(records)]
 
 
 def exit_code(records: list[Any]) -> int:
