@@ -667,13 +667,13 @@ def test_efficiency_uses_only_the_calibration_each_run_stored(tmp_path, monkeypa
         if r.status == "ok" and r.roofline is not None and r.roofline.phases
     ]
     runs = md.split("\n## Runs\n")[1].split("\n## ")[0]
-    why = [line for line in runs.splitlines() if "no efficiency for" in line]
+    why = [line for line in runs.splitlines() if "no calibrated efficiency for" in line]
     assert why == [
-        f"- `{ONE_THREAD.name}`: no efficiency for {len(measured)} of {len(measured)} measured records: the run "
-        "stored no calibration for AMD EPYC with 1 torch threads (run `bench calibrate` on the machine that runs "
-        "the sweep, before `bench run`). A report never uses the calibration of the machine building it."
+        f"- `{ONE_THREAD.name}`: no calibrated efficiency for {len(measured)} of {len(measured)} measured records: "
+        "the run stored no calibration for AMD EPYC with 1 torch threads (run `bench calibrate` on the machine that "
+        "runs the sweep, before `bench run`). A report never uses the calibration of the machine building it."
     ]
-    assert md.count("no efficiency for") == 1  # once per run, not per record or section
+    assert md.count("no calibrated efficiency for") == 1  # once per run, not per record or section
 
 
 # --- the HTML in a browser ---------------------------------------------------------------------------------

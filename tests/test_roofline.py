@@ -495,7 +495,8 @@ def test_report_of_old_records_computes_their_work_but_never_this_machines_calib
         md = files.markdown.read_text()
         assert "| efficiency |" not in md and "\n### Roofline\n" in md and "Calibrated ceiling of" not in md
         assert (
-            "`cpu-1thread`: no efficiency for" in md and "stored no calibration for AMD EPYC with 1 torch threads" in md
+            "`cpu-1thread`: no calibrated efficiency for" in md
+            and "stored no calibration for AMD EPYC with 1 torch threads" in md
         )
         assert "Roofline: achieved FLOP/s vs arithmetic intensity: skipped: no calibration for AMD EPYC" in md
         assert "Records written before the roofline section existed" in md

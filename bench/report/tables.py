@@ -521,9 +521,9 @@ def calibration_notes(runs: list[Run]) -> list[str]:
             continue
         identities = ", ".join(dict.fromkeys(calibration_identity(r) for r in missing))
         notes.append(
-            f"`{run.label}`: no efficiency for {len(missing)} of {len(measured)} measured records: the run stored no "
-            f"calibration for {identities} (run `bench calibrate` on the machine that runs the sweep, before "
-            "`bench run`). A report never uses the calibration of the machine building it."
+            f"`{run.label}`: no calibrated efficiency for {len(missing)} of {len(measured)} measured records: "
+            f"the run stored no calibration for {identities} (run `bench calibrate` on the machine that runs the "
+            "sweep, before `bench run`). A report never uses the calibration of the machine building it."
         )
     return notes
 
