@@ -27,13 +27,16 @@ class ContinuousBatching(Policy):
     @classmethod
     def unsupported_reason(cls, backend: str, device_type: str) -> str | None:
         import transformers
-        from transformers.generation.continuous_batching import requests as cb_requests
 
-        if device_type == "cpu" and cb_requests.get_device_and_memory_breakdown()[1] is None:
+        try:  # 5.24 moved it (the old name warns)
+            from transformers.generation.continuous_batching.utils import get_device_and_memory_breakdown
+        except ImportError:
+            from transformers.generation.continuous_batching.requests import get_device_and_memory_breakdown
+
+        if device_type == "cpu" and not get_device_and_memory_breakdown()[1]:
             return (
-                f"transformers {transformers.__version__}'s continuous batching sizes its paged cache from "
-                "accelerator memory and has no total for the CPU (get_device_and_memory_breakdown returns "
-                "None), so its manager fails on a CPU-only machine"
+                f"transformers {transformers.__version__}'s continuous batching sizes its paged cache from the "
+                "device's memory and found no total for the CPU (it reads it with psutil)"
             )
         return None
 
