@@ -4,7 +4,8 @@ Each request is handed to the manager when the generator sends it; the manager's
 the running batch at the next step. `batch_size` bounds concurrency (max_requests_per_batch, and a paged cache
 of num_blocks holding batch_size sequences of the longest prompt + new tokens); one step carries at most
 max_batch_tokens = longest prompt + batch_size tokens. The manager picks its paged attention implementation.
-Token times are stamped when the streamed output reaches this process. The manager does not say when it scheduled a request, so queue wait is not reported.
+Token times are stamped when the streamed output reaches this process. The manager does not say when it
+scheduled a request, so queue wait is not reported.
 """
 
 from __future__ import annotations
