@@ -86,16 +86,18 @@ def test_tensorrt_is_asked_first_and_a_fallback_to_cuda_fails_the_run():
     with pytest.raises(ortb.ProviderFallback, match="fell back to CUDAExecutionProvider, CPUExecutionProvider"):
         ortb.check_providers(requested, CUDA[1:], {}, "build")
     with pytest.raises(ortb.ProviderFallback, match="trt_fp16_enable=0, not 1"):
-        ortb.check_providers(requested, CUDA, {"TensorrtExecutionProvider": {**reported["TensorrtExecutionProvider"], "trt_fp16_enable": "0"}}, "b")
+        fp32 = {"TensorrtExecutionProvider": {**reported["TensorrtExecutionProvider"], "trt_fp16_enable": "0"}}
+        ortb.check_providers(requested, CUDA, fp32, "b")
 
 
 def test_engine_cache_key_follows_the_graph(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
     run = SimpleNamespace(batch_size=1, workload={"sequence_length": 8})
     device = SimpleNamespace(type="cuda", index=0)
-    a, dir_a = tensorrt.provider_options(device, "fp16", "k1", "model.onnx", "encoder", {"inputs": ["input_ids"]}, run, "")
-    b, dir_b = tensorrt.provider_options(device, "fp16", "k2", "model.onnx", "encoder", {"inputs": ["input_ids"]}, run, "")
-    again, dir_again = tensorrt.provider_options(device, "fp32", "k1", "model.onnx", "encoder", {"inputs": ["input_ids"]}, run, "")
+    meta = {"inputs": ["input_ids"]}
+    a, dir_a = tensorrt.provider_options(device, "fp16", "k1", "model.onnx", "encoder", meta, run, "")
+    b, dir_b = tensorrt.provider_options(device, "fp16", "k2", "model.onnx", "encoder", meta, run, "")
+    again, dir_again = tensorrt.provider_options(device, "fp32", "k1", "model.onnx", "encoder", meta, run, "")
     assert len({dir_a, dir_b, dir_again}) == 3  # another graph or precision, another entry
     assert a["trt_engine_cache_path"] == dir_a and a["trt_fp16_enable"] == "1" and again["trt_fp16_enable"] == "0"
     assert dir_a.startswith(str(tmp_path / "tensorrt"))

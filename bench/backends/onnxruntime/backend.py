@@ -11,8 +11,8 @@ The torch weights are freed after export, so the measured memory is onnxruntime'
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from bench.backends.base import Backend, Prepared

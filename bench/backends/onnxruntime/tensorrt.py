@@ -5,8 +5,8 @@
   TensorRT's libraries loadable (`missing()` says why not, and the point is recorded `unsupported`).
 - Provider options: engines and the timing cache are kept under `cache_dir("tensorrt")/<key>`, the key made of
   the graph's own cache key (export or quantization, so the weights and versions), the precision, the
-  onnxruntime and TensorRT versions and the GPU; fp16 engines for fp16 runs; explicit optimisation profiles from the workload's shapes
-  (`profiles`), so dynamic inputs get one engine built at session creation instead of a rebuild whenever a
+  onnxruntime and TensorRT versions and the GPU; fp16 engines for fp16 runs; explicit optimisation profiles
+  from the workload's shapes (`profiles`), so dynamic inputs get one engine built at session creation instead of a rebuild whenever a
   new shape exceeds the range seen so far (a decode step's past grows every token).
 The provider check (providers.py) fails the run when the session does not run TensorRT first.
 """
@@ -105,7 +105,10 @@ def provider_options(
 
     version, _ = library_version()
     gpu = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "unknown"
-    key = digest({"graph": graph_key, "file": graph, "precision": precision, "onnxruntime": ort.__version__, "tensorrt": version, "gpu": gpu})
+    key = digest(
+        {"graph": graph_key, "file": graph, "precision": precision, "onnxruntime": ort.__version__}
+        | {"tensorrt": version, "gpu": gpu}
+    )
     engines = cache_dir("tensorrt") / key
     engines.mkdir(parents=True, exist_ok=True)
     options = {
