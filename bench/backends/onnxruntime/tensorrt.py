@@ -6,8 +6,8 @@
 - Provider options: engines and the timing cache are kept under `cache_dir("tensorrt")/<key>`, the key made of
   the graph's own cache key (export or quantization, so the weights and versions), the precision, the
   onnxruntime and TensorRT versions and the GPU; fp16 engines for fp16 runs; explicit optimisation profiles
-  from the workload's shapes (`profiles`), so dynamic inputs get one engine built at session creation instead of a rebuild whenever a
-  new shape exceeds the range seen so far (a decode step's past grows every token).
+  from the workload's shapes (`profiles`), so dynamic inputs get one engine built at session creation instead
+  of a rebuild whenever a new shape exceeds the range seen so far (a decode step's past grows every token).
 The provider check (providers.py) fails the run when the session does not run TensorRT first.
 """
 
