@@ -34,7 +34,7 @@ left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   "$PY" - <<'EOF'
 import importlib
-for name in ("torch", "transformers", "torchao", "onnxruntime", "optimum", "pydantic"):
+for name in ("torch", "transformers", "torchao", "onnxruntime", "onnxscript", "pydantic"):
     try:
         mod = importlib.import_module(name)
         print(name, getattr(mod, "__version__", "?"))
