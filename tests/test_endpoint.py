@@ -431,3 +431,113 @@ def test_endpoint_options_are_checked(tmp_path):
     with pytest.raises(BenchInputError) as err:
         load_scenario(path)
     assert err.value.field == "backend_options.endpoint.base_url" and "http://" in err.value.message
+
+
+FAULTS = {  # prompt -> what the scripted server does (a real HTTP server on 127.0.0.1, faults on purpose)
+    "ok": "stream the asked tokens and usage",
+    "nousage": "stream the asked tokens, no usage",
+    "503": "answer HTTP 503",
+    "stall": "answer nothing for 5 s",
+    "short": "stream 2 tokens and usage saying 2",
+    "broken": "stream a chunk that is not JSON",
+    "error": "stream an error event",
+}
+
+
+def fault_app(posts: list[str]):
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    def sse(obj) -> str:
+        return f"data: {json.dumps(obj)}\n\n"
+
+    async def models(request):
+        return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    async def completions(request):
+        body = await request.json()
+        prompt, n = body["prompt"], body["max_tokens"]
+        posts.append(prompt)
+        if prompt == "503":
+            return JSONResponse({"error": "overloaded"}, status_code=503)
+        if prompt == "stall":
+            await asyncio.sleep(5)
+
+        async def stream():
+            count = 2 if prompt == "short" else n
+            for i in range(count):
+                yield sse({"choices": [{"index": 0, "text": f" t{i}"}]})
+                await asyncio.sleep(0.01)
+            if prompt == "broken":
+                yield "data: {not json\n\n"
+            if prompt == "error":
+                yield sse({"error": "boom"})
+                return
+            usage = {"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}
+            yield sse(
+                {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+                | ({} if prompt == "nousage" else {"usage": usage})
+            )
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/completions", completions, methods=["POST"])])
+
+
+@contextlib.contextmanager
+def fault_server(posts: list[str]):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fault_app(posts), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_client_counts_each_fault_once_and_retries_nothing():
+    from bench.backends.endpoint import EndpointOptions
+    from bench.serving.client import EndpointClient
+    from bench.serving.level import Level
+    from bench.serving.loadgen import Request
+
+    posts: list[str] = []
+    with fault_server(posts) as base_url:
+        options = EndpointOptions(base_url=base_url, model="m", timeout_s=0.5)
+        prompts = list(FAULTS)
+        reqs = [
+            Request(index=i, prompt_ids=[1], new_tokens=4, scheduled_s=0.0, prompt_text=p)
+            for i, p in enumerate(prompts)
+        ]
+        client = EndpointClient(options, tokenizer=None, connections=len(reqs))
+        try:
+            level = Level(engine=client, requests=reqs, t0=time.perf_counter())
+            client.begin_level("f")
+            for f in [client.submit(r, level) for r in reqs]:
+                f.result(timeout=30)
+            stats = client.end_level()
+        finally:
+            client.close()
+    by = dict(zip(prompts, reqs))
+    assert sorted(posts) == sorted(prompts)  # one POST per request: nothing retried
+    assert all(r.answers == 1 for r in reqs)
+    assert stats.http_errors == {"503": 1} and stats.timeouts == 1 and stats.wrong_length == 1
+    assert stats.stream_errors == 2 and stats.connection_errors == 0 and stats.connection_waits == 0
+    assert stats.token_counts == {"usage": 1, "chunks": 1} and stats.tokens_per_chunk == 1.0
+    for name in ("ok", "nousage"):
+        r = by[name]
+        assert r.error is None and r.tokens_out == 4 and len(r.token_s) == 4 and r.sent_s < r.token_s[0]
+    for name in ("503", "stall", "short", "broken", "error"):
+        assert by[name].error, name
+    assert "HTTP 503" in by["503"].error and "0.5 s" in by["stall"].error and "sent 2" in by["short"].error
