@@ -541,3 +541,43 @@ def test_client_counts_each_fault_once_and_retries_nothing():
     for name in ("503", "stall", "short", "broken", "error"):
         assert by[name].error, name
     assert "HTTP 503" in by["503"].error and "0.5 s" in by["stall"].error and "sent 2" in by["short"].error
+
+
+def test_a_matrix_may_hold_in_process_and_endpoint_points(tmp_path):
+    from bench.scenario import load_scenario
+
+    path = tmp_path / "mixed.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        name: mixed
+        task: text-generation
+        model: {name: tiny-llama}
+        device: cpu
+        matrix: {backend: [eager, endpoint], batching: [continuous, server], batch_size: [8]}
+        exclude: [{backend: eager, batching: server}, {backend: endpoint, batching: continuous}]
+        backend_options: {endpoint: {base_url: "http://127.0.0.1:8000/v1", model: m}}
+        serving: {rates: [1, 2], requests: 4, slo: {e2e_p95_s: 1}}
+        """)
+    )
+    specs = load_scenario(path).run_specs(device="cpu")
+    assert [(s.backend, s.batching) for s in specs] == [("eager", "continuous"), ("endpoint", "server")]
+    assert specs[0].serving == specs[1].serving  # the same load: levels match rate by rate
+    assert specs[0].backend_options == {} and specs[1].backend_options["model"] == "m"
+
+
+@covering(SERVER_START_S, own_s=300)
+def test_without_a_tokenizer_prompts_are_words_and_counts_the_servers(model_dir, server, tmp_path, cli):
+    base_url, log = server
+    path = scenario(tmp_path, base_url, model_dir, name="words", rates="[4]", requests=10)
+    path.write_text(path.read_text().replace(f"model: {{name: {model_dir}}}", "model: {name: tiny-llama}"))
+    out = tmp_path / "run"
+    proc = cli("run", str(path), "--out", str(out), "--no-fidelity", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    level = results(out)[0]
+    client = level["serving"]["client"]
+    assert level["status"] == "ok" and level["serving"]["answered"] == 10, level["error"]
+    assert level["details"]["tokenizer"].startswith("none: tiny-llama is a bundled config")
+    # one word per asked token; the server's word-level tokenizer counts exactly that
+    assert client["token_counts"] == {"usage": 10} and client["prompt_tokens_mismatch"] == 0
+    seen = server_view(log, "4", warmup=2)
+    assert len(seen) == 10 and all(e["usage"]["completion_tokens"] == NEW_TOKENS for e in seen)
