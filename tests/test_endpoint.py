@@ -581,3 +581,27 @@ def test_without_a_tokenizer_prompts_are_words_and_counts_the_servers(model_dir,
     assert client["token_counts"] == {"usage": 10} and client["prompt_tokens_mismatch"] == 0
     seen = server_view(log, "4", warmup=2)
     assert len(seen) == 10 and all(e["usage"]["completion_tokens"] == NEW_TOKENS for e in seen)
+
+
+def test_a_request_waiting_for_a_connection_is_counted_and_sent_when_it_goes_out():
+    from bench.backends.endpoint import EndpointOptions
+    from bench.serving.client import EndpointClient
+    from bench.serving.level import Level
+    from bench.serving.loadgen import Request
+
+    posts: list[str] = []
+    with fault_server(posts) as base_url:
+        options = EndpointOptions(base_url=base_url, model="m", max_connections=1)
+        reqs = [Request(index=i, prompt_ids=[1], new_tokens=4, scheduled_s=0.0, prompt_text="ok") for i in range(2)]
+        client = EndpointClient(options, connections=len(reqs))
+        try:
+            level = Level(engine=client, requests=reqs, t0=time.perf_counter())
+            client.begin_level("w")
+            for f in [client.submit(r, level) for r in reqs]:  # both at once, one connection
+                f.result(timeout=30)
+            stats = client.end_level()
+        finally:
+            client.close()
+    assert client.connections == 1 and stats.connection_waits == 1 and all(r.error is None for r in reqs)
+    first, second = sorted(reqs, key=lambda r: r.sent_s)
+    assert second.sent_s >= first.token_s[-1]  # restamped when it got the connection, after the first's answer

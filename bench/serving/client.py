@@ -184,6 +184,16 @@ def prompt_text(req: Request, tokenizer: Any) -> str:
     return " ".join(FALLBACK_WORDS[i % len(FALLBACK_WORDS)] for i in req.prompt_ids)
 
 
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(message)
+
+
+class _StreamError(Exception):
+    pass
+
+
 class EndpointClient:
     """Sends requests from any thread; each one's coroutine runs on this client's own loop."""
 
@@ -263,44 +273,47 @@ class EndpointClient:
         finally:
             level.complete(req)
 
+    async def _exchange(self, req: Request, t0: float, got: dict[str, Any]) -> None:
+        """One streamed request; what it received goes into `got` (texts, usage, finish) as it arrives."""
+        body = request_body(self.options, req.prompt_text or "", req.new_tokens)
+        request_id = {"X-Request-ID": f"{self._tag}-r{req.index}"}  # servers log it: one id per request
+        async with self._http.stream("POST", self.url, json=body, headers=request_id) as resp:
+            if resp.status_code >= 400:
+                detail = (await resp.aread()).decode("utf-8", "replace")
+                raise _HTTPError(resp.status_code, f"HTTP {resp.status_code}: {_snippet(detail)}")
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise _StreamError(f"server error in stream: {_snippet(str(chunk['error']))}")
+                text, reason = chunk_content(chunk, self.options.api)
+                if text:
+                    req.token_s.append(now(t0))
+                    got["texts"].append(text)
+                got["finish"] = reason or got["finish"]
+                got["usage"] = chunk.get("usage") or got["usage"]
+
     async def _stream(self, req: Request, t0: float) -> None:
         import httpx
 
-        texts: list[str] = []
-        usage: dict[str, Any] | None = None
-        finish = None
-        body = request_body(self.options, req.prompt_text or "", req.new_tokens)
-        try:
-            async with asyncio.timeout(self.options.timeout_s):
-                async with self._http.stream(
-                    "POST", self.url, json=body, headers={"X-Request-ID": f"{self._tag}-r{req.index}"}
-                ) as resp:
-                    if resp.status_code >= 400:
-                        detail = (await resp.aread()).decode("utf-8", "replace")
-                        return self._fail(req, "http", f"HTTP {resp.status_code}: {_snippet(detail)}", resp.status_code)
-                    async for line in resp.aiter_lines():
-                        if not line.startswith("data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == "[DONE]":
-                            break
-                        chunk = json.loads(data)
-                        if "error" in chunk:
-                            return self._fail(req, "stream", f"server error in stream: {_snippet(str(chunk['error']))}")
-                        text, reason = chunk_content(chunk, self.options.api)
-                        if text:
-                            req.token_s.append(now(t0))
-                            texts.append(text)
-                        finish = reason or finish
-                        usage = chunk.get("usage") or usage
-        except TimeoutError:
+        got: dict[str, Any] = {"texts": [], "usage": None, "finish": None}
+        try:  # wait_for, not asyncio.timeout: Python 3.10 has no asyncio.timeout
+            await asyncio.wait_for(self._exchange(req, t0, got), self.options.timeout_s)
+        except _HTTPError as exc:
+            return self._fail(req, "http", str(exc), exc.status)
+        except _StreamError as exc:
+            return self._fail(req, "stream", str(exc))
+        except (asyncio.TimeoutError, httpx.TimeoutException):
             return self._fail(req, "timeout", f"timeout: no complete answer within {self.options.timeout_s:g} s")
-        except httpx.TimeoutException as exc:
-            return self._fail(req, "timeout", f"timeout ({type(exc).__name__}) within {self.options.timeout_s:g} s")
         except httpx.TransportError as exc:
             return self._fail(req, "connection", f"connection error: {type(exc).__name__}: {exc}")
         except (ValueError, TypeError, AttributeError) as exc:
             return self._fail(req, "stream", f"malformed stream: {type(exc).__name__}: {exc}")
+        texts, usage, finish = got["texts"], got["usage"], got["finish"]
         if usage and isinstance(usage.get("completion_tokens"), int):
             count, source = usage["completion_tokens"], "usage"
         elif self.tokenizer is not None:
