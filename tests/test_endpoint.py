@@ -371,7 +371,7 @@ def test_server_dying_mid_level_fails_that_level_and_the_sweep_goes_on(model_dir
     assert lost["serving"]["client"]["connection_errors"] + lost["serving"]["client"]["timeouts"] >= 1
     assert lost["serving"]["e2e_s"]["count"] >= 4 and lost["serving"]["failed"] >= 1
     assert any("server stopped answering" in why for why in summary["invalid_reasons"])
-    assert second["status"] == "failed" and "cannot reach" in second["error"]
+    assert second["status"] == "failed" and "cannot reach" in second["error"] and second["precision"] == "server"
 
 
 def load(tmp_path: Path, matrix: str, serving: bool = True):

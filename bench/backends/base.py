@@ -91,6 +91,11 @@ class Backend:
         return None
 
     @classmethod
+    def recorded_precision(cls, precision: str) -> str:
+        """What a record of a point with this matrix precision says it ran."""
+        return precision
+
+    @classmethod
     def preflight(cls, options: dict[str, Any], source: str) -> dict[str, Any]:
         """Checks before a sweep starts (raise BenchInputError); what they found. Default: nothing to check."""
         return {}

@@ -83,6 +83,10 @@ class EndpointBackend(Backend):
         return None
 
     @classmethod
+    def recorded_precision(cls, precision: str) -> str:
+        return SERVER  # the server's own: never the matrix placeholder
+
+    @classmethod
     def preflight(cls, options: dict[str, Any], source: str) -> dict[str, Any]:
         """What the server reports (bench.serving.client.probe), or BenchInputError naming the option."""
         from bench.serving.client import EndpointError, probe

@@ -236,9 +236,15 @@ class EndpointClient:
         return asyncio.run_coroutine_threadsafe(self._one(req, level), self._loop)
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._http.aclose(), self._loop).result(timeout=10)
+        async def shut() -> None:
+            await self._http.aclose()
+            await self._loop.shutdown_asyncgens()  # streams a timeout cut short
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def _fail(self, req: Request, kind: str, message: str, code: int | None = None) -> None:
         req.error = message[:300]

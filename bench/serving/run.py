@@ -93,7 +93,6 @@ class Side:
     parameters: int | None = None
     weight_bytes: int | None = None
     quantization: Any = None
-    precision: str | None = None  # the records' precision where it is not the matrix's (an endpoint: the server's)
     device_name: str | None = None
     local: bool = True  # False: the model runs elsewhere, so this process's memory is not the server's
     client: Any = None  # bench.serving.client.EndpointClient
@@ -165,7 +164,6 @@ def endpoint_side(run: Any, spec: ServingSpec, policy_cls: Any) -> Side:
     tokenizer, and send one cold request outside every level."""
     from bench import models
     from bench.backends import BACKENDS
-    from bench.backends.endpoint import SERVER
     from bench.serving.client import EndpointClient, probe, prompt_text
     from bench.serving.level import Level
 
@@ -206,7 +204,6 @@ def endpoint_side(run: Any, spec: ServingSpec, policy_cls: Any) -> Side:
         template=template,
         cold_costs={"first_call_s": first_call_s},
         details=details,
-        precision=SERVER,
         device_name=f"server at {options.base_url}",
         local=False,
         client=client,
@@ -233,8 +230,6 @@ def measure_serving(run: Any) -> list:
     def record(rate_tag: str, **fields) -> Record:
         base = base_record(run, str(device))
         base.update(run_id=f"{run.run_id}@{rate_tag}", point_id=f"{run.point_id}@{rate_tag}")
-        if side is not None and side.precision:
-            base["precision"] = side.precision
         return Record(
             **base,
             device_name=side.device_name if side is not None and side.device_name else device_name(device),
@@ -271,6 +266,7 @@ def measure_serving(run: Any) -> list:
 
 def serve_levels(run: Any, spec: ServingSpec, side: Side, policy_cls: Any, record: Any, device: Any) -> list:
     """Every level of the point on `side`, then the summary record ("@max")."""
+    from bench.backends import BACKENDS
     from bench.measure.memory import MemoryTracker, host_rss_peak_bytes
 
     template, engine, details = side.template, side.engine, side.details
@@ -283,7 +279,7 @@ def serve_levels(run: Any, spec: ServingSpec, side: Side, policy_cls: Any, recor
     def measure_level(rate: float | None) -> ServingLevel:
         times = None if rate is None else schedule(spec.arrival, rate, len(template), run.measure.seed, spec.burstiness)
         reqs = fresh(template, times)
-        precision = side.precision or run.precision
+        precision = BACKENDS[run.backend].recorded_precision(run.precision)
         where = f"{tag(rate)} req/s, {precision} {run.batching}" if rate else f"one at a time, {run.batching}"
         tracker = MemoryTracker(device)
         if side.client is not None:
