@@ -455,6 +455,8 @@ def fault_app(posts: list[str]):
         return f"data: {json.dumps(obj)}\n\n"
 
     async def models(request):
+        if request.headers.get("authorization", "Bearer sekret") != "Bearer sekret":
+            return JSONResponse({"error": "bad key"}, status_code=401)
         return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
 
     async def completions(request):
@@ -605,3 +607,21 @@ def test_a_request_waiting_for_a_connection_is_counted_and_sent_when_it_goes_out
     assert client.connections == 1 and stats.connection_waits == 1 and all(r.error is None for r in reqs)
     first, second = sorted(reqs, key=lambda r: r.sent_s)
     assert second.sent_s >= first.token_s[-1]  # restamped when it got the connection, after the first's answer
+
+
+def test_api_key_from_its_variable_and_a_refused_key_exits_before_the_sweep(monkeypatch):
+    from bench.backends.endpoint import EndpointBackend
+
+    posts: list[str] = []
+    with fault_server(posts) as base_url:
+        options = {"base_url": base_url, "model": "m", "api_key_env": "BENCH_TEST_KEY"}
+        with pytest.raises(BenchInputError) as unset:
+            EndpointBackend.preflight(options, "s.yaml")
+        monkeypatch.setenv("BENCH_TEST_KEY", "wrong")
+        with pytest.raises(BenchInputError) as refused:
+            EndpointBackend.preflight(options, "s.yaml")
+        monkeypatch.setenv("BENCH_TEST_KEY", "sekret")
+        info = EndpointBackend.preflight(options, "s.yaml")
+    assert unset.value.field == "backend_options.endpoint.api_key_env" and "is not set" in unset.value.message
+    assert refused.value.field == "backend_options.endpoint.base_url" and "HTTP 401" in refused.value.message
+    assert info["model"] == {"id": "m", "object": "model"} and posts == ["hello"]  # the 1-token probe
