@@ -69,7 +69,8 @@ class Point:
 
     @property
     def ok(self) -> list[Record]:
-        return [r for r in self.records if r.status == "ok" and r.metrics is not None]
+        """The repeats that measured: a workload's metrics, or a serving level's figures (its `serving`)."""
+        return [r for r in self.records if r.status == "ok" and (r.metrics is not None or r.serving is not None)]
 
     @property
     def status(self) -> str:
