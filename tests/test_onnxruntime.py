@@ -156,7 +156,7 @@ def test_provider_fallback_fails_the_run(runs):
     spec_path.write_text(spec.model_dump_json())
     harness = (
         "import sys; import bench.backends.onnxruntime.providers as b; "
-        "b.requested_providers = lambda device: [('CUDAExecutionProvider', {'device_id': 0})]; "
+        "b.requested_providers = lambda device, tensorrt=None: [('CUDAExecutionProvider', {'device_id': 0})]; "
         "import onnxruntime as ort; claimed = ort.get_available_providers() + ['CUDAExecutionProvider']; "
         "ort.get_available_providers = lambda: claimed; "
         "from bench.worker import main; sys.exit(main(sys.argv[1:]))"

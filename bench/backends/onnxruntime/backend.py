@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from bench.backends.base import Backend, Prepared
-from bench.backends.onnxruntime import graphs, providers, runtime
+from bench.backends.onnxruntime import graphs, providers, runtime, tensorrt
 from bench.backends.onnxruntime.export_cache import META_FILE, export, torch_modules
 from bench.backends.onnxruntime.options import GRAPH_OPTIMIZATION, OnnxRuntimeOptions
 from bench.backends.onnxruntime.quantize import initializer_bytes, quantize
@@ -106,16 +107,29 @@ class OnnxRuntimeBackend(Backend):
         ColdCost("export_s", "ONNX export (0 when the export cache was hit)", column="export"),
         ColdCost("quantize_s", "int8: quantizing the exported graph (0 on a cache hit)"),
         ColdCost("session_s", "creating the inference session(s)"),
+        ColdCost(
+            "engine_build_s",
+            "TensorRT: creating the sessions on an engine-cache miss (the engines are built there, from explicit "
+            "profiles; 0 on a hit)",
+        ),
     )
 
     @classmethod
-    def unsupported_reason(cls, task: str, precision: str, device_type: str) -> str | None:
+    def unsupported_reason(
+        cls, task: str, precision: str, device_type: str, options: dict[str, Any] | None = None
+    ) -> str | None:
         reason = super().unsupported_reason(task, precision, device_type)
         found = recipe(task)
         why = WHY_UNSUPPORTED.get((device_type, precision))
         if precision in SUPPORTED.get(device_type, ()):
             why = found.why_not.get(precision) if found else None
-        return f"{reason}: {why}" if reason and why and found else reason
+        if reason:
+            return f"{reason}: {why}" if why and found else reason
+        if (options or {}).get("execution_provider") == "tensorrt":
+            import onnxruntime as ort
+
+            return tensorrt.missing(device_type, precision, ort.get_available_providers())
+        return None
 
     def load_dtype(self, precision: str, device_type: str):
         import torch
@@ -155,10 +169,10 @@ class OnnxRuntimeBackend(Backend):
             "export_cache_key": export_meta["key"],
             "compute_dtype": export_meta["inputs"]["dtype"].removeprefix("torch."),
         }
-        quantization = None
+        quantization, graph_key = None, export_meta["key"]  # graph_key: the cache entry the sessions load
         if run.precision.startswith("int8"):
             onnx_dir, quant_status, quant_meta = quantize(onnx_dir, run.precision)
-            quantization = Quantization(**quant_meta["quantization"])
+            quantization, graph_key = Quantization(**quant_meta["quantization"]), quant_meta["key"]
             cold["quantize_s"] = quant_meta["quantize_s"] if quant_status == "miss" else 0.0
             details.update(
                 {"quantize_cache": quant_status, "quantize_cache_key": quant_meta["key"], **quant_meta["details"]}
@@ -170,21 +184,39 @@ class OnnxRuntimeBackend(Backend):
         )
         if opts.intra_op_num_threads:
             session_options.intra_op_num_threads = opts.intra_op_num_threads
-        requested = providers.requested_providers(device)
+        requested, engine_dirs = {}, []
+        for g in how.graphs:
+            trt = None
+            if opts.execution_provider == "tensorrt":
+                trt, engines = tensorrt.provider_options(
+                    device, run.precision, graph_key, g, how.kind, export_meta["graph"], run, build
+                )
+                engine_dirs.append(engines)
+            requested[g] = providers.requested_providers(device, trt)
+        engines_cached = bool(engine_dirs) and all(any(Path(d).glob("*.engine")) for d in engine_dirs)
         io_binding = opts.io_binding if opts.io_binding is not None else device.type == "cuda"
         t0 = time.perf_counter()
         sessions = {
             g: ort.InferenceSession(
                 str(onnx_dir / g),
                 sess_options=session_options,
-                providers=[name for name, _ in requested],
-                provider_options=[options for _, options in requested],
+                providers=[name for name, _ in requested[g]],
+                provider_options=[options for _, options in requested[g]],
             )
             for g in how.graphs
         }
         cold["session_s"] = time.perf_counter() - t0
-        for session in sessions.values():
-            providers.check_providers(requested, session.get_providers(), session.get_provider_options(), build)
+        if engine_dirs:
+            cold["engine_build_s"] = 0.0 if engines_cached else cold["session_s"]
+            details.update(
+                {
+                    "tensorrt": tensorrt.library_version()[0],
+                    "tensorrt_engine_cache": "hit" if engines_cached else "miss",
+                    "tensorrt_engine_dirs": engine_dirs,
+                }
+            )
+        for g, session in sessions.items():
+            providers.check_providers(requested[g], session.get_providers(), session.get_provider_options(), build)
             session.disable_fallback()  # a CUDA error must fail the run, not retry it on the CPU
         runners = {g: runtime.SessionRunner(s, device, io_binding) for g, s in sessions.items()}
         runnable = how.runnable(model, runners, dtype, export_meta["graph"])
@@ -203,6 +235,7 @@ class OnnxRuntimeBackend(Backend):
                 "onnx_graphs_run": list(how.graphs),
                 "providers": session.get_providers(),
                 "io_binding": io_binding,
+                "execution_provider": opts.execution_provider,
                 "graph_optimization_level": opts.graph_optimization_level,
                 # 0 = onnxruntime's default: one intra-op thread per physical core
                 "intra_op_num_threads": session.get_session_options().intra_op_num_threads,
@@ -219,5 +252,5 @@ class OnnxRuntimeBackend(Backend):
             parameters=parameters,
             weight_bytes=sum(initializer_bytes(g) for g in loaded),
             quantization=quantization,
-            monitor=providers.ProviderMonitor(list(sessions.values()), requested, build),
+            monitor=providers.ProviderMonitor(list(sessions.values()), [requested[g] for g in sessions], build),
         )

@@ -156,7 +156,7 @@ def export_encoder(model: Any, out: Path, device: Any, opset: int | None) -> dic
         opset,
     )
     model.config.save_pretrained(out)
-    return {}
+    return {"inputs": names}
 
 
 # --- diffusion pipeline ---------------------------------------------------------------------------------------
@@ -231,4 +231,11 @@ def export_diffusion(pipe: Any, out: Path, device: Any, opset: int | None, heigh
         {"latent_sample": {0: b}},
         opset,
     )
-    return {"height": height, "width": width, "latent": [lh, lw]}
+    return {
+        "height": height,
+        "width": width,
+        "latent": [lh, lw],
+        "latent_channels": vae.config.latent_channels,
+        "tokens": tokens,
+        "text_hidden": text_encoder.config.hidden_size,
+    }
