@@ -53,7 +53,9 @@ class EndpointBackend(Backend):
     remote: ClassVar[bool] = True  # no model in the worker; left out of the capability table
 
     @classmethod
-    def unsupported_reason(cls, task: str, precision: str, device_type: str) -> str | None:
+    def unsupported_reason(
+        cls, task: str, precision: str, device_type: str, options: dict[str, Any] | None = None
+    ) -> str | None:
         from bench.workloads import WORKLOADS
         from bench.workloads.text_generation import TextGeneration
 
