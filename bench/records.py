@@ -13,8 +13,12 @@ OOM_PATTERNS = ("out of memory", "can't allocate memory", "cannot allocate memor
 
 
 def run_fields(run: RunSpec, device: str) -> dict[str, Any]:
-    """What identifies a record of `run`: its point, repeat and the settings it was measured with."""
+    """What identifies a record of `run`: its point, repeat and the settings it was measured with. The precision
+    is what the backend says it ran (an endpoint: `server`, the server's own)."""
+    from bench.backends import BACKENDS
 
+    backend = BACKENDS.get(run.backend)
+    precision = backend.recorded_precision(run.precision) if backend is not None else run.precision
     return dict(
         run_id=run.run_id,
         point_id=run.point_id,
@@ -24,7 +28,7 @@ def run_fields(run: RunSpec, device: str) -> dict[str, Any]:
         weights=run.weights,
         task=run.task,
         backend=run.backend,
-        precision=run.precision,
+        precision=precision,
         batch_size=run.batch_size,
         workload=run.workload,
         backend_options=run.backend_options,

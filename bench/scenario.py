@@ -409,6 +409,10 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     except ValidationError as err:
         _raise_validation(src, err, prefix="workload")
     points = _expand(src, sc)
+    for point in points:  # what a backend cannot run at all (an endpoint: only the server's batching)
+        problem = BACKENDS[point["backend"]].check_point(point, sc.serving is not None)
+        if problem:
+            raise BenchInputError(src, problem[1], problem[0])
     try:
         ref = models.resolve(sc.model.name, sc.model.weights, base_dir=path.parent)
         config = models.load_config(ref)

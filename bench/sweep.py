@@ -7,6 +7,7 @@ the records that come back, each once, to results.jsonl (bench.store).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,12 @@ def plan(scenarios: list[LoadedScenario], repeats: int, device: str | None, chec
         requested = device or ls.scenario.device
         resolved = check(requested, "--device" if device else ls.path)
         specs.extend(ls.run_specs(repeats=repeats, device=resolved))
+    checked: set[str] = set()
+    for spec in specs:  # an endpoint that cannot answer is bad input: exit 2 before anything is written
+        key = f"{spec.backend}:{json.dumps(spec.backend_options, sort_keys=True)}"
+        if key not in checked:
+            checked.add(key)
+            BACKENDS[spec.backend].preflight(spec.backend_options, spec.scenario_file)
     return specs
 
 

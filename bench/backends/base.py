@@ -57,6 +57,9 @@ class Backend:
     # The cold costs this backend records (Prepared.cold_metrics, Monitor.cold_metrics); a record with any
     # other key fails validation (bench.results.Record).
     cold_costs: ClassVar[tuple[ColdCost, ...]] = ()
+    # True: the model runs elsewhere (an HTTP server, bench.backends.endpoint); the worker builds none and the
+    # capability table leaves the backend out (what it runs is the server's).
+    remote: ClassVar[bool] = False
 
     def __init__(self, options: dict[str, Any] | None = None):
         self.options = self.Options.model_validate(options or {})
@@ -84,6 +87,21 @@ class Backend:
             have = ", ".join(precisions) or "none"
             return f"backend {cls.name} on {device_type} does not support {precision} for {task} (supported: {have})"
         return None
+
+    @classmethod
+    def check_point(cls, point: dict[str, Any], serving: bool) -> tuple[str, str] | None:
+        """(field, message) when this backend cannot run a matrix point at all (the scenario exits 2), else None."""
+        return None
+
+    @classmethod
+    def recorded_precision(cls, precision: str) -> str:
+        """What a record of a point with this matrix precision says it ran."""
+        return precision
+
+    @classmethod
+    def preflight(cls, options: dict[str, Any], source: str) -> dict[str, Any]:
+        """Checks before a sweep starts (raise BenchInputError); what they found. Default: nothing to check."""
+        return {}
 
     def load_dtype(self, precision: str, device_type: str):
         """The dtype the model is built in before `prepare`. int8 keeps activations in floating point:

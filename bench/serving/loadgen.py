@@ -29,14 +29,23 @@ class Request:
     batch: int | None = None  # which batch served it (queue policies)
     error: str | None = None
     answers: int = 0  # times it was completed: exactly 1 when all is well
+    prompt_text: str | None = None  # an endpoint's prompt (bench.serving.client), the text of prompt_ids
+    # An endpoint streams chunks, not tokens: token_s then holds each content chunk's arrival and
+    # output_tokens the count of new tokens (the server's usage, else the tokenizer's count, else chunks).
+    output_tokens: int | None = None
 
     @property
     def prompt_tokens(self) -> int:
         return len(self.prompt_ids)
 
     @property
+    def tokens_out(self) -> int:
+        """New tokens received: output_tokens where the stream's chunks are not tokens, else len(token_s)."""
+        return self.output_tokens if self.output_tokens is not None else len(self.token_s)
+
+    @property
     def done(self) -> bool:
-        return len(self.token_s) >= self.new_tokens or self.error is not None
+        return self.tokens_out >= self.new_tokens or self.error is not None
 
 
 def now(t0: float) -> float:

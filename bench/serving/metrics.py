@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from bench.measure.stats import Stats
 from bench.serving import slo as slo_mod
+from bench.serving.client import ClientStats
 from bench.serving.loadgen import Request
 
 LATENESS_FLOOR_S = 0.005  # the generator is behind when its p95 lateness exceeds this or 10% of a mean gap
@@ -65,6 +66,7 @@ class ServingLevel(BaseModel):
     highest_passing_rate_per_s: float | None = None
     lowest_failing_rate_per_s: float | None = None
     levels: list[dict] = []  # summary: [{rate, meets_slo, attainment, saturated}]
+    client: ClientStats | None = None  # backend endpoint: what the HTTP client saw (errors by kind, token counts)
 
 
 def request_values(r: Request) -> dict[str, float | None]:
@@ -133,7 +135,7 @@ def level_metrics(
     """(level, invalid reasons, warnings) for the measured requests of a served level."""
     measured = [r for r in requests if r.measured]
     sent = [r for r in measured if r.sent_s is not None]
-    ok = [r for r in sent if r.error is None and len(r.token_s) == r.new_tokens and r.answers == 1]
+    ok = [r for r in sent if r.error is None and r.tokens_out == r.new_tokens and r.token_s and r.answers == 1]
     values = [request_values(r) for r in ok]
     out = ServingLevel(
         kind=kind,
