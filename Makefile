@@ -79,7 +79,7 @@ bench-ab: install
 	  echo "results: $(CI_OUT)"; exit $$rc
 
 validate: install
-	$(BENCH) validate cpu cuda cuda-quick examples ci ci-cuda
+	$(BENCH) validate cpu cuda cuda-quick cuda-check examples ci ci-cuda
 
 # System packages the tests need: chromium renders the HTML report (tests/test_report.py). Installed with
 # apt-get when absent and this is a root Debian/Ubuntu shell; otherwise that one test skips and says why.

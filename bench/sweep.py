@@ -95,7 +95,9 @@ def worker_env(extra: dict[str, str] | None = None, code: Path | None = None) ->
 
 
 def unsupported(spec: RunSpec) -> str | None:
-    return BACKENDS[spec.backend].unsupported_reason(spec.task, spec.precision, spec.device.split(":")[0])
+    return BACKENDS[spec.backend].unsupported_reason(
+        spec.task, spec.precision, spec.device.split(":")[0], spec.backend_options
+    )
 
 
 class References:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of issue 23, in one command of at most 10 minutes on a bare GPU machine (docs/compile-loop.md):
 # calibrate; Llama-2-7B-shaped bs1 decode with eager, compile inside HF generate and compile with the decode loop
-# (fp16 and int8); ONNX Runtime's CUDA provider on GPT-2 and BERT-base; whether TensorRT's provider is present.
+# (fp16 and int8); ONNX Runtime's CUDA provider on GPT-2 and BERT-base, and its TensorRT provider on GPT-2 (recorded
+# unsupported with the reason where onnxruntime-gpu or TensorRT's libraries are absent).
 # Writes to OUT (argument, else $OUT, else reports/gpu-check-<UTC time>): results.jsonl (every record),
 # table.md (the short table), environment.txt, calibration.json, log.txt.
 #
@@ -34,7 +35,7 @@ left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
   "$PY" - <<'EOF'
 import importlib
-for name in ("torch", "transformers", "torchao", "onnxruntime", "optimum", "pydantic"):
+for name in ("torch", "transformers", "torchao", "onnxruntime", "onnxscript", "pydantic"):
     try:
         mod = importlib.import_module(name)
         print(name, getattr(mod, "__version__", "?"))
@@ -63,6 +64,7 @@ STEPS=(
   "llama-2-7b-eager 90"
   "llama-2-7b-compile-generate 200"
   "gpt2-onnxruntime 90"
+  "gpt2-onnxruntime-tensorrt 120"
   "bert-base-onnxruntime 60"
 )
 : > "$WORK/skipped.txt"

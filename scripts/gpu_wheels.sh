@@ -4,14 +4,15 @@
 # installs them into /tmp/site. See docs/compile-loop.md. onnxruntime-gpu (255.6 MB) is left out: it is
 # over the tool's 64 MiB per call.
 #
-#   scripts/gpu_wheels.sh [DIR]      env: PYTHON (python3), TRANSFORMERS=pinned|image (pinned: carry
+#   scripts/gpu_wheels.sh [DIR]      env: PYTHON (python3), TRANSFORMERS=image|pinned (image, the default:
+#                                    the machine's transformers 5.17 is in pyproject's range; pinned: carry
 #                                    transformers, huggingface_hub and tokenizers at the pins)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-.whl}
 PY=${PYTHON:-python3}
-NAMES=(pydantic pydantic_core annotated-types typing-inspection torchao optimum optimum-onnx)
-[[ ${TRANSFORMERS:-pinned} == pinned ]] && NAMES+=(transformers huggingface_hub tokenizers)
+NAMES=(pydantic pydantic_core annotated-types typing-inspection torchao)
+[[ ${TRANSFORMERS:-image} == pinned ]] && NAMES+=(transformers huggingface_hub tokenizers)
 specs=()
 for name in "${NAMES[@]}"; do
   pin=$(grep -iE "^${name//[-_]/[-_]}==" constraints.txt | head -1)

@@ -91,18 +91,21 @@ def test_every_supported_precision_runs_with_fidelity(runs):
         assert m.latency_s.count >= 3 and cold["first_call_s"] > 0
         assert cold["session_s"] > 0 and cold["load_s"] > 0
         assert d["providers"] == ["CPUExecutionProvider"] and d["io_binding"] is False
-        assert d["onnx_files"] == ["model.onnx"] and Path(d["onnx_dir"]).is_relative_to(runs.cache / "onnx")
+        assert Path(d["onnx_dir"]).is_relative_to(runs.cache / "onnx")
+        assert d["exporter"] == "torch.onnx.export(dynamo=True)" and d["onnx_graphs_run"] == ["model.onnx"]
         assert d["graph_optimization_level"] == "all" and d["intra_op_num_threads"] == 0
         assert r.parameters > 0 and r.weight_bytes > 0
         assert r.fidelity is not None, r.warnings
         if precision == "fp32":
             assert d["export_cache"] == "miss" and cold["export_s"] > 0
+            assert d["onnx_files"] == ["model.onnx", "model.onnx.data"]  # the exporter's external weights
             assert "quantize_s" not in cold and r.quantization is None
             assert r.fidelity.cosine_min > 0.9999
             assert r.weight_bytes >= r.parameters * 4 * 0.9  # fp32 initializers (ties and zero biases shared)
         else:  # the int8 runs come after fp32 in the sweep: they quantize the export fp32 made
             assert d["export_cache"] == "hit" and cold["export_s"] == 0.0
             assert d["quantize_cache"] == "miss" and cold["quantize_s"] > 0
+            assert d["onnx_files"] == ["model.onnx"]  # the quantized weights are inside the graph
             q = r.quantization
             assert q.quantized_layers > 0 and q.weight_bytes_after < q.weight_bytes_before
             assert r.weight_bytes == q.weight_bytes_after
@@ -143,7 +146,7 @@ def test_provider_fallback_fails_the_run(runs):
     """What onnxruntime-gpu does when the CUDA libraries do not load: it lists CUDAExecutionProvider as
     available, and a session asked for it gets CPUExecutionProvider with only a warning. Simulated in a
     worker process on this CPU build: the run asks for CUDAExecutionProvider and the Python-level list of
-    available providers (which the backend and optimum consult) claims it; the session itself is created
+    available providers (which the backend consults) claims it; the session itself is created
     by onnxruntime unchanged and really falls back. The unchanged check must fail the run."""
     from bench.scenario import load_scenario
 
@@ -153,7 +156,7 @@ def test_provider_fallback_fails_the_run(runs):
     spec_path.write_text(spec.model_dump_json())
     harness = (
         "import sys; import bench.backends.onnxruntime.providers as b; "
-        "b.requested_providers = lambda device: [('CUDAExecutionProvider', {'device_id': 0})]; "
+        "b.requested_providers = lambda device, tensorrt=None: [('CUDAExecutionProvider', {'device_id': 0})]; "
         "import onnxruntime as ort; claimed = ort.get_available_providers() + ['CUDAExecutionProvider']; "
         "ort.get_available_providers = lambda: claimed; "
         "from bench.worker import main; sys.exit(main(sys.argv[1:]))"
@@ -288,4 +291,4 @@ def test_unsupported_reasons_say_why():
     reason = ortb.OnnxRuntimeBackend.unsupported_reason("text-to-image", "int8", "cpu")
     assert "does not support int8" in reason and "UNet graph" in reason
     reason = ortb.OnnxRuntimeBackend.unsupported_reason("text-to-image", "fp16", "cpu")
-    assert "optimum exports fp16 only on a CUDA device" in reason  # the device's reason still applies
+    assert "implements few operators in fp16" in reason  # the device's reason still applies

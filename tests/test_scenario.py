@@ -95,7 +95,7 @@ def test_directory_lists_yaml_files_sorted(tmp_path):
     assert [f.name for f in scenario_files([tmp_path])] == ["a.yml", "b.yaml"]
 
 
-@pytest.mark.parametrize("suite", ["cpu", "cuda", "cuda-quick", "examples", "ci", "ci-cuda"])
+@pytest.mark.parametrize("suite", ["cpu", "cuda", "cuda-quick", "cuda-check", "examples", "ci", "ci-cuda"])
 def test_bundled_scenarios_are_valid(suite):
     from bench.suites import SUITES_DIR
 

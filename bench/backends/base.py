@@ -72,7 +72,10 @@ class Backend:
         return next((cls.capabilities[k] for k in workload.__mro__ if k in cls.capabilities), None)
 
     @classmethod
-    def unsupported_reason(cls, task: str, precision: str, device_type: str) -> str | None:
+    def unsupported_reason(
+        cls, task: str, precision: str, device_type: str, options: dict[str, Any] | None = None
+    ) -> str | None:
+        """Why this backend cannot run the point; `options` (its backend_options) may narrow what it runs."""
         by_device = cls.capability(task)
         if by_device is None:
             return f"backend {cls.name} does not implement task {task}"

@@ -18,6 +18,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from bench.models.compat import cache_kwarg
+
 
 class DecodeLoop:
     def __init__(self, model: Any, compile_kwargs: dict[str, Any], cuda_graphs: bool = False):
@@ -29,6 +31,7 @@ class DecodeLoop:
         self._cuda_graphs = cuda_graphs
         params = inspect.signature(model.forward).parameters
         self._keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._cache_kwarg = cache_kwarg(model)
         self._step = torch.compile(self._decode_step, **compile_kwargs)
         self._cache: Any = None
         self._shape: tuple[int, int] | None = None
@@ -37,7 +40,7 @@ class DecodeLoop:
     def _decode_step(self, token: Any, cache_position: Any, cache: Any, eos: int | None):
         """The compiled region: one forward over the static cache, EOS masked, greedy argmax."""
         logits = self.model(
-            input_ids=token, past_key_values=cache, cache_position=cache_position, use_cache=True, **self._keep
+            input_ids=token, cache_position=cache_position, use_cache=True, **{self._cache_kwarg: cache}, **self._keep
         ).logits[:, -1, :]
         return _greedy(logits, eos), logits
 
@@ -94,8 +97,8 @@ class DecodeLoop:
 
         logits = self.model(
             input_ids=input_ids,
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_kwarg: cache},
             cache_position=torch.arange(prompt, device=input_ids.device),
             **self._keep,
         ).logits[:, -1, :]

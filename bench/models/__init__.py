@@ -179,7 +179,7 @@ def build(ref: ModelRef, model_class, dtype, device, seed: int = 0):
             ) from None
         model = model.to(device)
     else:
-        from transformers.modeling_utils import no_init_weights
+        from bench.models.compat import no_init_weights
 
         config = load_config(ref)
         with torch.device(device), no_init_weights():

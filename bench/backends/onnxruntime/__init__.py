@@ -1,8 +1,11 @@
-"""ONNX Runtime: the model the worker built, exported to ONNX with optimum-onnx and run by optimum's ORTModel
-classes (a pipeline: one graph and session per component). One module per concern:
+"""ONNX Runtime: the model the worker built, exported with PyTorch's own exporter (torch.onnx, dynamo) and run in
+onnxruntime sessions behind objects that look like the torch model (a pipeline: one graph and session per
+component). One module per concern:
 
 - options.py       the `backend_options` schema
+- graphs.py        the exporters: causal LM with an explicit KV cache, encoder, diffusion components
 - export_cache.py  the export cache (`cache_dir("onnx")/<key>`) and its build-then-rename lock
+- runtime.py       the runnables (a GenerationMixin causal LM, an encoder, the diffusers pipeline's components)
 - providers.py     the session must run on the provider asked for; a fallback fails the run
 - quantize.py      int8 (CPU) graphs, cached and verified
 - backend.py       the Backend: which workloads (by class), precisions and devices; export → quantize → sessions

@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 from bench.cache import cache_dir
 
-CACHE_FORMAT = 1  # bump when what this module writes into a cache entry changes
+CACHE_FORMAT = 2  # bump when what this module writes into a cache entry changes
 META_FILE = "bench-onnx.json"  # written last into an entry: its presence marks the entry complete
-VERSIONED = ("optimum-onnx", "optimum", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "torch", "transformers")
+VERSIONED = ("onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "onnx-ir", "torch", "transformers", "diffusers")
 
 
 def versions() -> dict[str, str | None]:
@@ -60,7 +60,9 @@ def weights_fingerprint(modules: dict[str, Any], samples: int = 1024) -> str:
     return h.hexdigest()[:16]
 
 
-def export_key(model: Any, run: Any, device: Any, opset: int | None, export_task: str) -> dict[str, Any]:
+def export_key(
+    model: Any, run: Any, device: Any, opset: int | None, kind: str, shape: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What the exported files depend on (session options are not part of it: they change no file)."""
     modules = torch_modules(model, run.task)
     weights = {
@@ -76,7 +78,8 @@ def export_key(model: Any, run: Any, device: Any, opset: int | None, export_task
     first = next(p for m in modules.values() for p in m.parameters())
     return {
         "format": CACHE_FORMAT,
-        "task": export_task,
+        "kind": kind,
+        "shape": shape or {},
         "config": config,
         "weights": weights,
         "dtype": str(first.dtype),
@@ -126,23 +129,34 @@ def cached(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[str, d
     return "miss", meta
 
 
-def export(model: Any, run: Any, device: Any, opset: int | None, export_task: str) -> tuple[Path, str, dict[str, Any]]:
-    """(directory with the exported model, "hit" | "miss", its metadata); `export_task` is optimum's name."""
-    from optimum.exporters.onnx import onnx_export_from_model
-
-    key_inputs = export_key(model, run, device, opset, export_task)
+def export(
+    model: Any,
+    run: Any,
+    device: Any,
+    opset: int | None,
+    kind: str,
+    exporter: Callable[[Path], dict[str, Any]],
+    shape: dict[str, Any] | None = None,
+) -> tuple[Path, str, dict[str, Any]]:
+    """(directory with the exported graphs, "hit" | "miss", its metadata); on a miss `exporter(dir)` writes the
+    graphs (bench.backends.onnxruntime.graphs) and returns what the runtime needs to know of them."""
+    key_inputs = export_key(model, run, device, opset, kind, shape)
     key = digest(key_inputs)
 
     def build(out: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
-        onnx_export_from_model(
-            model, out, task=key_inputs["task"], opset=opset, device=device.type, do_validation=False
-        )  # fidelity compares outputs with fp32 eager instead
+        graph = exporter(out)
         if device.type == "cuda":
             import torch
 
             torch.cuda.synchronize(device)
-        return {"kind": "export", "key": key, "export_s": time.perf_counter() - t0, "inputs": key_inputs}
+        return {
+            "kind": "export",
+            "key": key,
+            "export_s": time.perf_counter() - t0,
+            "inputs": key_inputs,
+            "graph": graph,
+        }
 
     entry = cache_dir("onnx") / key
     status, meta = cached(entry, build)

@@ -11,9 +11,12 @@ class OnnxRuntimeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    # default: CPUExecutionProvider on the CPU, CUDAExecutionProvider on CUDA; tensorrt: TensorrtExecutionProvider
+    # first (CUDA for what it does not take), CUDA only (tensorrt.py)
+    execution_provider: Literal["default", "tensorrt"] = "default"
     intra_op_num_threads: PositiveInt | None = None  # None: onnxruntime decides (one per physical core)
-    io_binding: bool | None = None  # None: on with CUDA, off on the CPU (optimum's default)
-    opset: PositiveInt | None = None  # None: optimum's default for the architecture (part of the cache key)
+    io_binding: bool | None = None  # None: on with CUDA (device memory bound), off on the CPU (numpy, no copies)
+    opset: PositiveInt | None = None  # None: torch.onnx's default (part of the cache key)
 
 
 GRAPH_OPTIMIZATION = {

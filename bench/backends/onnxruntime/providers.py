@@ -14,9 +14,16 @@ class ProviderFallback(RuntimeError):
     pass
 
 
-def requested_providers(device: Any) -> list[tuple[str, dict[str, Any]]]:
+# The options the check compares with what the session reports (paths and profile strings are onnxruntime's to
+# normalise; these decide where and in what precision it runs).
+CHECKED_OPTIONS = ("device_id", "trt_fp16_enable", "trt_engine_cache_enable")
+
+
+def requested_providers(device: Any, tensorrt: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The providers a session asks for, first the one it must run on; `tensorrt`: TensorRT's options."""
     if device.type == "cuda":
-        return [("CUDAExecutionProvider", {"device_id": device.index or 0})]
+        cuda = ("CUDAExecutionProvider", {"device_id": device.index or 0})
+        return [("TensorrtExecutionProvider", tensorrt), cuda] if tensorrt is not None else [cuda]
     return [("CPUExecutionProvider", {})]
 
 
@@ -53,6 +60,8 @@ def check_providers(
             f"onnxruntime fell back to {', '.join(active) or 'nothing'}: {wanted} unavailable ({build})"
         )
     for key, value in requested[0][1].items():
+        if key not in CHECKED_OPTIONS:
+            continue
         got = active_options.get(wanted, {}).get(key)
         if str(got) != str(value):
             raise ProviderFallback(f"onnxruntime runs {wanted} with {key}={got}, not {value} as requested")
@@ -61,12 +70,16 @@ def check_providers(
 class ProviderMonitor(Monitor):
     """Re-checks the sessions' providers: onnxruntime may switch a session to the CPU after an error."""
 
-    def __init__(self, sessions: list[Any], requested: list[tuple[str, dict[str, Any]]], build: str):
-        self.sessions, self.requested, self.build = sessions, requested, build
+    def __init__(self, sessions: list[Any], requested: list, build: str):
+        """`requested`: one provider list for every session, or one list per session (TensorRT's options
+        differ per graph)."""
+        per_session = bool(requested) and isinstance(requested[0], list)
+        self.sessions, self.build = sessions, build
+        self.requested = requested if per_session else [requested] * len(sessions)
 
     def _check(self) -> None:
-        for session in self.sessions:
-            check_providers(self.requested, session.get_providers(), session.get_provider_options(), self.build)
+        for session, requested in zip(self.sessions, self.requested):
+            check_providers(requested, session.get_providers(), session.get_provider_options(), self.build)
 
     def cold_metrics(self) -> dict[str, float]:
         self._check()

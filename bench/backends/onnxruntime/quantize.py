@@ -184,7 +184,7 @@ def quantize(source: Path, precision: str) -> tuple[Path, str, dict[str, Any]]:
     )
 
     def build(out: Path) -> dict[str, Any]:
-        for f in source.iterdir():  # configs (and anything else optimum wrote) travel with the graph
+        for f in source.iterdir():  # configs (and anything else the export wrote) travel with the graph
             if f.is_file() and f.suffix != ".onnx" and not f.name.startswith(("model.onnx", META_FILE)):
                 shutil.copy2(f, out / f.name)
         src, dst = source / "model.onnx", out / "model.onnx"

@@ -1,10 +1,11 @@
 """continuous: iteration-level scheduling by transformers' ContinuousBatchingManager (paged attention).
 
 Each request is handed to the manager when the generator sends it; the manager's own thread admits it into
-the running batch at the next step. `batch_size` bounds concurrency through the paged cache: num_blocks
-holds batch_size sequences of the longest prompt + new tokens, and one step carries at most
-max_batch_tokens = longest prompt + batch_size tokens. Token times are stamped when the streamed output
-reaches this process. The manager does not say when it scheduled a request, so queue wait is not reported.
+the running batch at the next step. `batch_size` bounds concurrency (max_requests_per_batch, and a paged cache
+of num_blocks holding batch_size sequences of the longest prompt + new tokens); one step carries at most
+max_batch_tokens = longest prompt + batch_size tokens. The manager picks its paged attention implementation.
+Token times are stamped when the streamed output reaches this process. The manager does not say when it
+scheduled a request, so queue wait is not reported.
 """
 
 from __future__ import annotations
@@ -27,35 +28,48 @@ class ContinuousBatching(Policy):
     @classmethod
     def unsupported_reason(cls, backend: str, device_type: str) -> str | None:
         import transformers
-        from transformers.generation.continuous_batching import requests as cb_requests
 
-        if device_type == "cpu" and cb_requests.get_device_and_memory_breakdown()[1] is None:
+        try:  # 5.24 moved it (the old name warns)
+            from transformers.generation.continuous_batching.utils import get_device_and_memory_breakdown
+        except ImportError:
+            from transformers.generation.continuous_batching.requests import get_device_and_memory_breakdown
+
+        if device_type == "cpu" and not get_device_and_memory_breakdown()[1]:
             return (
-                f"transformers {transformers.__version__}'s continuous batching sizes its paged cache from "
-                "accelerator memory and has no total for the CPU (get_device_and_memory_breakdown returns "
-                "None), so its manager fails on a CPU-only machine"
+                f"transformers {transformers.__version__}'s continuous batching sizes its paged cache from the "
+                "device's memory and found no total for the CPU (it reads it with psutil)"
             )
         return None
 
     def serve(self, level: Any) -> None:
+        import dataclasses
+
         import torch
-        from transformers import GenerationConfig
+        from transformers import ContinuousBatchingConfig, GenerationConfig
 
         model = level.engine.model
         reqs = level.requests
         longest = max(r.prompt_tokens + r.new_tokens for r in reqs)
-        model.set_attn_implementation("sdpa_paged")
         config = GenerationConfig(
             max_new_tokens=max(r.new_tokens for r in reqs),
             do_sample=False,
             eos_token_id=-1,  # -1: no EOS stop
             pad_token_id=level.engine.pad_id,
-            block_size=BLOCK_SIZE,
-            scheduler="fifo",
+        )
+        # 5.24 renamed block_size to page_size (the old name is a deprecated alias there).
+        page = (
+            "page_size"
+            if "page_size" in {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
+            else "block_size"
+        )
+        cb_config = ContinuousBatchingConfig(
+            **{page: BLOCK_SIZE},
             num_blocks=self.batch_size * math.ceil(longest / BLOCK_SIZE) + 1,
             max_batch_tokens=max(r.prompt_tokens for r in reqs) + self.batch_size,
+            max_requests_per_batch=self.batch_size,
+            scheduler_type="fifo",
         )
-        manager = model.init_continuous_batching(generation_config=config, streaming=True)
+        manager = model.init_continuous_batching(generation_config=config, continuous_batching_config=cb_config)
         by_id = {f"r{r.index}": r for r in reqs}
         sent_all = threading.Event()
         manager.start()
@@ -63,7 +77,7 @@ class ContinuousBatching(Policy):
             with torch.inference_mode():
                 level.start_generator(
                     sink=lambda r: manager.add_request(
-                        r.prompt_ids, request_id=f"r{r.index}", max_new_tokens=r.new_tokens
+                        r.prompt_ids, request_id=f"r{r.index}", max_new_tokens=r.new_tokens, streaming=True
                     ),
                     on_finish=sent_all.set,
                 )
