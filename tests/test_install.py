@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.suites import SUITES_DIR, bundled, resolve
 
 from conftest import REPO, run_cli
+from shared_sweeps import shared_sweep
 
 SUITE_FILES = sorted(p.relative_to(SUITES_DIR).as_posix() for p in SUITES_DIR.rglob("*.y*ml"))
 
@@ -47,10 +48,17 @@ def test_cli_outside_the_checkout_lists_and_validates_bundled_suites(tmp_path):
     assert "no-such-suite" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
-def test_bench_run_of_a_bundled_suite_from_another_directory(tmp_path):
-    proc = run_cli("run", "examples/tiny-gpt2.yaml", "--out", "out", "--no-fidelity", cwd=tmp_path, timeout=600)
+# `bench run examples/tiny-gpt2.yaml --out run` from a directory holding neither: run with the other shared sweeps
+bundled_suite_run = shared_sweep(
+    "bundled_suite_run", {}, "examples/tiny-gpt2.yaml", "--no-fidelity", timeout_s=600, in_dir=True, workers=5
+)
+
+
+def test_bench_run_of_a_bundled_suite_from_another_directory(bundled_suite_run):
+    proc = bundled_suite_run.proc
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert not (bundled_suite_run.dir / "examples").exists()  # the suite came from the package
+    lines = (bundled_suite_run.out / "results.jsonl").read_text().splitlines()
     assert len(lines) == 5  # 3 precisions × 2 batch sizes, one excluded
     # Library warnings go to the runs' logs, not the terminal.
     assert "Warning" not in proc.stderr and "warn" not in proc.stderr.lower()

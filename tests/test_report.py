@@ -355,7 +355,12 @@ def test_csv_has_one_row_per_record(two_runs):
                 assert row["primary_throughput"] == pytest.approx(r.metrics.output_tokens_per_s, rel=1e-12)
             else:
                 assert pd.isna(row["primary_throughput"])
-    assert not any("samples" in c for c in frame.columns)
+    # raw samples (lists) are left out; `telemetry.samples` is a count (device readings taken), a plain column
+    assert not [c for c in frame.columns if "samples" in c and c != "telemetry.samples"]
+    for label, recs in records.items():
+        for r in recs:
+            if r.telemetry is not None:
+                assert by_id.loc[(label, r.run_id)]["telemetry.samples"] == r.telemetry.samples
 
 
 def expected_charts() -> set[str]:

@@ -11,16 +11,24 @@ import psutil
 
 from bench.results import read_records
 
-from conftest import REPO, run_cli, tiny_scenario
+from conftest import REPO, TINY, run_cli, tiny_scenario
+from shared_sweeps import shared_sweep
+
+tiny_sweep = shared_sweep(  # run with the other shared sweeps (tests/shared_sweeps.py)
+    "tiny_sweep",
+    {
+        "t.yaml": TINY.format(
+            name="tiny", model="tiny-gpt2", precision="[fp32, bf16]", batch="[1, 2]", iters=5, min_time=0.0, timeout=120
+        )
+    },
+    timeout_s=600,
+    workers=6,  # four points, two references
+)
 
 
-def test_tiny_sweep_records(tmp_path):
-    scen = tiny_scenario(tmp_path / "t.yaml", precision="[fp32, bf16]", batch="[1, 2]", iters=5)
-    out = tmp_path / "out"
-    t0 = time.perf_counter()  # a second clock: the test's own, around the whole sweep
-    proc = run_cli("run", str(scen), "--out", str(out))
-    wall_s = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_tiny_sweep_records(tiny_sweep):
+    out = tiny_sweep.check().out
+    wall_s = tiny_sweep.wall_s  # a second clock: the test's own, around the whole sweep's CLI process
     records = read_records(out / "results.jsonl")
     assert len(records) == 4
     # Every measured call of every point ran inside the sweep, so their sum is below the test's wall time.
@@ -107,7 +115,9 @@ def test_resume_after_killed_sweep(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out)],
+        # no fidelity: references across a kill and a resume are test_faults.py's (three references here would
+        # only add worker processes)
+        [sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out), "--no-fidelity"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -127,7 +137,7 @@ def test_resume_after_killed_sweep(tmp_path):
         time.sleep(0.2)
     assert _workers_of(out) == []
 
-    proc = run_cli("run", str(scen), "--out", str(out), "--resume")
+    proc = run_cli("run", str(scen), "--out", str(out), "--resume", "--no-fidelity")
     assert proc.returncode == 0, proc.stderr
     assert f"resume: {len(first)} run(s) already recorded" in proc.stderr
     records = read_records(results)

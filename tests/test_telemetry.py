@@ -19,7 +19,8 @@ from bench.measure.telemetry.rapl import open_rapl
 from bench.measure.telemetry.tracker import summarize, verdict
 from bench.measure.telemetry.window import Window
 
-from conftest import tiny_scenario
+from conftest import TINY, tiny_scenario
+from shared_sweeps import shared_sweep
 
 NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
 GPU_IS_LOST = pynvml.NVML_ERROR_GPU_IS_LOST
@@ -352,11 +353,20 @@ def test_rapl_unavailable_says_why(tmp_path):
 # --- a real tiny sweep ---------------------------------------------------------------------------------------
 
 
-def test_cpu_sweep_record_has_telemetry(tmp_path, cli):
-    path = tiny_scenario(tmp_path / "tiny.yaml", iters=3)
-    result = cli("run", str(path), "--out", str(tmp_path / "run"), "--no-fidelity")
-    assert result.returncode == 0, result.stderr[-2000:]
-    record = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
+telemetry_sweep = shared_sweep(  # run with the other shared sweeps (tests/shared_sweeps.py)
+    "telemetry_sweep",
+    {
+        "tiny.yaml": TINY.format(
+            name="tiny", model="tiny-gpt2", precision="[fp32]", batch="[1]", iters=3, min_time=0.0, timeout=120
+        )
+    },
+    "--no-fidelity",
+    timeout_s=300,
+)
+
+
+def test_cpu_sweep_record_has_telemetry(telemetry_sweep):
+    record = json.loads((telemetry_sweep.check().out / "results.jsonl").read_text().splitlines()[0])
     e = record["telemetry"]["energy"]
     assert e["units"] == {
         "output_tokens": record["metrics"]["latency_s"]["count"] * 4,

@@ -5,24 +5,20 @@ weights."""
 from __future__ import annotations
 
 import textwrap
-import time
 
 import pytest
 
 from bench.results import read_records
 
-from conftest import covering, run_cli
+from conftest import run_cli
+from shared_sweeps import shared_sweep
 
 SWEEP_TIMEOUT_S = 600
-pytestmark = covering(SWEEP_TIMEOUT_S)  # the module fixture's sweep
 
-
-@pytest.fixture(scope="module")
-def sd_run(tmp_path_factory):
-    """(records by (backend, precision), the test's own wall time around the sweep)."""
-    d = tmp_path_factory.mktemp("sd")
-    (d / "s.yaml").write_text(
-        textwrap.dedent("""
+tiny_sd = shared_sweep(  # run with the other shared sweeps (tests/shared_sweeps.py)
+    "tiny_sd",
+    {
+        "s.yaml": textwrap.dedent("""
         name: tiny-sd
         task: text-to-image
         model: {name: tiny-sd}
@@ -38,12 +34,17 @@ def sd_run(tmp_path_factory):
         workload: {height: 32, width: 32, num_inference_steps: 3, guidance_scale: 7.5}
         measure: {warmup: 1, min_iterations: 3, min_time_s: 0, timeout_s: 180, max_cv: 10.0}
         """)
-    )
-    t0 = time.perf_counter()
-    proc = run_cli("run", str(d / "s.yaml"), "--out", str(d / "run"), timeout=SWEEP_TIMEOUT_S)
-    wall_s = time.perf_counter() - t0  # a second clock, the test's own, around the whole sweep
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {(r.backend, r.precision): r for r in read_records(d / "run" / "results.jsonl")}, wall_s
+    },
+    timeout_s=SWEEP_TIMEOUT_S,
+    workers=7,  # three exported graphs, a compiled UNet, a 4-step pipeline per call
+)
+
+
+@pytest.fixture(scope="module")
+def sd_run(tiny_sd):
+    """(records by (backend, precision), the test's own wall time around the sweep's CLI process)."""
+    run = tiny_sd.check().out
+    return {(r.backend, r.precision): r for r in read_records(run / "results.jsonl")}, tiny_sd.wall_s
 
 
 @pytest.fixture(scope="module")
