@@ -348,11 +348,8 @@ def main_columns(points: list[Point]) -> list[MetricColumn]:
     return [throughput_column(points), *(own or latency), *peak]
 
 
-def main_table(points: list[Point], baselines: Baselines) -> Table:
-    """One row per point of every run: the columns people decide on; the rest is in points_table."""
-    points = _sorted(points)
-    columns = [c for c in main_columns(points) if any(c.value(p) is not None for p in points)]
-    fidelity = any(ONE_MINUS_COSINE.value(p) is not None for p in points)
+def _point_rows(points: list[Point], baselines: Baselines, columns: list, fidelity: bool) -> tuple[list, list]:
+    """(header, rows) of one row per (sorted) point: keys, status, `columns`, ratios, [1 − cosine], repeats, note."""
     keys = _key_and_run_columns(points)
     show_repeats = any(len(p.records) > 1 for p in points)
     header = [
@@ -365,19 +362,27 @@ def main_table(points: list[Point], baselines: Baselines) -> Table:
         *(["repeats"] if show_repeats else []),
         "note",
     ]
-    rows = []
-    for p in points:
-        rows.append(
-            [
-                *[get(p) for _, get in keys],
-                status_cell(p),
-                *[c.cell(p) for c in columns],
-                *ratio_cells(p, baselines),
-                *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
-                *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []),
-                note_cell(p),
-            ]
-        )
+    rows = [
+        [
+            *[get(p) for _, get in keys],
+            status_cell(p),
+            *[c.cell(p) for c in columns],
+            *ratio_cells(p, baselines),
+            *([ONE_MINUS_COSINE.fmt(ONE_MINUS_COSINE.value(p))] if fidelity else []),
+            *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []),
+            note_cell(p),
+        ]
+        for p in points
+    ]
+    return header, rows
+
+
+def main_table(points: list[Point], baselines: Baselines) -> Table:
+    """One row per point of every run: the columns people decide on; the rest is in points_table."""
+    points = _sorted(points)
+    columns = [c for c in main_columns(points) if any(c.value(p) is not None for p in points)]
+    fidelity = any(ONE_MINUS_COSINE.value(p) is not None for p in points)
+    header, rows = _point_rows(points, baselines, columns, fidelity)
     return Table(header, rows, _baseline_notes(points, baselines))
 
 
@@ -388,29 +393,7 @@ def points_table(points: list[Point], baselines: Baselines) -> Table:
     columns = [
         c for c in (throughput_column(points), *metric_columns(points)) if any(c.value(p) is not None for p in points)
     ]
-    keys = _key_and_run_columns(points)
-    show_repeats = any(len(p.records) > 1 for p in points)
-    header = [
-        *[name for name, _ in keys],
-        "status",
-        *[c.header for c in columns],
-        "speedup",
-        "memory ratio",
-        *(["repeats"] if show_repeats else []),
-        "note",
-    ]
-    rows = []
-    for p in points:
-        rows.append(
-            [
-                *[get(p) for _, get in keys],
-                status_cell(p),
-                *[c.cell(p) for c in columns],
-                *ratio_cells(p, baselines),
-                *([f"{len(p.ok)}/{len(p.records)}"] if show_repeats else []),
-                note_cell(p),
-            ]
-        )
+    header, rows = _point_rows(points, baselines, columns, fidelity=False)
     notes = _baseline_notes(points, baselines)
     if any(
         p.lifetime_peak_bytes and p.peak_memory_bytes and p.lifetime_peak_bytes > 1.05 * p.peak_memory_bytes
