@@ -249,3 +249,54 @@ def test_generation_loop_is_rejected_for_another_task(tmp_path):
     (run,) = load_scenario(scenario).run_specs()
     with pytest.raises(ValueError, match="generation: loop is for text generation"):
         CompileBackend(run.backend_options).prepare(None, run, torch.device("cpu"))
+
+
+def test_freezing_reaches_inductor_and_keeps_hf_greedy_tokens(tmp_path, monkeypatch):
+    """`freezing: true` through the backend's own prepare(): inductor compiles the loop's step with the
+    parameters as constants (its generated code names them `_frozen_param…`, which it does only when freezing),
+    and the tokens are still HF greedy `generate`'s on the eager model."""
+    import torch._inductor.config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    from bench.backends.compile import CompileBackend
+    from bench.scenario import load_scenario
+
+    monkeypatch.setattr(inductor_config, "freezing", False)  # restored after the test: prepare() sets it
+    scenario = tmp_path / "gen.yaml"
+    scenario.write_text(
+        textwrap.dedent("""
+        name: gen
+        task: text-generation
+        model: {name: tiny-gpt2}
+        device: cpu
+        matrix: {backend: [compile], precision: [fp32], batch_size: [1]}
+        backend_options: {compile: {generation: loop, freezing: true}}
+        workload: {prompt_tokens: 6, new_tokens: 4}
+        """)
+    )
+    (run,) = load_scenario(scenario).run_specs()
+    model = _model("tiny-gpt2")
+    prepared = CompileBackend(run.backend_options).prepare(model, run, torch.device("cpu"))
+    assert prepared.details["freezing"] is True and isinstance(prepared.runnable, DecodeLoop)
+    ids = torch.randint(0, model.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(3))
+    eos = model.config.eos_token_id
+    with torch.inference_mode():
+        hf = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **_kwargs(eos))
+        out, code = run_and_get_code(prepared.runnable.generate, ids, torch.ones_like(ids), **_kwargs(eos))
+    assert torch.equal(out, hf), (out, hf)
+    assert code and any("_frozen_param" in c for c in code), code[0][:2000] if code else "no code generated"
+
+
+def test_freezing_is_refused_without_inductor(tmp_path):
+    from bench.backends.compile import CompileBackend
+
+    with pytest.raises(ValueError, match="freezing is inductor's"):
+        CompileBackend({"compiler": "aot_eager", "freezing": True}).prepare(None, None, torch.device("cpu"))
+    # HF generate's compiled step with freezing failed in inductor when measured: refused with the way out
+    reason = CompileBackend.unsupported_reason("text-generation", "fp32", "cpu", {"freezing": True})
+    assert reason and "use generation: loop" in reason
+    assert (
+        CompileBackend.unsupported_reason("text-generation", "fp32", "cpu", {"freezing": True, "generation": "loop"})
+        is None
+    )
+    assert CompileBackend.unsupported_reason("feature-extraction", "fp32", "cpu", {"freezing": True}) is None

@@ -35,6 +35,10 @@ class CompileOptions(BaseModel):
     # torch.compile's own `backend`: inductor generates kernels; aot_eager traces and runs the same graph
     # without code generation (tells dynamo's capture cost from inductor's, and compiles in seconds).
     compiler: Literal["inductor", "aot_eager"] = "inductor"
+    # inductor's `freezing` (torch._inductor.config.freezing): parameters become constants of the compiled graph,
+    # so inductor folds and pre-packs them (on the CPU its C++ GEMM templates under max-autotune need it). The
+    # weights must not change after the first call, which holds for inference; docs/backends.md.
+    freezing: bool = False
 
 
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # inductor modes that capture CUDA graphs on CUDA
@@ -120,14 +124,35 @@ class CompileBackend(Backend):
         QUANTIZE,
     )
 
+    @classmethod
+    def unsupported_reason(
+        cls, task: str, precision: str, device_type: str, options: dict[str, Any] | None = None
+    ) -> str | None:
+        reason = super().unsupported_reason(task, precision, device_type)
+        if reason is None and (options or {}).get("freezing") and (options or {}).get("generation") != "loop":
+            from bench.workloads import WORKLOADS
+            from bench.workloads.text_generation import TextGeneration
+
+            if issubclass(WORKLOADS[task], TextGeneration):
+                # Measured 2026-12-01 (torch 2.13, transformers 5.24, CPU): HF generate's compiled decode step
+                # built with freezing fails in its first call ("index out of bounds" in the fused KV-cache
+                # update kernel), in default and max-autotune mode; the bench loop compiles the same model fine.
+                return (
+                    "compile option freezing with HF generate's compiled decode step fails in inductor (index out "
+                    "of bounds in the fused cache update); use generation: loop"
+                )
+        return reason
+
     def prepare(self, model: Any, run: Any, device: Any) -> Prepared:
         import torch
 
         from bench.workloads import WORKLOADS
         from bench.workloads.text_generation import TextGeneration
 
-        workload = WORKLOADS[run.task]
         opts: CompileOptions = self.options
+        if opts.freezing and opts.compiler != "inductor":
+            raise ValueError(f"compile option freezing is inductor's; compiler {opts.compiler} has none")
+        workload = WORKLOADS[run.task]
         if opts.mode == "reduce-overhead" and device.type != "cuda":
             raise ValueError("compile mode reduce-overhead uses CUDA graphs: it needs a CUDA device")
         if opts.compiler != "inductor" and opts.mode != "default":
@@ -135,6 +160,10 @@ class CompileBackend(Backend):
         if opts.generation == "loop" and not issubclass(workload, TextGeneration):
             raise ValueError(f"compile option generation: loop is for text generation, not {run.task}")
         cache_dir = use_inductor_cache(opts.cache)
+        if opts.freezing:  # read when inductor compiles (the first call); this worker process runs one point
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
         prepared = prepare_torch(model, run)  # quantize first: compile the int8 model
         mode = None if opts.compiler != "inductor" else opts.mode
         prepared.details.update(
@@ -142,6 +171,7 @@ class CompileBackend(Backend):
                 "compiler": opts.compiler,
                 "compile_mode": opts.mode,
                 "fullgraph": opts.fullgraph,
+                "freezing": opts.freezing,
                 "dynamic": False,
                 "inductor_cache": opts.cache,
                 "inductor_cache_dir": cache_dir,
