@@ -93,9 +93,17 @@ test-deps:
 	    || echo "test-deps: could not install chromium: the headless-browser test will skip" >&2; \
 	else echo "test-deps: $(CHROMIUM) absent and apt-get (as root) unavailable: the headless-browser test will skip" >&2; fi
 
-# --durations: the slowest tests, to keep the suite's wall time in view.
+# Two phases (docs/testing.md, "Two phases"): every test but the `serial` ones, TEST_WORKERS at a time (pytest-xdist,
+# a module per worker: module fixtures run once; one torch thread per process, so two workers do not oversubscribe
+# two cores), then the `serial` ones alone (the shared sweeps, which use both cores, and the tests whose timing
+# another test beside them would move). --durations: the slowest of each phase.
+TEST_WORKERS ?= 2
 test: install test-deps
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q --durations=15
+	@export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -m "not serial" -n $(TEST_WORKERS) --dist loadscope --durations=15; parallel=$$?; \
+	$(PY) -m pytest -q -m serial --durations=15; serial=$$?; \
+	echo "make test: parallel phase exit $$parallel, serial phase exit $$serial"; \
+	[ $$parallel -eq 0 ] && [ $$serial -eq 0 ]
 
 # The unit tests only: no CLI process, no sweep, no worker subprocess (tests/markers.py marks them; docs/design.md, "Tests").
 test-fast: install

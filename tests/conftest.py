@@ -103,6 +103,18 @@ def pytest_collection_modifyitems(config, items):
     shared_s = shared_sweeps.timeout_s(items)
     for item in items:
         if set(shared_sweeps.needed([item])):
+            # the shared sweeps run two at a time (both cores) and their tests bound throughput by a second
+            # clock: `make test` runs them alone, after the rest (docs/testing.md, "Two phases")
+            item.add_marker(pytest.mark.serial)
             own = item.get_closest_marker("timeout")
             own_s = own.args[0] if own and own.args else 300
             item.add_marker(pytest.mark.timeout(own_s + shared_s))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each shared sweep's own wall clock, beside --durations (where the whole batch is one test's set-up)."""
+    done = shared_sweeps._DONE
+    if done:
+        terminalreporter.write_sep("-", "shared sweeps (wall s, two at a time)")
+        for name, swept in sorted(done.items(), key=lambda kv: -kv[1].wall_s):
+            terminalreporter.write_line(f"{swept.wall_s:7.1f}  {name} (exit {swept.proc.returncode})")

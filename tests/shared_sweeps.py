@@ -110,7 +110,10 @@ def _run(sweep: Sweep, d: Path) -> Swept:
         (d / file_name).write_text(text)
         files.append(file_name if sweep.in_dir else str(d / file_name))
     out = "run" if sweep.in_dir else str(d / "run")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **sweep.env)
+    # one torch thread per lane: two 2-thread workers on two cores spend their time in each other's OpenMP
+    # barriers (a tiny-sd call 3x slower, its first call up to 40x, measured 2026-12-01; docs/testing.md)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(sweep.env)
     if sweep.pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([*sweep.pythonpath, *filter(None, [env.get("PYTHONPATH")])])
     t0 = time.perf_counter()

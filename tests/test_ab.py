@@ -86,6 +86,7 @@ def test_ab_bad_options_are_one_line_exit_2(tmp_path, args, words):
     assert "Traceback" not in proc.stderr and not (tmp_path / "ab" / "baseline" / "results.jsonl").exists()
 
 
+@pytest.mark.serial  # two interleaved rounds: a neighbour's load on one arm outweighs the knob
 def test_ab_then_compare_end_to_end(tmp_path):
     """Real workers: the knob on the current arm only, both arms' records in rounds, compared as pairs."""
     scen = tiny_scenario(tmp_path / "t.yaml", iters=10)

@@ -172,6 +172,7 @@ def test_knob_off_leaves_the_runnable_alone(monkeypatch):
     assert "injected_slowdown" not in prepared.details
 
 
+@pytest.mark.serial  # the gate must tell the knob's slowdown from this machine's noise
 def test_tiny_sweep_with_the_knob_and_the_gate(tmp_path):
     """A real sweep: the knob reaches the worker and says so in every record and in environment.json; the gate
     runs on real records and warns about the knob."""

@@ -415,6 +415,7 @@ def test_bound_rule():
 # --- records and reports ---------------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # achieved bandwidth over a calibration: both must see the same machine
 @covering(CALIBRATE_TIMEOUT_S, RUN_TIMEOUT_S)
 def test_gpt2_decode_run_gets_an_efficiency(quick_calibration, tmp_path, monkeypatch):
     """The real GPT-2 small config (random weights), batch 1, 8-token prompt, 4 new tokens, 3 calls."""

@@ -82,6 +82,7 @@ def requests_for(times, new_tokens=1, warmup=0):
     ]
 
 
+@pytest.mark.serial  # real sleeps against queueing theory: another test beside it moves the waits
 def test_harness_queueing_matches_md1_and_littles_law():
     """A fixed-service engine served one at a time through the real load generator, queue and policy: the
     waits match a FIFO server's (Lindley) for the times the requests were really sent, the mean wait matches
@@ -124,6 +125,7 @@ def test_harness_queueing_matches_md1_and_littles_law():
     assert not out.saturated
 
 
+@pytest.mark.serial  # real sleeps against queueing theory: another test beside it moves the waits
 def test_saturation_flagged_when_overloaded_not_when_idle():
     slo_spec = slo.SLOSpec({"e2e_p95_s": 0.05})
     common = dict(
@@ -151,6 +153,7 @@ def test_saturation_flagged_when_overloaded_not_when_idle():
     assert not out.saturated and out.meets_slo and not invalid
 
 
+@pytest.mark.serial  # real sleeps against queueing theory: another test beside it moves the waits
 def test_saturated_level_stops_sending_early():
     reqs = requests_for(arrivals.schedule("poisson", 200.0, 400, seed=1))
     level = run_level(POLICIES["none"](1, 0.0), FixedServiceEngine(0.02), reqs, abort_wait_s=0.2)
