@@ -213,7 +213,10 @@ def test_second_sweep_into_same_directory_is_refused(tmp_path):
 
     from conftest import REPO
 
-    path, out = _tiny(tmp_path), tmp_path / "out"
+    # the first sweep measures for 20 s, so it still holds the lock when the second CLI has started (a few
+    # seconds of imports; a 0-second sweep finished first on a busy machine and the second resumed it, exit 0)
+    path = _tiny(tmp_path, measure="{warmup: 1, min_iterations: 3, min_time_s: 20, timeout_s: 120}")
+    out = tmp_path / "out"
     first = subprocess.Popen(
         [sys.executable, "-m", "bench.cli", "run", str(path), "--out", str(out), "--no-fidelity"],
         cwd=REPO,

@@ -242,6 +242,22 @@ def test_points_across_runs_directly():
     assert re.search(r"onnxruntime fp32 · batch 4 \(b\) — 200\.0 sequences/s, 4\.00× the baseline's", text)
 
 
+def test_a_point_with_its_own_backend_options_gets_the_eager_baseline():
+    """A compile point from a scenario file with compile options (and no eager options) has eager fp32 of the
+    other file as its baseline; eager with default options wins over eager with options of its own."""
+    eager = record("eager", "fp32", 0, 50.0, 400, scenario="x")
+    tuned_eager = record("eager", "fp32", 0, 60.0, 400, scenario="z").model_copy(update={"backend_options": {"k": 1}})
+    loop = record("compile", "fp32", 0, 150.0, 400, scenario="y").model_copy(
+        update={"backend_options": {"generation": "loop", "freezing": True}}
+    )
+    points = group_points([tuned_eager, eager, loop], by_scenario=False, run="a")
+    baselines = Baselines(points, dict(DEFAULT_BASELINE))
+    by_records = {id(p.records[0]): p for p in points}
+    assert baselines.of(by_records[id(loop)]) is by_records[id(eager)]
+    text = markdown_verdict(verdict(points, baselines))
+    assert "3.00× the baseline's" in text, text  # 150 / 50, hand-computed
+
+
 def test_details_table_cold_costs_memory_and_fidelity_digits():
     from bench.report.tables import points_table
 

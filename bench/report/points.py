@@ -208,8 +208,23 @@ class Baselines:
         return baseline_key(point, self.baseline) == point.key
 
     def of(self, point: Point) -> Point | None:
-        """The measured baseline point, or None (none measured anywhere)."""
-        candidates = [p for p in self._by_key.get(baseline_key(point, self.baseline), []) if p.status == "ok"]
+        """The measured baseline point, or None (none measured anywhere). Backend options belong to their
+        backend: when the baseline is another backend, a point's options (compile's `generation: loop`, say)
+        say nothing about the baseline's, so any options of that backend match, its defaults first."""
+        key = baseline_key(point, self.baseline)
+        candidates = [p for p in self._by_key.get(key, []) if p.status == "ok"]
+        if not candidates and key.backend != point.key.backend:
+            defaults = _canonical({})
+            candidates = sorted(
+                (
+                    p
+                    for k, ps in self._by_key.items()
+                    if k.replace(backend_options=key.backend_options) == key
+                    for p in ps
+                    if p.status == "ok"
+                ),
+                key=lambda p: p.key.backend_options != defaults,
+            )
         same_run = [p for p in candidates if p.run == point.run]
         return (same_run or candidates or [None])[0]
 
