@@ -230,23 +230,26 @@ def test_report_names_the_loop_beside_the_efficiency(sweep, tmp_path):
     assert rows == {("fp32", "loop"), ("fp32", "generate")}, md
 
 
-def test_generation_loop_is_rejected_for_another_task(tmp_path):
-    from bench.backends.compile import CompileBackend
+def _compile_run(tmp_path, task: str, model: str, options: str, workload: str):
+    """The one RunSpec of a compile fp32 batch-1 scenario with these compile options."""
     from bench.scenario import load_scenario
 
-    scenario = tmp_path / "enc.yaml"
+    scenario = tmp_path / "s.yaml"
     scenario.write_text(
-        textwrap.dedent("""
-        name: enc
-        task: feature-extraction
-        model: {name: tiny-bert}
-        device: cpu
-        matrix: {backend: [compile], precision: [fp32], batch_size: [1]}
-        backend_options: {compile: {compiler: aot_eager, generation: loop}}
-        workload: {sequence_length: 8}
-        """)
+        f"name: s\ntask: {task}\nmodel: {{name: {model}}}\ndevice: cpu\n"
+        "matrix: {backend: [compile], precision: [fp32], batch_size: [1]}\n"
+        f"backend_options: {{compile: {options}}}\nworkload: {workload}\n"
     )
     (run,) = load_scenario(scenario).run_specs()
+    return run
+
+
+def test_generation_loop_is_rejected_for_another_task(tmp_path):
+    from bench.backends.compile import CompileBackend
+
+    run = _compile_run(
+        tmp_path, "feature-extraction", "tiny-bert", "{compiler: aot_eager, generation: loop}", "{sequence_length: 8}"
+    )
     with pytest.raises(ValueError, match="generation: loop is for text generation"):
         CompileBackend(run.backend_options).prepare(None, run, torch.device("cpu"))
 
@@ -259,22 +262,15 @@ def test_freezing_reaches_inductor_and_keeps_hf_greedy_tokens(tmp_path, monkeypa
     from torch._inductor.utils import run_and_get_code
 
     from bench.backends.compile import CompileBackend
-    from bench.scenario import load_scenario
 
     monkeypatch.setattr(inductor_config, "freezing", False)  # restored after the test: prepare() sets it
-    scenario = tmp_path / "gen.yaml"
-    scenario.write_text(
-        textwrap.dedent("""
-        name: gen
-        task: text-generation
-        model: {name: tiny-gpt2}
-        device: cpu
-        matrix: {backend: [compile], precision: [fp32], batch_size: [1]}
-        backend_options: {compile: {generation: loop, freezing: true}}
-        workload: {prompt_tokens: 6, new_tokens: 4}
-        """)
+    run = _compile_run(
+        tmp_path,
+        "text-generation",
+        "tiny-gpt2",
+        "{generation: loop, freezing: true}",
+        "{prompt_tokens: 6, new_tokens: 4}",
     )
-    (run,) = load_scenario(scenario).run_specs()
     model = _model("tiny-gpt2")
     prepared = CompileBackend(run.backend_options).prepare(model, run, torch.device("cpu"))
     assert prepared.details["freezing"] is True and isinstance(prepared.runnable, DecodeLoop)
