@@ -26,6 +26,11 @@ groups measured a minute or two apart.
 - Session noise: how much whole groups move beyond what their own repeats show (one-way random-effects
   estimate on the log latency at the gate's statistic of the A/A groups): the value to calibrate
   `session_noise` with.
+- --level-repeats L=N runs the groups of slowdown L with N repeats; --compare-repeats N compares only
+  repeats 0..N-1 of every point of each group. Workers run point by point, repeat by repeat, so those are
+  the worker runs `bench run --repeats N` makes (each a fresh process; the N-repeat side of a point then
+  spans the same minute or so). One set of 5-repeat groups thus gives the 5- and the 3-repeat comparisons
+  (not independent of each other: the 3 are part of the 5).
 
 On a shared machine each group first waits (up to --max-wait s) until other processes leave a core free:
 the worker needs one (OMP_NUM_THREADS=1). The report says how long it waited, how busy the cores were
@@ -39,6 +44,7 @@ Re-running with the same --out reuses every complete group or trial, so only the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -102,6 +108,20 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--extra-levels", default="", help="slowdowns with --extra-trials trials each")
     ap.add_argument("--extra-trials", type=int, default=10)
+    ap.add_argument(
+        "--level-repeats",
+        default="",
+        help="sequential: repeats for the groups of some slowdowns instead of --repeats, e.g. 0.3=3 (a +30%% "
+        "target at 3 repeats needs no 5-repeat groups)",
+    )
+    ap.add_argument(
+        "--compare-repeats",
+        type=int,
+        default=None,
+        help="sequential: compare only the first N repeats of every point of each group (a 5-repeat group's "
+        "repeats 0..N-1, point by point, are the worker runs `bench run --repeats N` makes); levels whose "
+        "groups have fewer are left out. Writes OUT/gate-quality-first<N>.{json,md}",
+    )
     ap.add_argument("--threads", default="1", help="OMP_NUM_THREADS for the workers ('' keeps torch's default)")
     ap.add_argument("--threshold", default=None, help="gate threshold (default: the gate's, 5%%)")
     ap.add_argument("--statistic", default=None, help="gate statistic (default: the gate's, p10)")
@@ -131,9 +151,15 @@ def parse_args() -> argparse.Namespace:
         "--plan",
         choices=("few-repeats",),
         default=None,
-        help="few-repeats: run three measurements into OUT/<design>-<R>: sequential (plain `bench run` "
-        "sides) with 3 and with 5 repeats, interleaved with 8 rounds, each at --levels (default here "
-        "0.10,0.30), then one table OUT/few-repeats.md (the targets of docs/gate.md, 'Few repeats')",
+        help="few-repeats: the targets of docs/gate.md, 'Few repeats', at --levels (default here 0.10,0.30): "
+        "plain `bench run` sides (OUT/sequential-5: 5-repeat baselines and +10%% groups, 3-repeat +30%% "
+        "groups; compared at 5 repeats and at the first 3 of every group) and interleaved 8 rounds "
+        "(OUT/interleaved-8); then one table OUT/few-repeats.md",
+    )
+    ap.add_argument(
+        "--plan-designs",
+        default="sequential,interleaved",
+        help="the designs --plan runs (comma-separated: sequential, interleaved)",
     )
     ap.add_argument(
         "--max-wait",
@@ -179,7 +205,7 @@ def run_group(
     group = out / "groups" / name
     timing_file = group / "timing.json"
     done = read_records(group / RESULTS_FILE) if (group / RESULTS_FILE).exists() else []
-    if len([r for r in done if r.status == "ok"]) == repeats and timing_file.exists():
+    if len([r for r in done if r.status == "ok"]) == repeats * len(BATCHES) and timing_file.exists():
         return json.loads(timing_file.read_text())
     shutil.rmtree(group, ignore_errors=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
@@ -213,7 +239,7 @@ def run_group(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     ok = [r for r in read_records(group / RESULTS_FILE) if r.status == "ok"] if (group / RESULTS_FILE).exists() else []
-    if len(ok) != repeats:
+    if len(ok) != repeats * len(BATCHES):
         raise SystemExit(f"group {name} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     timing = {
         "wall_s": wall,
@@ -227,7 +253,7 @@ def run_group(
     timing_file.write_text(json.dumps(timing) + "\n")
     print(
         f"  {name}: {wall:.0f} s (waited {waited:.0f} s, {busy:.1f} cores busy at start), CPU share "
-        f"{cpu / wall:.2f}, {timing['valid_repeats']}/{repeats} valid",
+        f"{cpu / wall:.2f}, {timing['valid_repeats']}/{repeats * len(BATCHES)} valid",
         flush=True,
     )
     return timing
@@ -252,7 +278,7 @@ def run_trial(
     trial = out / "trials" / f"t-{index:02d}"
     timing_file = trial / "timing.json"
     if timing_file.exists() and all(
-        len([r for r in read_records(trial / name / RESULTS_FILE) if r.status == "ok"]) == repeats
+        len([r for r in read_records(trial / name / RESULTS_FILE) if r.status == "ok"]) == repeats * len(BATCHES)
         for name, _ in arms
         if (trial / name / RESULTS_FILE).exists()
     ):
@@ -286,7 +312,7 @@ def run_trial(
     timing_file.write_text(json.dumps(timing) + "\n")
     print(
         f"  t-{index:02d} ({', '.join(n for n, _ in arms)}): {wall:.0f} s, CPU share {cpu / wall:.2f}, "
-        f"{valid}/{repeats * len(arms)} valid",
+        f"{valid}/{repeats * len(arms) * len(BATCHES)} valid",
         flush=True,
     )
     return timing
@@ -398,7 +424,7 @@ def knob_check(levels: list[float], threads: str, calls: int = 150) -> dict[str,
     return {f"{float(a):g}": float(b) for a, b in (line.split() for line in proc.stdout.split("\n") if line.strip())}
 
 
-def session_noise(out: Path, names: list[str], quantile: float) -> dict:
+def session_noise(out: Path, names: list[str], quantile: float, first: int | None = None) -> dict:
     """One-way random effects on y = log(latency at the gate's statistic) of each valid repeat, groups as the
     random factor:
     var(group means) = session² + within² / R, so session² = var(group means) − mean within-group var / R."""
@@ -407,7 +433,10 @@ def session_noise(out: Path, names: list[str], quantile: float) -> dict:
         recs = [
             r
             for r in read_records(out / "groups" / name / RESULTS_FILE)
-            if r.status == "ok" and r.valid is not False and r.batch_size == BATCHES[0]
+            if r.status == "ok"
+            and r.valid is not False
+            and r.batch_size == BATCHES[0]
+            and (first is None or r.repeat < first)
         ]
         y = [math.log(float(np.quantile(r.metrics.latency_s.samples, quantile))) for r in recs]
         if len(y) >= 2:
@@ -439,9 +468,17 @@ def report_head(started: datetime, load_before) -> dict:
     }
 
 
-def gate(out: Path, config, base: str, cur: str):
+def gate(out: Path, config, base: str, cur: str, first: int | None = None):
     groups = out / "groups"
-    return compare(load_side(str(groups / base)), load_side(str(groups / cur)), config)
+    return compare(side_of(groups / base, first), side_of(groups / cur, first), config)
+
+
+def side_of(path: Path, first: int | None):
+    """A group as a gate side; with `first`, only its repeats 0..first-1 of every point."""
+    side = load_side(str(path))
+    if first is not None:
+        side = dataclasses.replace(side, records=[r for r in side.records if r.repeat < first])
+    return side
 
 
 def outcome(c) -> str:
@@ -487,54 +524,74 @@ def summarize(results) -> dict:
     }
 
 
-PLAN = (("sequential", 3), ("sequential", 5), ("interleaved", 8))  # --plan few-repeats
+PLAN_DESIGNS = ("sequential", "interleaved")  # --plan few-repeats --plan-designs
 BATCHES = [1]  # the scenario's batch sizes (--batch-sizes); noise figures are read from the first
 
 
 def main_plan(args) -> None:
-    """Run the few-repeats plan (one invocation of this script per design, reusing finished work) and tabulate."""
+    """Run the few-repeats plan (invocations of this script, each reusing finished work) and tabulate.
+
+    Sequential: one set of groups in OUT/sequential-5, the baselines (a-i) and the +10% groups with 5 repeats,
+    the largest slowdown's groups (+30%) with 3 (its target is at 3 repeats). Compared twice: every repeat (5 a
+    side; +30% left out), and only the first 3 repeats of every point of each group (3 a side: what
+    `bench run --repeats 3` runs, worker by worker). Interleaved: 8 rounds of the arms a, a2 and one per
+    slowdown, paired."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     levels = args.levels if args.levels != "0.05,0.10" else "0.10,0.30"
+    level_list = [float(x) for x in levels.split(",")]
+    common = [
+        "--levels",
+        levels,
+        "--batch-sizes",
+        args.batch_sizes if args.batch_sizes != "1" else "1,2,4",
+        "--extra-levels",
+        "",
+        "--trials",
+        str(args.trials),
+        "--aa-pairs",
+        str(args.aa_pairs),
+        "--max-wait",
+        str(args.max_wait),
+        "--threads",
+        args.threads,
+    ]
+    runs = []  # (design label, repeats a side, command, report file, A/A key)
+    designs = [d.strip() for d in args.plan_designs.split(",") if d.strip()]
+    unknown = sorted(set(designs) - set(PLAN_DESIGNS))
+    if unknown:
+        raise SystemExit(f"--plan-designs: unknown {', '.join(unknown)} (choose from {', '.join(PLAN_DESIGNS)})")
+    if "sequential" in designs:
+        sub = out / "sequential-5"
+        big = f"{max(level_list):g}=3"  # the largest slowdown's target is at 3 repeats
+        seq = [*common, "--design", "sequential", "--repeats", "5", "--level-repeats", big, "--out", str(sub)]
+        first3 = [*seq, "--compare-repeats", "3"]
+        runs.append(("plain (`bench run` sides)", 3, first3, sub / "gate-quality-first3.json", "aa_chain"))
+        runs.append(("plain (`bench run` sides)", 5, seq, sub / "gate-quality.json", "aa_chain"))
+    if "interleaved" in designs:
+        sub = out / "interleaved-8"
+        cmd = [*common, "--design", "interleaved", "--repeats", "8", "--out", str(sub)]
+        runs.append(("interleaved (`bench ab`, paired)", 8, cmd, sub / "gate-quality.json", "aa_paired"))
     rows = [
         "| design | repeats a side | A/A: gate failed | "
-        + " | ".join(f"+{float(x):.0%}: gate failed (regression verdict)" for x in levels.split(","))
-        + " |",
-        "|---|---|---|" + "---|" * len(levels.split(",")),
+        + " | ".join(f"+{x:.0%}: gate failed (by a regression verdict)" for x in level_list)
+        + " | session noise | CPU share (min) |",
+        "|---|---|---|" + "---|" * len(level_list) + "---|---|",
     ]
-    for design, repeats in PLAN:
-        sub = out / f"{design}-{repeats}"
-        cmd = [
-            sys.executable,
-            __file__,
-            "--design",
-            design,
-            "--repeats",
-            str(repeats),
-            "--levels",
-            levels,
-            "--batch-sizes",
-            args.batch_sizes if args.batch_sizes != "1" else "1,2,4",
-            "--extra-levels",
-            "",
-            "--out",
-            str(sub),
-            "--max-wait",
-            str(args.max_wait),
-            "--threads",
-            args.threads,
-        ]
+    for label, repeats, cmd, report, aa_key in runs:
+        cmd = [sys.executable, __file__, *cmd]
         print("$ " + " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-        rep = json.loads((sub / "gate-quality.json").read_text())
-        aa = rep["aa_paired"] if design == "interleaved" else rep["aa_chain"]
+        rep = json.loads(report.read_text())
+        aa = rep[aa_key]
         cells = [f"{aa['gate_failed']}/{aa['comparisons']}"]
-        for x in levels.split(","):
-            p = rep["power"][f"{float(x):g}"]
-            cells.append(f"{p['gate_failed']}/{p['comparisons']} ({p.get('with_regression', '?')})")
-        rows.append(
-            f"| {design}{' (paired)' if design == 'interleaved' else ''} | {repeats} | " + " | ".join(cells) + " |"
-        )
+        for x in level_list:
+            p = rep["power"].get(f"{x:g}")
+            cells.append(f"{p['gate_failed']}/{p['comparisons']} ({p['with_regression']})" if p else "not run")
+        est = rep.get("session_noise_estimate") or {}
+        cells.append(_pct(est.get("session_sd")) if est else "-")
+        cells.append(f"{rep['cpu_share']['min']:.2f}")
+        rows.append(f"| {label} | {repeats} | " + " | ".join(cells) + " |")
     md = (
         "\n".join([f"Few-repeats plan, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}", ""] + rows)
         + "\n"
@@ -580,18 +637,33 @@ def main() -> None:
     if args.design == "interleaved":
         return main_interleaved(args, out, scenario, levels, config, knob, started, load_before, t0)
     order = schedule(args.aa_pairs, levels, args.seed)
-    print(f"{len(order)} groups of {args.repeats} repeats ({out / 'groups'})", flush=True)
-    timings = {
-        name: run_group(out, scenario, name, args.repeats, args.threads, level, args.max_wait) for name, level in order
+    level_repeats = {
+        float(k): int(v) for k, v in (item.split("=") for item in args.level_repeats.split(",") if item.strip())
     }
+
+    def group_repeats(level: float | None) -> int:
+        return level_repeats.get(level, args.repeats) if level else args.repeats
+
+    print(f"{len(order)} groups of {args.repeats} repeats ({out / 'groups'}); {level_repeats or ''}", flush=True)
+    timings = {
+        name: run_group(out, scenario, name, group_repeats(level), args.threads, level, args.max_wait)
+        for name, level in order
+    }
+    first = args.compare_repeats if args.compare_repeats not in (None, args.repeats) else None
+    if first is not None:
+        if first > args.repeats:
+            raise SystemExit(f"--compare-repeats {first} exceeds --repeats {args.repeats}")
+        levels = {lvl: n for lvl, n in levels.items() if group_repeats(lvl) >= first}
+    elif level_repeats:
+        levels = {lvl: n for lvl, n in levels.items() if group_repeats(lvl) >= args.repeats}
     wall_this_run = time.monotonic() - t0
 
     t1 = time.monotonic()
     n_aa = max([args.aa_pairs + 1] + list(levels.values()))
-    aa = [gate(out, config, f"a-{i:02d}", f"a-{i + 1:02d}") for i in range(args.aa_pairs)]
-    aa_all = [gate(out, config, f"a-{i:02d}", f"a-{j:02d}") for i, j in itertools.combinations(range(n_aa), 2)]
+    aa = [gate(out, config, f"a-{i:02d}", f"a-{i + 1:02d}", first) for i in range(args.aa_pairs)]
+    aa_all = [gate(out, config, f"a-{i:02d}", f"a-{j:02d}", first) for i, j in itertools.combinations(range(n_aa), 2)]
     power = {
-        level: [gate(out, config, f"a-{i:02d}", f"s{level:g}-{i:02d}") for i in range(trials)]
+        level: [gate(out, config, f"a-{i:02d}", f"s{level:g}-{i:02d}", first) for i in range(trials)]
         for level, trials in sorted(levels.items())
     }
     compare_wall = time.monotonic() - t1
@@ -602,7 +674,9 @@ def main() -> None:
         **report_head(started, load_before),
         "settings": {
             "design": "sequential",
-            "repeats": args.repeats,
+            "repeats": first or args.repeats,
+            "group_repeats": {"a": args.repeats, **{f"s{k:g}": v for k, v in level_repeats.items()}},
+            "compared": f"the first {first} repeats of every point of each group" if first else "every repeat",
             "threads": args.threads or "torch default",
             "threshold": config.threshold,
             "statistic": config.statistic,
@@ -621,9 +695,9 @@ def main() -> None:
         "started_busy": sum(t.get("busy_cores_at_start", 0.0) > (os.cpu_count() or 1) - 0.75 for t in timings.values()),
         "valid_repeats": {
             "valid": sum(t["valid_repeats"] for t in timings.values()),
-            "total": args.repeats * len(timings),
+            "total": sum(group_repeats(level) for _, level in order) * len(BATCHES),
         },
-        "session_noise_estimate": session_noise(out, [f"a-{i:02d}" for i in range(n_aa)], config.quantile),
+        "session_noise_estimate": session_noise(out, [f"a-{i:02d}" for i in range(n_aa)], config.quantile, first),
         "knob_check": knob,
         "aa_chain": summarize(aa),
         "aa_all_pairs": summarize(aa_all),
@@ -631,9 +705,10 @@ def main() -> None:
         "smallest_reliably_detected": min(reliable) if reliable else None,
         "timings": timings,
     }
-    (out / "gate-quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    stem = f"gate-quality-first{first}" if first else "gate-quality"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     md = to_markdown(report)
-    (out / "gate-quality.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     print(md)
 
 

@@ -1,0 +1,50 @@
+"""scripts/gate_quality.py's comparison of the first N repeats of a group (`--compare-repeats`): the gate must
+see exactly what a run with N repeats would have given it. Synthetic records (tests/gate_synth.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from bench.gate.compare import compare, load_side
+from bench.gate.config import GateConfig
+
+from gate_synth import run_of_points, write_run
+
+REPO = Path(__file__).resolve().parents[1]
+POINTS = [{"batch": 1}, {"batch": 2, "base": 0.03}, {"batch": 4, "base": 0.05}]
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("gate_quality", REPO / "scripts" / "gate_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gate_quality"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_first_repeats_are_what_a_shorter_run_gives(tmp_path):
+    gq = script()
+    base = run_of_points(POINTS, 5, 0.04, 0.05, 40, seed=3)
+    cur = run_of_points(POINTS, 5, 0.04, 0.05, 40, seed=4, factor=1.3)
+    groups = tmp_path / "groups"
+    write_run(groups / "a", base)
+    write_run(groups / "s", cur)
+    # The oracle: run directories holding only repeats 0..2, written independently of the script's filter.
+    write_run(tmp_path / "a3", [r for r in base if r.repeat in (0, 1, 2)])
+    write_run(tmp_path / "s3", [r for r in cur if r.repeat in (0, 1, 2)])
+
+    side = gq.side_of(groups / "a", 3)
+    assert sorted((r.batch_size, r.repeat) for r in side.records) == [(b, r) for b in (1, 2, 4) for r in range(3)]
+    config = GateConfig()
+    got = gq.gate(tmp_path, config, "a", "s", first=3)
+    want = compare(load_side(str(tmp_path / "a3")), load_side(str(tmp_path / "s3")), config)
+    assert got.exit_code == want.exit_code
+    assert [(c.key, c.metric.name, c.verdict, c.repeats, c.interval) for c in got.comparisons] == [
+        (c.key, c.metric.name, c.verdict, c.repeats, c.interval) for c in want.comparisons
+    ]
+    assert {c.repeats for c in got.comparisons if c.metric.name == "latency_s"} == {(3, 3)}
+    # All five repeats: a different comparison (the filter is not a no-op).
+    full = gq.gate(tmp_path, config, "a", "s")
+    assert {c.repeats for c in full.comparisons if c.metric.name == "latency_s"} == {(5, 5)}
