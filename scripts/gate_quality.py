@@ -153,13 +153,20 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="few-repeats: the targets of docs/gate.md, 'Few repeats', at --levels (default here 0.10,0.30): "
         "plain `bench run` sides (OUT/sequential-5: 5-repeat baselines and +10%% groups, 3-repeat +30%% "
-        "groups; compared at 5 repeats and at the first 3 of every group) and interleaved 8 rounds "
-        "(OUT/interleaved-8); then one table OUT/few-repeats.md",
+        "groups; compared at 5 repeats and at the first 3 of every group) and interleaved 8 rounds, "
+        "batch 1 (OUT/interleaved-8); then one table OUT/few-repeats.md",
     )
     ap.add_argument(
         "--plan-designs",
         default="sequential,interleaved",
         help="the designs --plan runs (comma-separated: sequential, interleaved)",
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="interleaved: start no new trial after this many seconds; compare the complete ones (the report "
+        "says 'partial: N of M trials'; a rerun with the same --out goes on from there)",
     )
     ap.add_argument(
         "--max-wait",
@@ -316,6 +323,12 @@ def run_trial(
         flush=True,
     )
     return timing
+
+
+def trial_complete(out: Path, index: int, arms: list[tuple[str, float | None]]) -> bool:
+    """Every arm of trial `index` on disk with as many ok records as its timing file says it ran."""
+    trial = out / "trials" / f"t-{index:02d}"
+    return (trial / "timing.json").exists() and all((trial / name / RESULTS_FILE).exists() for name, _ in arms)
 
 
 def trial_arms(i: int, levels: dict[float, int], aa_trials: int) -> list[tuple[str, float | None]]:
@@ -535,7 +548,7 @@ def main_plan(args) -> None:
     the largest slowdown's groups (+30%) with 3 (its target is at 3 repeats). Compared twice: every repeat (5 a
     side; +30% left out), and only the first 3 repeats of every point of each group (3 a side: what
     `bench run --repeats 3` runs, worker by worker). Interleaved: 8 rounds of the arms a, a2 and one per
-    slowdown, paired."""
+    slowdown, paired, one point (batch 1)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     levels = args.levels if args.levels != "0.05,0.10" else "0.10,0.30"
@@ -543,8 +556,6 @@ def main_plan(args) -> None:
     common = [
         "--levels",
         levels,
-        "--batch-sizes",
-        args.batch_sizes if args.batch_sizes != "1" else "1,2,4",
         "--extra-levels",
         "",
         "--trials",
@@ -565,12 +576,18 @@ def main_plan(args) -> None:
         sub = out / "sequential-5"
         big = f"{max(level_list):g}=3"  # the largest slowdown's target is at 3 repeats
         seq = [*common, "--design", "sequential", "--repeats", "5", "--level-repeats", big, "--out", str(sub)]
+        # Three points a run: pooling has the other points' repeats to use.
+        seq += ["--batch-sizes", args.batch_sizes if args.batch_sizes != "1" else "1,2,4"]
         first3 = [*seq, "--compare-repeats", "3"]
         runs.append(("plain (`bench run` sides)", 3, first3, sub / "gate-quality-first3.json", "aa_chain"))
         runs.append(("plain (`bench run` sides)", 5, seq, sub / "gate-quality.json", "aa_chain"))
     if "interleaved" in designs:
         sub = out / "interleaved-8"
-        cmd = [*common, "--design", "interleaved", "--repeats", "8", "--out", str(sub)]
+        # One point: a paired comparison's variance is its rounds' (nothing pooled), so more points would
+        # only add families and worker runs (4 arms × 8 rounds × 20 trials already).
+        cmd = [*common, "--design", "interleaved", "--repeats", "8", "--batch-sizes", "1", "--out", str(sub)]
+        if args.budget_s is not None:
+            cmd += ["--budget-s", f"{args.budget_s:g}"]
         runs.append(("interleaved (`bench ab`, paired)", 8, cmd, sub / "gate-quality.json", "aa_paired"))
     rows = [
         "| design | repeats a side | A/A: gate failed | "
@@ -591,6 +608,8 @@ def main_plan(args) -> None:
         est = rep.get("session_noise_estimate") or {}
         cells.append(_pct(est.get("session_sd")) if est else "-")
         cells.append(f"{rep['cpu_share']['min']:.2f}")
+        if rep.get("trials_planned", rep.get("trials")) != rep.get("trials"):
+            label += f" (partial: {rep['trials']} of {rep['trials_planned']} trials)"
         rows.append(f"| {label} | {repeats} | " + " | ".join(cells) + " |")
     md = (
         "\n".join([f"Few-repeats plan, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}", ""] + rows)
@@ -723,21 +742,27 @@ def main_interleaved(
     load_before,
     t0: float,
 ) -> None:
-    n_trials = max([args.aa_pairs] + list(levels.values()))
-    print(f"{n_trials} interleaved trials of {args.repeats} rounds ({out / 'trials'})", flush=True)
-    timings = {
-        f"t-{i:02d}": run_trial(
-            out, scenario, i, trial_arms(i, levels, args.aa_pairs), args.repeats, args.threads, args.max_wait
-        )
-        for i in range(n_trials)
-    }
+    planned = max([args.aa_pairs] + list(levels.values()))
+    print(f"{planned} interleaved trials of {args.repeats} rounds ({out / 'trials'})", flush=True)
+    timings = {}
+    for i in range(planned):
+        arms = trial_arms(i, levels, args.aa_pairs)
+        if args.budget_s is not None and time.monotonic() - t0 > args.budget_s and not trial_complete(out, i, arms):
+            print(f"budget of {args.budget_s:.0f} s spent: {i} of {planned} trials complete", flush=True)
+            break
+        timings[f"t-{i:02d}"] = run_trial(out, scenario, i, arms, args.repeats, args.threads, args.max_wait)
+    n_trials = len(timings)
+    if n_trials < 2:
+        raise SystemExit(f"{n_trials} complete trial(s): nothing to compare yet")
+    levels = {level: min(trials, n_trials) for level, trials in levels.items()}
+    aa_pairs = min(args.aa_pairs, n_trials)
     wall_this_run = time.monotonic() - t0
 
     def side(i: int, arm: str):
         return load_side(str(out / "trials" / f"t-{i:02d}" / arm))
 
     t1 = time.monotonic()
-    aa = [compare(side(i, "a"), side(i, "a2"), config) for i in range(args.aa_pairs)]
+    aa = [compare(side(i, "a"), side(i, "a2"), config) for i in range(aa_pairs)]
     power = {
         level: [compare(side(i, "a"), side(i, f"s{level:g}"), config) for i in range(trials)]
         for level, trials in sorted(levels.items())
@@ -768,6 +793,7 @@ def main_interleaved(
             "scenario": SCENARIO,
         },
         "trials": n_trials,
+        "trials_planned": planned,
         "runs": sum(len(trial_arms(i, levels, args.aa_pairs)) for i in range(n_trials)),
         "bench_wall_s": sum(t["wall_s"] for t in timings.values()),
         "wall_s_this_invocation": wall_this_run,
@@ -813,7 +839,12 @@ def interleaved_markdown(rep: dict) -> str:
         "",
         f"`{rep['command']}`",
         "",
-        f"{rep['trials']} trials, each one interleaved sweep of {s['repeats']} rounds over its arms ({rep['runs']} "
+        (
+            ""
+            if rep["trials"] == rep.get("trials_planned", rep["trials"])
+            else f"**Partial: {rep['trials']} of {rep['trials_planned']} trials** (--budget-s). "
+        )
+        + f"{rep['trials']} trials, each one interleaved sweep of {s['repeats']} rounds over its arms ({rep['runs']} "
         f"arm runs in all; tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS={s['threads']}); statistic {s['statistic']} "
         f"({s['combine']}), "
         f"threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} "
@@ -868,7 +899,9 @@ def to_markdown(rep: dict) -> str:
         "",
         f"`{rep['command']}`",
         "",
-        f"{rep['groups']} groups × {s['repeats']} repeats (tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS="
+        f"{rep['groups']} groups (repeats per group: "
+        f"{', '.join(f'{k}: {v}' for k, v in s.get('group_repeats', {'a': s['repeats']}).items())}; compared: "
+        f"{s.get('compared', 'every repeat')}, {s['repeats']} a side; tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS="
         f"{s['threads']}), statistic {s['statistic']}, threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}, "
         f"session_noise "
         f"{s['session_noise']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} min, comparisons "
