@@ -284,11 +284,7 @@ def run_trial(
 
     trial = out / "trials" / f"t-{index:02d}"
     timing_file = trial / "timing.json"
-    if timing_file.exists() and all(
-        len([r for r in read_records(trial / name / RESULTS_FILE) if r.status == "ok"]) == repeats * len(BATCHES)
-        for name, _ in arms
-        if (trial / name / RESULTS_FILE).exists()
-    ):
+    if trial_complete(out, index, arms, repeats):
         return json.loads(timing_file.read_text())
     shutil.rmtree(trial, ignore_errors=True)
     base = {"OMP_NUM_THREADS": threads} if threads else {}
@@ -325,10 +321,14 @@ def run_trial(
     return timing
 
 
-def trial_complete(out: Path, index: int, arms: list[tuple[str, float | None]]) -> bool:
-    """Every arm of trial `index` on disk with as many ok records as its timing file says it ran."""
+def trial_complete(out: Path, index: int, arms: list[tuple[str, float | None]], repeats: int) -> bool:
+    """Trial `index` finished: its timing file, and every arm with `repeats` ok records per point."""
     trial = out / "trials" / f"t-{index:02d}"
-    return (trial / "timing.json").exists() and all((trial / name / RESULTS_FILE).exists() for name, _ in arms)
+    return (trial / "timing.json").exists() and all(
+        (trial / name / RESULTS_FILE).exists()
+        and len([r for r in read_records(trial / name / RESULTS_FILE) if r.status == "ok"]) == repeats * len(BATCHES)
+        for name, _ in arms
+    )
 
 
 def trial_arms(i: int, levels: dict[float, int], aa_trials: int) -> list[tuple[str, float | None]]:
@@ -747,7 +747,8 @@ def main_interleaved(
     timings = {}
     for i in range(planned):
         arms = trial_arms(i, levels, args.aa_pairs)
-        if args.budget_s is not None and time.monotonic() - t0 > args.budget_s and not trial_complete(out, i, arms):
+        spent = args.budget_s is not None and time.monotonic() - t0 > args.budget_s
+        if spent and not trial_complete(out, i, arms, args.repeats):
             print(f"budget of {args.budget_s:.0f} s spent: {i} of {planned} trials complete", flush=True)
             break
         timings[f"t-{i:02d}"] = run_trial(out, scenario, i, arms, args.repeats, args.threads, args.max_wait)
