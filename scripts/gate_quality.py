@@ -66,6 +66,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.gate import stats  # noqa: E402
 from bench.gate.compare import compare, load_side  # noqa: E402
 from bench.gate.config import load_config, parse_statistic  # noqa: E402
 from bench.inject import ENV as INJECT_ENV  # noqa: E402
@@ -437,33 +438,36 @@ def knob_check(levels: list[float], threads: str, calls: int = 150) -> dict[str,
     return {f"{float(a):g}": float(b) for a, b in (line.split() for line in proc.stdout.split("\n") if line.strip())}
 
 
-def session_noise(out: Path, names: list[str], quantile: float, first: int | None = None) -> dict:
-    """One-way random effects on y = log(latency at the gate's statistic) of each valid repeat, groups as the
-    random factor:
-    var(group means) = session² + within² / R, so session² = var(group means) − mean within-group var / R."""
-    groups = []
-    for name in names:
-        recs = [
-            r
-            for r in read_records(out / "groups" / name / RESULTS_FILE)
-            if r.status == "ok"
-            and r.valid is not False
-            and r.batch_size == BATCHES[0]
-            and (first is None or r.repeat < first)
-        ]
-        y = [math.log(float(np.quantile(r.metrics.latency_s.samples, quantile))) for r in recs]
-        if len(y) >= 2:
-            groups.append(y)
-    if len(groups) < 3:
-        return {"groups": len(groups), "session_sd": None}
-    means = [statistics.fmean(g) for g in groups]
-    within = statistics.fmean(statistics.variance(g) / len(g) for g in groups)
-    between = statistics.variance(means)
+def session_noise(aa, aa_all) -> dict:
+    """The `session_noise` these A/A comparisons call for: bench.gate.stats.calibrate_session_noise over the
+    gate's own estimates of every time metric at every point (how much more the log ratios spread than the
+    variances the gate gave them say), from the neighbours (a-i vs a-(i+1), what the A/A rows test) and from all
+    pairs (up to the whole session apart). Also: the spread of the gate's side statistic (log latency, first
+    batch size) over the groups, and of the A/A z-scores (log ratio / se) as compared."""
+
+    def estimates(results):
+        return [c.estimate for r in results for c in r.comparisons if c.metric.kind == "time" and c.estimate]
+
+    def z_sd(results):
+        z = [e.log_ratio / e.se for e in estimates(results) if e.se > 0]
+        return statistics.stdev(z) if len(z) > 1 else None
+
+    values, last = [], None
+    for r in aa:  # a-i vs a-(i+1): every group is a baseline once, the last one also a current side
+        for c in r.comparisons:
+            if c.metric.name == "latency_s" and c.key.batch_size == BATCHES[0] and c.baseline_value:
+                values.append(c.baseline_value)
+                last = c.current_value
+    logs = [math.log(v) for v in values + ([last] if last else [])]
     return {
-        "groups": len(groups),
-        "group_mean_sd": math.sqrt(between),
-        "within_sd_of_mean": math.sqrt(within),
-        "session_sd": math.sqrt(max(0.0, between - within)),
+        "method": "calibrate_session_noise (moments, Paule-Mandel) over the gate's A/A estimates of time metrics",
+        "estimates": len(estimates(aa)),
+        "session_sd": stats.calibrate_session_noise(estimates(aa)),
+        "session_sd_all_pairs": stats.calibrate_session_noise(estimates(aa_all)),
+        "z_sd": z_sd(aa),
+        "z_sd_all_pairs": z_sd(aa_all),
+        "groups": len(logs),
+        "group_statistic_sd": statistics.stdev(logs) if len(logs) > 1 else None,
     }
 
 
@@ -716,7 +720,7 @@ def main() -> None:
             "valid": sum(t["valid_repeats"] for t in timings.values()),
             "total": sum(group_repeats(level) for _, level in order) * len(BATCHES),
         },
-        "session_noise_estimate": session_noise(out, [f"a-{i:02d}" for i in range(n_aa)], config.quantile, first),
+        "session_noise_estimate": session_noise(aa, aa_all),
         "knob_check": knob,
         "aa_chain": summarize(aa),
         "aa_all_pairs": summarize(aa_all),
@@ -805,6 +809,8 @@ def main_interleaved(
             "total": args.repeats * sum(len(trial_arms(i, levels, args.aa_pairs)) for i in range(n_trials)),
         },
         "noise": paired_noise(out, n_trials, config.quantile),
+        # what the unpaired comparisons (a of trial i vs a of trial i+1) call for; the paired ones need none
+        "unpaired_session_noise_estimate": session_noise(aa_unpaired, []),
         "knob_check": knob,
         "aa_paired": summarize(aa),
         "aa_unpaired": summarize(aa_unpaired),
@@ -858,6 +864,8 @@ def interleaved_markdown(rep: dict) -> str:
         "Noise (log latency at the gate's statistic): single repeats of arm a spread "
         f"{_pct(noise['repeat_sd'])}, trial means of a {_pct(noise['trial_mean_sd'])}, the per-round difference "
         f"a2 − a {_pct(noise['round_diff_sd'])} ({noise['rounds']} rounds).",
+        "",
+        "Unpaired: " + _session_line(rep.get("unpaired_session_noise_estimate") or {}),
         "",
         "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
         "latency judged | verdicts over all metrics |",
@@ -956,12 +964,21 @@ def to_markdown(rep: dict) -> str:
 
 def _session_line(est: dict) -> str:
     if est.get("session_sd") is None:
-        return "Session noise: too few groups with 2 valid repeats to estimate."
+        return "Session noise: too few A/A estimates to calibrate."
+    spread = est.get("group_statistic_sd")
     return (
-        f"Session noise (log latency at the gate's statistic, {est['groups']} A/A groups): group means spread "
-        f"{est['group_mean_sd']:.2%}, their repeats account for {est['within_sd_of_mean']:.2%}, so whole groups "
-        f"move by about {est['session_sd']:.2%} beyond what their repeats show."
+        f"Session noise: the A/A comparisons' log ratios spread as if each side had moved by "
+        f"{est['session_sd']:.2%} beyond the variance the gate gave it (neighbours; all pairs: "
+        f"{_pct(est.get('session_sd_all_pairs'))}; bench.gate.stats.calibrate_session_noise over "
+        f"{est['estimates']} estimates of time metrics): the `session_noise` that calibrates the gate here. A/A "
+        f"z-scores (log ratio / se) as compared: sd {_num(est.get('z_sd'))} (all pairs "
+        f"{_num(est.get('z_sd_all_pairs'))}; 1 when calibrated). The gate's latency statistic spread "
+        f"{_pct(spread)} over the {est['groups']} baseline groups."
     )
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _change(ratio: float | None) -> str:

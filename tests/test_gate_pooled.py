@@ -250,3 +250,65 @@ def test_a_metric_the_current_run_lost_fails_the_gate(tmp_path):
     assert new.failures == [] and next(c for c in new.comparisons if c.metric.name == "tpot_s").reason == (
         "not measured in baseline"
     )
+
+
+# --- calibrating session_noise --------------------------------------------------------------------------
+
+
+def _estimate(log_ratio: float, var_each: float, repeats: int = 5, paired: bool = False) -> stats.RatioEstimate:
+    return stats.RatioEstimate(
+        log_ratio=log_ratio,
+        se=math.sqrt(2 * var_each),
+        df=2 * repeats - 2,
+        var_baseline=var_each,
+        var_current=var_each,
+        repeats_baseline=repeats,
+        repeats_current=repeats,
+        paired=paired,
+    )
+
+
+def test_session_noise_calibration_by_hand():
+    """Equal variances and (practically) infinite degrees of freedom: mean l² = v + 2σ², so σ² = (mean l² − v)/2.
+    l = ±0.05 and v = 0.00045 a side (0.0009 the pair): σ² = (0.0025 − 0.0009)/2 = 0.0008, σ = 2.828%."""
+    rows = [_estimate(s * 0.05, 0.00045, repeats=10**6) for s in (1, -1, 1, -1)]
+    assert stats.calibrate_session_noise(rows) == pytest.approx(math.sqrt(0.0008), abs=1e-5)
+    # not over-dispersed: 0; paired estimates (no session term) and too few left: None
+    assert stats.calibrate_session_noise([_estimate(s * 0.01, 0.00045, repeats=10**6) for s in (1, -1)]) == 0.0
+    assert stats.calibrate_session_noise([_estimate(0.05, 0.00045, paired=True)] * 5) is None
+
+
+def test_session_noise_calibration_recovers_a_known_shift():
+    """Log ratios drawn with the variances the gate reported plus 2σ² of session shift (σ = 3%), the t that
+    5 + 5 repeats give: the estimate lands near 3%, and near 0 without the shift (t with 8 df has heavy tails:
+    the mean of 4000 z² has an sd of about 0.04, which can read as a shift of up to ~1% at these variances)."""
+    rng = np.random.default_rng(7)
+    var = rng.uniform(0.0002, 0.002, 4000) / 2  # per side
+    df = 8
+
+    def draw(sigma):
+        t = rng.standard_t(df, var.size) * np.sqrt(2 * var)
+        return [_estimate(float(t[i] + rng.normal(0, math.sqrt(2) * sigma)), float(var[i])) for i in range(var.size)]
+
+    assert stats.calibrate_session_noise(draw(0.03)) == pytest.approx(0.03, rel=0.1)
+    assert stats.calibrate_session_noise(draw(0.0)) < 0.01
+
+
+def test_session_noise_from_the_gates_own_a_a_comparisons(tmp_path):
+    """The whole path: runs of 2 points whose every call a whole-run factor exp(N(0, 4%)) slows (what the repeats
+    of one run cannot show), compared A/A by the gate with default settings; the calibration from the gate's own
+    estimates of the time metrics recovers the injected 4%, and with it the A/A z-scores have unit spread."""
+    rng = np.random.default_rng(3)
+    points = [{"batch": 1, "base": 0.020}, {"batch": 2, "base": 0.030}]
+
+    def run(seed):
+        return scaled(run_of_points(points, 3, 0.03, 0.05, 30, seed=seed), float(np.exp(rng.normal(0, 0.04))))
+
+    estimates = []
+    for k in range(24):
+        res = compare(*sides(tmp_path / str(k), run(2 * k), run(2 * k + 1)), GateConfig())
+        estimates += [c.estimate for c in res.comparisons if c.metric.kind == "time" and c.estimate is not None]
+    sigma = stats.calibrate_session_noise(estimates)
+    assert sigma == pytest.approx(0.04, rel=0.35)
+    z = [e.log_ratio / math.sqrt(e.se**2 + 2 * sigma**2) for e in estimates]
+    assert 0.8 < float(np.std(z)) < 1.25

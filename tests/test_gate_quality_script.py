@@ -48,3 +48,32 @@ def test_first_repeats_are_what_a_shorter_run_gives(tmp_path):
     # All five repeats: a different comparison (the filter is not a no-op).
     full = gq.gate(tmp_path, config, "a", "s")
     assert {c.repeats for c in full.comparisons if c.metric.name == "latency_s"} == {(5, 5)}
+
+
+def test_session_noise_figures_read_the_gates_side_statistic(tmp_path):
+    """The script's session-noise figures come from the gate's A/A comparisons: the spread of the sides' latency
+    statistic is that of the pooled p10 of each group's batch-1 calls (computed here with numpy), and the
+    calibrated value is there (its known-answer tests: tests/test_gate_pooled.py)."""
+    import math
+    import statistics
+
+    import numpy as np
+
+    gq = script()
+    gq.BATCHES[:] = [1, 2, 4]
+    groups = tmp_path / "groups"
+    runs = [
+        run_of_points(POINTS, 3, 0.04, 0.05, 40, seed=10 + i, factor=float(f))
+        for i, f in enumerate((1, 1.05, 0.97, 1.02))
+    ]
+    for i, records in enumerate(runs):
+        write_run(groups / f"a-{i:02d}", records)
+    aa = [gq.gate(tmp_path, GateConfig(), f"a-{i:02d}", f"a-{i + 1:02d}") for i in range(3)]
+    est = gq.session_noise(aa, aa)
+    p10 = [
+        math.log(np.quantile(np.concatenate([r.metrics.latency_s.samples for r in recs if r.batch_size == 1]), 0.1))
+        for recs in runs
+    ]
+    assert est["groups"] == 4
+    assert est["group_statistic_sd"] == statistics.stdev(p10)
+    assert est["session_sd"] is not None and est["estimates"] == 3 * 3 * 3  # comparisons × points × time metrics

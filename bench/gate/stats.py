@@ -668,3 +668,48 @@ def family_level(p_values: list[float], alpha: float) -> tuple[float, int]:
         return alpha, 0
     k = benjamini_hochberg(p_values, alpha)
     return alpha * max(k, 1) / m, k
+
+
+# --- calibrating session_noise from A/A comparisons ---------------------------------------------------------
+
+
+def calibrate_session_noise(estimates: list[RatioEstimate]) -> float | None:
+    """The `session_noise` that makes the gate's own A/A comparisons as dispersed as it says they are: a moment
+    estimator of between-session heterogeneity (Paule & Mandel 1982, as random-effects meta-analysis uses it).
+
+    Each unpaired A/A estimate has log ratio l_i (true value 0) and the gate's variance v_i = var_b + var_c
+    (without any session term). With a shift of sd σ per session, l_i ~ t_{df_i(σ)} · sqrt(v_i + 2σ²), so
+    E[l_i² / (v_i + 2σ²)] = df_i / (df_i − 2). σ solves Σ l_i² / (v_i + 2σ²) = Σ df_i(σ) / (df_i(σ) − 2),
+    df_i(σ) the Welch–Satterthwaite degrees of freedom the gate gives with that session term; 0 when the
+    comparisons are not over-dispersed at σ = 0. Estimates with df ≤ 2 (no finite variance), paired ones (no
+    session term) and ones with no variance are left out; None with fewer than 2 left."""
+    rows = []
+    for e in estimates:
+        v = e.var_baseline + e.var_current
+        df_b = e.repeats_baseline - 1 + e.prior_df[0]
+        df_c = e.repeats_current - 1 + e.prior_df[1]
+        if e.paired or v <= 0 or welch_df(e.var_baseline, df_b, e.var_current, df_c) <= 2:
+            continue
+        rows.append((e.log_ratio * e.log_ratio, e.var_baseline, df_b, e.var_current, df_c))
+    if len(rows) < 2:
+        return None
+
+    def excess(s2: float) -> float:
+        total = 0.0
+        for l2, vb, db, vc, dc in rows:
+            df = welch_df(vb, db, vc, dc, known=2 * s2)
+            total += l2 / (vb + vc + 2 * s2) - (1.0 if math.isinf(df) else df / (df - 2))
+        return total
+
+    if excess(0.0) <= 0:
+        return 0.0
+    lo, hi = 0.0, max(l2 for l2, *_ in rows)  # at σ² = max l², every term l²/(v + 2σ²) < 1/2: excess < 0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if excess(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return math.sqrt(0.5 * (lo + hi))
