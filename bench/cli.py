@@ -416,6 +416,34 @@ def compare(
     raise typer.Exit(result.exit_code)
 
 
+@app.command("session-noise")
+def session_noise(
+    runs: list[str] = typer.Argument(..., metavar="RUN...", help="3 or more runs of the same code, oldest first"),
+    config: Optional[Path] = typer.Option(None, "--config", help="gate config file (its statistic, combine, ...)"),
+    baseline_dir: Optional[Path] = typer.Option(
+        None, "--baseline-dir", help="where saved baselines live (default baselines/)"
+    ),
+) -> None:
+    """Calibrate the gate's `session_noise` on this runner: compare each run with the next (A/A) and print the
+    shift per run that the gate's own variances miss, as a gate.yaml line (docs/gate.md, "Session noise")."""
+    from bench.gate import calibration
+    from bench.gate.compare import load_side
+    from bench.gate.config import load_config
+
+    found, results = calibration.calibrate([load_side(run, baseline_dir) for run in runs], load_config(config))
+    failed = sum(r.exit_code == 1 for r in results)
+    lines = [
+        f"{found.comparisons} A/A comparisons (each run with the next), {found.estimates} time-metric estimates.",
+        f"A/A z-scores (log ratio / se): sd {found.z_sd:.2f} without a session term, "
+        f"{found.z_sd_calibrated:.2f} with it (1 when calibrated); the gate failed {failed} of "
+        f"{found.comparisons} without it.",
+    ]
+    if found.comparisons < 5:
+        lines.append(f"Few comparisons ({found.comparisons}): a rough estimate; 10 or more runs pin it down.")
+    lines.append(found.gate_yaml)
+    out.print("\n".join(lines), markup=False, highlight=False)
+
+
 baseline_app = typer.Typer(no_args_is_help=True, help="Save and list baselines for `bench compare`.")
 app.add_typer(baseline_app, name="baseline")
 

@@ -66,7 +66,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.gate import stats  # noqa: E402
+from bench.gate import calibration  # noqa: E402
 from bench.gate.compare import compare, load_side  # noqa: E402
 from bench.gate.config import load_config, parse_statistic  # noqa: E402
 from bench.inject import ENV as INJECT_ENV  # noqa: E402
@@ -119,9 +119,10 @@ def parse_args() -> argparse.Namespace:
         "--compare-repeats",
         type=int,
         default=None,
-        help="sequential: compare only the first N repeats of every point of each group (a 5-repeat group's "
-        "repeats 0..N-1, point by point, are the worker runs `bench run --repeats N` makes); levels whose "
-        "groups have fewer are left out. Writes OUT/gate-quality-first<N>.{json,md}",
+        help="compare only the first N repeats: sequential, of every point of each group (a 5-repeat group's "
+        "repeats 0..N-1, point by point, are the worker runs `bench run --repeats N` makes; levels whose "
+        "groups have fewer are left out); interleaved, the first N rounds of every trial (what `bench ab "
+        "--rounds N` runs). Writes OUT/gate-quality-first<N>.{json,md}",
     )
     ap.add_argument("--threads", default="1", help="OMP_NUM_THREADS for the workers ('' keeps torch's default)")
     ap.add_argument("--threshold", default=None, help="gate threshold (default: the gate's, 5%%)")
@@ -154,7 +155,8 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="few-repeats: the targets of docs/gate.md, 'Few repeats', at --levels (default here 0.10,0.30): "
         "plain `bench run` sides (OUT/sequential-5: 5-repeat baselines and +10%% groups, 3-repeat +30%% "
-        "groups; compared at 5 repeats and at the first 3 of every group) and interleaved 8 rounds, "
+        "groups; compared at 5 repeats and at the first 3 of every group) and interleaved 8 rounds (also compared "
+        "at their first 5), "
         "batch 1 (OUT/interleaved-8); then one table OUT/few-repeats.md",
     )
     ap.add_argument(
@@ -439,19 +441,11 @@ def knob_check(levels: list[float], threads: str, calls: int = 150) -> dict[str,
 
 
 def session_noise(aa, aa_all) -> dict:
-    """The `session_noise` these A/A comparisons call for: bench.gate.stats.calibrate_session_noise over the
-    gate's own estimates of every time metric at every point (how much more the log ratios spread than the
-    variances the gate gave them say), from the neighbours (a-i vs a-(i+1), what the A/A rows test) and from all
-    pairs (up to the whole session apart). Also: the spread of the gate's side statistic (log latency, first
-    batch size) over the groups, and of the A/A z-scores (log ratio / se) as compared."""
-
-    def estimates(results):
-        return [c.estimate for r in results for c in r.comparisons if c.metric.kind == "time" and c.estimate]
-
-    def z_sd(results):
-        z = [e.log_ratio / e.se for e in estimates(results) if e.se > 0]
-        return statistics.stdev(z) if len(z) > 1 else None
-
+    """The `session_noise` these A/A comparisons call for (bench.gate.calibration, what `bench session-noise`
+    prints): from the neighbours (a-i vs a-(i+1), what the A/A rows test) and from all pairs (up to the whole
+    session apart); with the A/A z-scores' spread without and with it, and the spread of the gate's side
+    statistic (log latency, first batch size) over the groups."""
+    near, every = calibration.from_results(aa), calibration.from_results(aa_all)
     values, last = [], None
     for r in aa:  # a-i vs a-(i+1): every group is a baseline once, the last one also a current side
         for c in r.comparisons:
@@ -460,12 +454,13 @@ def session_noise(aa, aa_all) -> dict:
                 last = c.current_value
     logs = [math.log(v) for v in values + ([last] if last else [])]
     return {
-        "method": "calibrate_session_noise (moments, Paule-Mandel) over the gate's A/A estimates of time metrics",
-        "estimates": len(estimates(aa)),
-        "session_sd": stats.calibrate_session_noise(estimates(aa)),
-        "session_sd_all_pairs": stats.calibrate_session_noise(estimates(aa_all)),
-        "z_sd": z_sd(aa),
-        "z_sd_all_pairs": z_sd(aa_all),
+        "method": "bench.gate.calibration over the gate's unpaired A/A estimates of time metrics",
+        "estimates": near.estimates,
+        "session_sd": near.session_noise,
+        "session_sd_all_pairs": every.session_noise,
+        "z_sd": near.z_sd,
+        "z_sd_calibrated": near.z_sd_calibrated,
+        "z_sd_all_pairs": every.z_sd,
         "groups": len(logs),
         "group_statistic_sd": statistics.stdev(logs) if len(logs) > 1 else None,
     }
@@ -552,7 +547,8 @@ def main_plan(args) -> None:
     the largest slowdown's groups (+30%) with 3 (its target is at 3 repeats). Compared twice: every repeat (5 a
     side; +30% left out), and only the first 3 repeats of every point of each group (3 a side: what
     `bench run --repeats 3` runs, worker by worker). Interleaved: 8 rounds of the arms a, a2 and one per
-    slowdown, paired, one point (batch 1)."""
+    slowdown, paired, one point (batch 1); compared at 8 rounds and at the first 5 of every trial (what
+    `bench ab --rounds 5` runs)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     levels = args.levels if args.levels != "0.05,0.10" else "0.10,0.30"
@@ -589,10 +585,13 @@ def main_plan(args) -> None:
         sub = out / "interleaved-8"
         # One point: a paired comparison's variance is its rounds' (nothing pooled), so more points would
         # only add families and worker runs (4 arms × 8 rounds × 20 trials already).
-        cmd = [*common, "--design", "interleaved", "--repeats", "8", "--batch-sizes", "1", "--out", str(sub)]
-        if args.budget_s is not None:
-            cmd += ["--budget-s", f"{args.budget_s:g}"]
+        base = [*common, "--design", "interleaved", "--repeats", "8", "--batch-sizes", "1", "--out", str(sub)]
+        cmd = [*base, "--budget-s", f"{args.budget_s:g}"] if args.budget_s is not None else base
         runs.append(("interleaved (`bench ab`, paired)", 8, cmd, sub / "gate-quality.json", "aa_paired"))
+        # The first 5 rounds of the trials just run (a budget of 0 starts none): what `bench ab --rounds 5`
+        # runs; the 10% target is at 5 repeats.
+        first5 = [*base, "--budget-s", "0", "--compare-repeats", "5"]
+        runs.append(("interleaved (`bench ab`, paired)", 5, first5, sub / "gate-quality-first5.json", "aa_paired"))
     rows = [
         "| design | repeats a side | A/A: gate failed | "
         + " | ".join(f"+{x:.0%}: gate failed (by a regression verdict)" for x in level_list)
@@ -763,8 +762,14 @@ def main_interleaved(
     aa_pairs = min(args.aa_pairs, n_trials)
     wall_this_run = time.monotonic() - t0
 
+    # --compare-repeats N: rounds 0..N-1 of every trial (rounds run one after another, each over every arm in a
+    # random order), which is the sweep `bench ab --rounds N` makes.
+    first = args.compare_repeats if args.compare_repeats not in (None, args.repeats) else None
+    if first is not None and first > args.repeats:
+        raise SystemExit(f"--compare-repeats {first} exceeds --repeats {args.repeats}")
+
     def side(i: int, arm: str):
-        return load_side(str(out / "trials" / f"t-{i:02d}" / arm))
+        return side_of(out / "trials" / f"t-{i:02d}" / arm, first)
 
     t1 = time.monotonic()
     aa = [compare(side(i, "a"), side(i, "a2"), config) for i in range(aa_pairs)]
@@ -787,7 +792,8 @@ def main_interleaved(
         **report_head(started, load_before),
         "settings": {
             "design": "interleaved",
-            "repeats": args.repeats,
+            "repeats": first or args.repeats,
+            "compared": f"the first {first} rounds of every trial" if first else "every round",
             "threads": args.threads or "torch default",
             "threshold": config.threshold,
             "statistic": config.statistic,
@@ -819,9 +825,10 @@ def main_interleaved(
         "smallest_reliably_detected": min(reliable) if reliable else None,
         "timings": timings,
     }
-    (out / "gate-quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    stem = f"gate-quality-first{first}" if first else "gate-quality"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     md = interleaved_markdown(report)
-    (out / "gate-quality.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     print(md)
 
 
@@ -851,7 +858,8 @@ def interleaved_markdown(rep: dict) -> str:
             if rep["trials"] == rep.get("trials_planned", rep["trials"])
             else f"**Partial: {rep['trials']} of {rep['trials_planned']} trials** (--budget-s). "
         )
-        + f"{rep['trials']} trials, each one interleaved sweep of {s['repeats']} rounds over its arms ({rep['runs']} "
+        + f"{rep['trials']} trials, each one interleaved sweep over its arms (compared: "
+        f"{s.get('compared', 'every round')}, {s['repeats']} rounds; {rep['runs']} "
         f"arm runs in all; tiny-gpt2, 32+32 tokens, OMP_NUM_THREADS={s['threads']}); statistic {s['statistic']} "
         f"({s['combine']}), "
         f"threshold ±{s['threshold']:.0%}, FDR {s['alpha']:g}; benchmark wall time {rep['bench_wall_s'] / 60:.1f} "
@@ -964,16 +972,14 @@ def to_markdown(rep: dict) -> str:
 
 def _session_line(est: dict) -> str:
     if est.get("session_sd") is None:
-        return "Session noise: too few A/A estimates to calibrate."
-    spread = est.get("group_statistic_sd")
+        return "Session noise: too few unpaired A/A estimates to calibrate."
     return (
-        f"Session noise: the A/A comparisons' log ratios spread as if each side had moved by "
-        f"{est['session_sd']:.2%} beyond the variance the gate gave it (neighbours; all pairs: "
-        f"{_pct(est.get('session_sd_all_pairs'))}; bench.gate.stats.calibrate_session_noise over "
-        f"{est['estimates']} estimates of time metrics): the `session_noise` that calibrates the gate here. A/A "
-        f"z-scores (log ratio / se) as compared: sd {_num(est.get('z_sd'))} (all pairs "
-        f"{_num(est.get('z_sd_all_pairs'))}; 1 when calibrated). The gate's latency statistic spread "
-        f"{_pct(spread)} over the {est['groups']} baseline groups."
+        f"Session noise: `session_noise` {est['session_sd']:.2%} calibrates the gate on these A/A comparisons "
+        f"(neighbours; all pairs: {_pct(est.get('session_sd_all_pairs'))}; bench.gate.calibration over "
+        f"{est['estimates']} time-metric estimates, what `bench session-noise` prints): A/A z-scores (log ratio / "
+        f"se) spread {_num(est.get('z_sd'))} without it, {_num(est.get('z_sd_calibrated'))} with it (1 when "
+        f"calibrated; all pairs without: {_num(est.get('z_sd_all_pairs'))}). The gate's latency statistic "
+        f"spread {_pct(est.get('group_statistic_sd'))} over the {est['groups']} baseline sides."
     )
 
 

@@ -295,20 +295,23 @@ def test_session_noise_calibration_recovers_a_known_shift():
 
 
 def test_session_noise_from_the_gates_own_a_a_comparisons(tmp_path):
-    """The whole path: runs of 2 points whose every call a whole-run factor exp(N(0, 4%)) slows (what the repeats
-    of one run cannot show), compared A/A by the gate with default settings; the calibration from the gate's own
-    estimates of the time metrics recovers the injected 4%, and with it the A/A z-scores have unit spread."""
+    """The whole path, as a user calibrates a runner: 25 runs of 2 points whose every call a whole-run factor
+    exp(N(0, 4%)) slows (what the repeats of one run cannot show); `bench session-noise` compares each with the
+    next by the gate and recovers the injected 4%, and with it the A/A z-scores have unit spread."""
     rng = np.random.default_rng(3)
     points = [{"batch": 1, "base": 0.020}, {"batch": 2, "base": 0.030}]
+    runs = []
+    for k in range(25):
+        shift = float(np.exp(rng.normal(0, 0.04)))
+        runs.append(str(write_run(tmp_path / f"r{k:02d}", scaled(run_of_points(points, 3, 0.03, 0.05, 30, k), shift))))
+    proc = run_cli("session-noise", *runs)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("session_noise: ") and last.endswith("%")
+    assert float(last.split()[1].rstrip("%")) / 100 == pytest.approx(0.04, rel=0.35)
+    z = [line for line in proc.stdout.splitlines() if line.startswith("A/A z-scores")][0]
+    calibrated = float(z.split(" with it")[0].rsplit(", ", 1)[1])
+    assert 0.8 < calibrated < 1.25
 
-    def run(seed):
-        return scaled(run_of_points(points, 3, 0.03, 0.05, 30, seed=seed), float(np.exp(rng.normal(0, 0.04))))
-
-    estimates = []
-    for k in range(24):
-        res = compare(*sides(tmp_path / str(k), run(2 * k), run(2 * k + 1)), GateConfig())
-        estimates += [c.estimate for c in res.comparisons if c.metric.kind == "time" and c.estimate is not None]
-    sigma = stats.calibrate_session_noise(estimates)
-    assert sigma == pytest.approx(0.04, rel=0.35)
-    z = [e.log_ratio / math.sqrt(e.se**2 + 2 * sigma**2) for e in estimates]
-    assert 0.8 < float(np.std(z)) < 1.25
+    few = run_cli("session-noise", *runs[:2])
+    assert few.returncode == 2 and "at least 3 runs" in few.stderr and "Traceback" not in few.stderr

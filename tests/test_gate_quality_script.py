@@ -77,3 +77,4 @@ def test_session_noise_figures_read_the_gates_side_statistic(tmp_path):
     assert est["groups"] == 4
     assert est["group_statistic_sd"] == statistics.stdev(p10)
     assert est["session_sd"] is not None and est["estimates"] == 3 * 3 * 3  # comparisons × points × time metrics
+    assert est["z_sd_calibrated"] is not None
