@@ -218,7 +218,14 @@ def to_markdown(result: GateResult) -> str:
         f"- Intervals: {fmt_level(level)} Student-t intervals of the log ratio, standard error from a "
         f"hierarchical bootstrap ({cfg.bootstrap_resamples} resamples of the repeats, then of the calls "
         f"within each, seed {cfg.seed}), degrees of freedom from the repeats and the pooled noise (Welch)"
-        + (f", plus a calibrated session noise of {pct(cfg.session_noise)} per side." if cfg.session_noise else ".")
+        + (
+            f", plus a calibrated session noise of {pct(cfg.session_noise)} per side."
+            if cfg.session_noise
+            else ". No session noise (`session_noise: 0`): a shift of a whole run, which its own repeats cannot "
+            "show, is not in the unpaired intervals; `bench session-noise` calibrates it for a runner."
+            if any(c.estimate and not c.estimate.paired for c in result.comparisons)
+            else "."
+        )
         + (
             ' Points measured interleaved (`bench ab`, noted "paired") resample rounds, the same for both '
             "sides, with rounds − 1 degrees of freedom and no session noise."
