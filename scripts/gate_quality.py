@@ -122,7 +122,7 @@ def parse_args() -> argparse.Namespace:
         help="compare only the first N repeats: sequential, of every point of each group (a 5-repeat group's "
         "repeats 0..N-1, point by point, are the worker runs `bench run --repeats N` makes; levels whose "
         "groups have fewer are left out); interleaved, the first N rounds of every trial (what `bench ab "
-        "--rounds N` runs). Writes OUT/gate-quality-first<N>.{json,md}",
+        "--repeats N` runs). Writes OUT/gate-quality-first<N>.{json,md}",
     )
     ap.add_argument("--threads", default="1", help="OMP_NUM_THREADS for the workers ('' keeps torch's default)")
     ap.add_argument("--threshold", default=None, help="gate threshold (default: the gate's, 5%%)")
@@ -548,7 +548,7 @@ def main_plan(args) -> None:
     side; +30% left out), and only the first 3 repeats of every point of each group (3 a side: what
     `bench run --repeats 3` runs, worker by worker). Interleaved: 8 rounds of the arms a, a2 and one per
     slowdown, paired, one point (batch 1); compared at 8 rounds and at the first 5 of every trial (what
-    `bench ab --rounds 5` runs)."""
+    `bench ab --repeats 5` runs)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     levels = args.levels if args.levels != "0.05,0.10" else "0.10,0.30"
@@ -588,7 +588,7 @@ def main_plan(args) -> None:
         base = [*common, "--design", "interleaved", "--repeats", "8", "--batch-sizes", "1", "--out", str(sub)]
         cmd = [*base, "--budget-s", f"{args.budget_s:g}"] if args.budget_s is not None else base
         runs.append(("interleaved (`bench ab`, paired)", 8, cmd, sub / "gate-quality.json", "aa_paired"))
-        # The first 5 rounds of the trials just run (a budget of 0 starts none): what `bench ab --rounds 5`
+        # The first 5 rounds of the trials just run (a budget of 0 starts none): what `bench ab --repeats 5`
         # runs; the 10% target is at 5 repeats.
         first5 = [*base, "--budget-s", "0", "--compare-repeats", "5"]
         runs.append(("interleaved (`bench ab`, paired)", 5, first5, sub / "gate-quality-first5.json", "aa_paired"))
@@ -763,7 +763,7 @@ def main_interleaved(
     wall_this_run = time.monotonic() - t0
 
     # --compare-repeats N: rounds 0..N-1 of every trial (rounds run one after another, each over every arm in a
-    # random order), which is the sweep `bench ab --rounds N` makes.
+    # random order), which is the sweep `bench ab --repeats N` makes.
     first = args.compare_repeats if args.compare_repeats not in (None, args.repeats) else None
     if first is not None and first > args.repeats:
         raise SystemExit(f"--compare-repeats {first} exceeds --repeats {args.repeats}")
