@@ -435,7 +435,8 @@ def session_noise(
     lines = [
         f"{found.comparisons} A/A comparisons (each run with the next), {found.estimates} time-metric estimates.",
         f"A/A z-scores (log ratio / se): sd {found.z_sd:.2f} without a session term, "
-        f"{found.z_sd_calibrated:.2f} with it (1 when calibrated); the gate failed {failed} of "
+        f"{found.z_sd_calibrated:.2f} with it (about 1 when calibrated, a little more with few degrees of freedom); "
+        f"the gate failed {failed} of "
         f"{found.comparisons} without it.",
     ]
     if found.comparisons < 5:

@@ -339,9 +339,10 @@ def trial_arms(i: int, levels: dict[float, int], aa_trials: int) -> list[tuple[s
     return arms + [(f"s{level:g}", level) for level, trials in sorted(levels.items()) if i < trials]
 
 
-def paired_noise(out: Path, trials: int, quantile: float) -> dict:
+def paired_noise(out: Path, trials: int, quantile: float, first: int | None = None) -> dict:
     """What pairing removes: the sd (log, p-statistic latency) of single repeats of arm a across all rounds
-    of all trials, the sd of trial means of a (sessions), and the sd of the per-round log ratio a2/a."""
+    (with `first`, rounds 0..first-1) of all trials, the sd of trial means of a (sessions), and the sd of the
+    per-round log ratio a2/a."""
 
     def stat(rec):
         return math.log(float(np.quantile(rec.metrics.latency_s.samples, quantile)))
@@ -352,7 +353,7 @@ def paired_noise(out: Path, trials: int, quantile: float) -> dict:
         a = {
             r.pair: stat(r)
             for r in read_records(trial / "a" / RESULTS_FILE)
-            if r.status == "ok" and r.batch_size == BATCHES[0]
+            if r.status == "ok" and r.batch_size == BATCHES[0] and (first is None or r.repeat < first)
         }
         singles += list(a.values())
         if a:
@@ -361,7 +362,7 @@ def paired_noise(out: Path, trials: int, quantile: float) -> dict:
             a2 = {
                 r.pair: stat(r)
                 for r in read_records(trial / "a2" / RESULTS_FILE)
-                if r.status == "ok" and r.batch_size == BATCHES[0]
+                if r.status == "ok" and r.batch_size == BATCHES[0] and (first is None or r.repeat < first)
             }
             diffs += [a2[p] - a[p] for p in a if p in a2]
 
@@ -464,6 +465,32 @@ def session_noise(aa, aa_all) -> dict:
         "groups": len(logs),
         "group_statistic_sd": statistics.stdev(logs) if len(logs) > 1 else None,
     }
+
+
+def aa_spread(results) -> dict:
+    """Per batch size, how the A/A log ratios of latency_s spread (sd; their true value is 0) and the gate's
+    median standard error for them: a calibrated gate has the two about equal."""
+    by: dict[int, tuple[list[float], list[float]]] = {}
+    for r in results:
+        for c in r.comparisons:
+            if c.metric.name == "latency_s" and c.estimate is not None:
+                lr, se = by.setdefault(c.key.batch_size, ([], []))
+                lr.append(c.estimate.log_ratio)
+                se.append(c.estimate.se)
+    return {
+        str(b): {"log_ratio_sd": statistics.stdev(lr), "median_se": statistics.median(se), "comparisons": len(lr)}
+        for b, (lr, se) in sorted(by.items())
+        if len(lr) > 1
+    }
+
+
+def _spread_line(spread: dict) -> str:
+    if not spread:
+        return ""
+    cells = "; ".join(
+        f"batch {b}: {_pct(v['log_ratio_sd'])} (median se {_pct(v['median_se'])})" for b, v in spread.items()
+    )
+    return f"A/A log ratios of latency (sd over the comparisons; 0 is their true value): {cells}."
 
 
 def report_head(started: datetime, load_before) -> dict:
@@ -722,6 +749,7 @@ def main() -> None:
         "session_noise_estimate": session_noise(aa, aa_all),
         "knob_check": knob,
         "aa_chain": summarize(aa),
+        "aa_spread": aa_spread(aa),
         "aa_all_pairs": summarize(aa_all),
         "power": {f"{level:g}": summarize(rs) for level, rs in power.items()},
         "smallest_reliably_detected": min(reliable) if reliable else None,
@@ -814,11 +842,12 @@ def main_interleaved(
             "valid": sum(t["valid_repeats"] for t in timings.values()),
             "total": args.repeats * sum(len(trial_arms(i, levels, args.aa_pairs)) for i in range(n_trials)),
         },
-        "noise": paired_noise(out, n_trials, config.quantile),
+        "noise": paired_noise(out, n_trials, config.quantile, first),
         # what the unpaired comparisons (a of trial i vs a of trial i+1) call for; the paired ones need none
         "unpaired_session_noise_estimate": session_noise(aa_unpaired, []),
         "knob_check": knob,
         "aa_paired": summarize(aa),
+        "aa_spread": aa_spread(aa),
         "aa_unpaired": summarize(aa_unpaired),
         "power": {f"{level:g}": summarize(rs) for level, rs in power.items()},
         "power_unpaired": {f"{level:g}": summarize(rs) for level, rs in power_unpaired.items()},
@@ -874,6 +903,8 @@ def interleaved_markdown(rep: dict) -> str:
         f"a2 − a {_pct(noise['round_diff_sd'])} ({noise['rounds']} rounds).",
         "",
         "Unpaired: " + _session_line(rep.get("unpaired_session_noise_estimate") or {}),
+        "",
+        "Paired: " + _spread_line(rep.get("aa_spread") or {}),
         "",
         "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
         "latency judged | verdicts over all metrics |",
@@ -932,6 +963,8 @@ def to_markdown(rep: dict) -> str:
         "",
         _session_line(rep["session_noise_estimate"]),
         "",
+        _spread_line(rep.get("aa_spread") or {}),
+        "",
         "| test | knob's effect: in one process / gate's median estimate | comparisons | gate failed | "
         "latency judged | verdicts over all metrics |",
         "|---|---|---|---|---|---|",
@@ -977,8 +1010,9 @@ def _session_line(est: dict) -> str:
         f"Session noise: `session_noise` {est['session_sd']:.2%} calibrates the gate on these A/A comparisons "
         f"(neighbours; all pairs: {_pct(est.get('session_sd_all_pairs'))}; bench.gate.calibration over "
         f"{est['estimates']} time-metric estimates, what `bench session-noise` prints): A/A z-scores (log ratio / "
-        f"se) spread {_num(est.get('z_sd'))} without it, {_num(est.get('z_sd_calibrated'))} with it (1 when "
-        f"calibrated; all pairs without: {_num(est.get('z_sd_all_pairs'))}). The gate's latency statistic "
+        f"se) spread {_num(est.get('z_sd'))} without it, {_num(est.get('z_sd_calibrated'))} with it (about 1 when "
+        f"calibrated, a little more with few degrees of freedom; all pairs without: "
+        f"{_num(est.get('z_sd_all_pairs'))}). The gate's latency statistic "
         f"spread {_pct(est.get('group_statistic_sd'))} over the {est['groups']} baseline sides."
     )
 

@@ -78,3 +78,27 @@ def test_session_noise_figures_read_the_gates_side_statistic(tmp_path):
     assert est["group_statistic_sd"] == statistics.stdev(p10)
     assert est["session_sd"] is not None and est["estimates"] == 3 * 3 * 3  # comparisons × points × time metrics
     assert est["z_sd_calibrated"] is not None
+
+
+def test_aa_spread_is_the_sd_of_the_log_ratios(tmp_path):
+    """aa_spread: per batch size, the sample sd of the A/A comparisons' latency log ratios, each log ratio
+    recomputed here from the gate's two side values."""
+    import math
+    import statistics
+
+    gq = script()
+    groups = tmp_path / "groups"
+    for i in range(4):
+        write_run(groups / f"a-{i:02d}", run_of_points(POINTS, 3, 0.04, 0.05, 40, seed=20 + i))
+    aa = [gq.gate(tmp_path, GateConfig(), f"a-{i:02d}", f"a-{i + 1:02d}") for i in range(3)]
+    spread = gq.aa_spread(aa)
+    assert sorted(spread) == ["1", "2", "4"]
+    for b, got in spread.items():
+        lr = [
+            math.log(c.current_value / c.baseline_value)
+            for r in aa
+            for c in r.comparisons
+            if c.metric.name == "latency_s" and c.key.batch_size == int(b)
+        ]
+        assert got["comparisons"] == 3
+        assert math.isclose(got["log_ratio_sd"], statistics.stdev(lr), rel_tol=1e-12)
