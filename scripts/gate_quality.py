@@ -594,6 +594,15 @@ def main_plan(args) -> None:
         "--threads",
         args.threads,
     ]
+    # The gate's settings go to every invocation (a plan run with --statistic p2 compares with p2 throughout).
+    for flag, value in (
+        ("--statistic", args.statistic),
+        ("--combine", args.combine),
+        ("--session-noise", args.session_noise),
+        ("--threshold", args.threshold),
+    ):
+        if value is not None:
+            common += [flag, value]
     runs = []  # (design label, repeats a side, command, report file, A/A key)
     designs = [d.strip() for d in args.plan_designs.split(",") if d.strip()]
     unknown = sorted(set(designs) - set(PLAN_DESIGNS))
