@@ -425,7 +425,8 @@ def session_noise(
     ),
 ) -> None:
     """Calibrate the gate's `session_noise` on this runner: compare each run with the next (A/A) and print the
-    shift per run that the gate's own variances miss, as a gate.yaml line (docs/gate.md, "Session noise")."""
+    shift per run that the gate's own variances miss, as a gate.yaml line (docs/gate.md, "4. Calibrating
+    `session_noise`")."""
     from bench.gate import calibration
     from bench.gate.compare import load_side
     from bench.gate.config import load_config

@@ -25,7 +25,7 @@ class SessionNoise:
     session_noise: float | None  # sd of log shift per side; None: too few unpaired time estimates
     comparisons: int  # A/A comparisons used
     estimates: int  # unpaired time-metric estimates in them
-    z_sd: float | None  # sd of log ratio / se of those estimates without a session term (1 when calibrated)
+    z_sd: float | None  # sd of log ratio / se of those estimates without a session term (about 1 if calibrated)
     z_sd_calibrated: float | None  # the same with the estimated session term
 
     @property
