@@ -445,7 +445,8 @@ def session_noise(aa, aa_all) -> dict:
     """The `session_noise` these A/A comparisons call for (bench.gate.calibration, what `bench session-noise`
     prints): from the neighbours (a-i vs a-(i+1), what the A/A rows test) and from all pairs (up to the whole
     session apart); with the A/A z-scores' spread without and with it, and the spread of the gate's side
-    statistic (log latency, first batch size) over the groups."""
+    statistic (log latency, first batch size) over the groups, and that statistic group by group in run order
+    against the groups' median (a drift over the session shows as a run of like signs)."""
     near, every = calibration.from_results(aa), calibration.from_results(aa_all)
     values, last = [], None
     for r in aa:  # a-i vs a-(i+1): every group is a baseline once, the last one also a current side
@@ -464,6 +465,8 @@ def session_noise(aa, aa_all) -> dict:
         "z_sd_all_pairs": every.z_sd,
         "groups": len(logs),
         "group_statistic_sd": statistics.stdev(logs) if len(logs) > 1 else None,
+        # a-00, a-01, ... (the blocks run in that order): exp(log value − median log value) − 1.
+        "group_statistic_trail": [math.expm1(v - statistics.median(logs)) for v in logs] if logs else [],
     }
 
 
@@ -1023,6 +1026,13 @@ def _session_line(est: dict) -> str:
         f"calibrated, a little more with few degrees of freedom; all pairs without: "
         f"{_num(est.get('z_sd_all_pairs'))}). The gate's latency statistic "
         f"spread {_pct(est.get('group_statistic_sd'))} over the {est['groups']} baseline sides."
+        + (
+            " In run order (a-00, a-01, …), against their median: "
+            + ", ".join(f"{v:+.1%}" for v in est["group_statistic_trail"])
+            + " (a run of like signs is a drift that neighbours' calibration does not cover)."
+            if est.get("group_statistic_trail")
+            else ""
+        )
     )
 
 

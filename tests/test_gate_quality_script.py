@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.gate.compare import compare, load_side
 from bench.gate.config import GateConfig
 
@@ -76,6 +78,10 @@ def test_session_noise_figures_read_the_gates_side_statistic(tmp_path):
     ]
     assert est["groups"] == 4
     assert est["group_statistic_sd"] == statistics.stdev(p10)
+    # Run order, against the median of the four (hand: the median of four is the mean of the middle two).
+    mid = sum(sorted(p10)[1:3]) / 2
+    assert est["group_statistic_trail"] == pytest.approx([math.exp(v - mid) - 1 for v in p10], abs=1e-12)
+    assert "In run order (a-00, a-01, …)" in gq._session_line(est)
     assert est["session_sd"] is not None and est["estimates"] == 3 * 3 * 3  # comparisons × points × time metrics
     assert est["z_sd_calibrated"] is not None
 
